@@ -1,0 +1,180 @@
+"""The Python API that the CLI and the server both stand on.
+
+    >>> import seqlab
+    >>> run = seqlab.api.train(seqlab.config.build_config({}, ["model.arch=cnn", "train.epochs=2"]))
+    >>> pipe = seqlab.load(run)
+    >>> pipe.predict(["a gorgeous, witty film"])
+    [{'label': 'positive', 'probabilities': {'negative': 0.12, 'positive': 0.88}}]
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from seqlab import runs
+from seqlab.config import RunConfig, load_config
+from seqlab.data.readers import Example
+from seqlab.errors import SeqlabError
+from seqlab.models import build_classifier
+from seqlab.data.tokenize import PAD_ID
+from seqlab.tasks import classify
+
+log = logging.getLogger("seqlab")
+
+
+class ClassifierPipeline:
+    """A trained classifier: text in, label and probabilities out."""
+
+    def __init__(self, files: runs.RunFiles, model: nn.Module):
+        self.path = files.path
+        self.config = files.config
+        self.tokenizer = files.tokenizer
+        self.labels = files.labels
+        self.model = model.eval()
+
+    @property
+    def sigmoid(self) -> bool:
+        return self.config.model.head == "sigmoid"
+
+    def check_texts(self, texts: Sequence[str]) -> list[str]:
+        """One clear error for input a model cannot take: not text, empty, or absurdly long."""
+        if isinstance(texts, str):
+            texts = [texts]
+        limit = self.config.data.max_chars
+        for number, text in enumerate(texts, 1):
+            if not isinstance(text, str):
+                raise SeqlabError(f"input {number} is {type(text).__name__}, not text")
+            if not text.strip():
+                raise SeqlabError(f"input {number} is empty; give some text to classify")
+            if len(text) > limit:
+                raise SeqlabError(f"input {number} is {len(text):,} characters, over the limit of {limit:,} (data.max_chars)")
+        return list(texts)
+
+    def predict_proba(self, texts: Sequence[str]) -> torch.Tensor:
+        """(N, C) probabilities, columns in `self.labels` order."""
+        texts = self.check_texts(texts)
+        return classify.predict_proba(self.model, self.tokenizer, texts, self.config.tokenizer.max_length, self.sigmoid)
+
+    def predict(self, texts: Sequence[str] | str) -> list[dict]:
+        """[{"label": ..., "probabilities": {label: p, ...}}, ...] for each text."""
+        probs = self.predict_proba(texts)
+        return [
+            {
+                "label": self.labels[int(row.argmax())],
+                "probabilities": {name: round(float(p), 6) for name, p in zip(self.labels, row)},
+            }
+            for row in probs
+        ]
+
+    __call__ = predict
+
+    def evaluate(self, examples: Sequence[Example]) -> dict:
+        """Accuracy, macro-F1, confusion matrix and sentences/s on labelled examples."""
+        if not examples:
+            raise SeqlabError("no examples to evaluate")
+        return classify.evaluate_examples(
+            self.model, self.tokenizer, self.labels, examples, self.config.tokenizer.max_length, self.sigmoid
+        )
+
+    def attention(self, text: str) -> tuple[list[str], list[torch.Tensor]]:
+        """Tokens and per-layer (H, T, T) attention weights of one text (Transformer only)."""
+        (text,) = self.check_texts([text])
+        encoding = self.tokenizer.encode(text)
+        ids = encoding.ids[: self.config.tokenizer.max_length] or [1]
+        input_ids = torch.tensor([ids])
+        with torch.inference_mode():
+            out = self.model(input_ids, torch.ones_like(input_ids, dtype=torch.bool), need_weights=True)
+        if out.attentions is None:
+            raise SeqlabError(f"a {self.config.model.arch} model has no attention weights; use a transformer run")
+        tokens = encoding.tokens[: len(ids)]
+        if self.config.model.arch == "transformer" and self.config.model.pooling == "cls":
+            tokens = ["[CLS]"] + tokens
+        return tokens, [layer[0] for layer in out.attentions]
+
+
+def load(path: str | Path) -> ClassifierPipeline:
+    """Open a finished run folder; predictions equal those made right after training."""
+    files = runs.open_run(path)
+    model = build_classifier(files.config.model, files.tokenizer.get_vocab_size(), len(files.labels), PAD_ID)
+    runs.load_weights(model, files.path / runs.WEIGHTS)
+    return ClassifierPipeline(files, model)
+
+
+def train(cfg: RunConfig, *, resume: str | Path | None = None, progress: bool | None = None) -> Path:
+    """Train a classifier into a new run folder (or continue an unfinished one).
+
+    Every check on the data happens before the folder is created, so bad input leaves nothing
+    behind; a crash mid-training removes the folder unless it already holds a checkpoint.
+
+    Returns:
+        The run folder.
+    """
+    started = time.perf_counter()
+    tokenizer = labels = None
+    if resume is not None:
+        files = _resumable(Path(resume))
+        cfg, run_dir = files.config, files.path
+        tokenizer, labels = files.tokenizer, files.labels
+    splits = classify.load_splits(cfg)
+    if resume is None:
+        tokenizer, labels = classify.learn_vocabulary(cfg, splits.train)
+        run_dir = runs.start_run(cfg)
+        tokenizer.save(str(run_dir / runs.TOKENIZER))
+        runs.write_json(run_dir / runs.LABELS, labels)
+    prepared = time.perf_counter()
+    log.info("run folder %s: %d train / %d valid / %d test examples", run_dir, len(splits.train), len(splits.valid), len(splits.test))
+    try:
+        fitted = classify.fit_classifier(
+            cfg, splits.train, splits.valid, run_dir, tokenizer=tokenizer, labels=labels,
+            resume=resume is not None, progress=progress,
+        )
+    except BaseException:
+        if resume is None and not (run_dir / "checkpoints" / "last.ckpt").exists():
+            runs.discard_run(run_dir)
+        raise
+    if fitted.result.interrupted:
+        raise SeqlabError(f"training interrupted; continue it with `seqlab train --resume {run_dir}`")
+    _write_finished_run(run_dir, cfg, splits, fitted, started, prepared)
+    return run_dir
+
+
+def _resumable(run_dir: Path) -> runs.RunFiles:
+    if (run_dir / runs.WEIGHTS).exists():
+        raise SeqlabError(f"run {run_dir} already finished; train a new one instead of --resume")
+    if not (run_dir / "checkpoints" / "last.ckpt").exists():
+        raise SeqlabError(f"run {run_dir} has no checkpoints/last.ckpt to resume from")
+    cfg = load_config(run_dir / runs.CONFIG)
+    return runs.RunFiles(run_dir, cfg, runs.load_tokenizer(run_dir / runs.TOKENIZER), runs.read_labels(run_dir))
+
+
+def _write_finished_run(run_dir: Path, cfg: RunConfig, splits: classify.Splits, fitted: classify.Fitted,
+                        started: float, prepared: float) -> None:
+    sigmoid = cfg.model.head == "sigmoid"
+    max_length = cfg.tokenizer.max_length
+    metrics = {"best_" + cfg.train.monitor: fitted.result.best_score, "epochs": fitted.result.epochs}
+    for name in ("valid", "test"):
+        examples = getattr(splits, name)
+        if examples:
+            metrics[name] = classify.evaluate_examples(fitted.model, fitted.tokenizer, fitted.labels, examples, max_length, sigmoid)
+    runs.save_weights(fitted.model, run_dir / runs.WEIGHTS)
+    runs.write_json(run_dir / runs.METRICS, metrics)
+    runs.write_json(run_dir / runs.MANIFEST, {
+        "seed": cfg.train.seed,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "versions": runs.environment(),
+        "data": {
+            name: {"source": splits.sources[name], "examples": len(getattr(splits, name)),
+                   "sha256": runs.data_hash((ex.text, ex.label) for ex in getattr(splits, name))}
+            for name in ("train", "valid", "test")
+        },
+        "truncated": fitted.truncated,
+        "parameters": classify.count_parameters(fitted.model),
+        "timings": {"prepare_s": prepared - started, "train_s": fitted.result.seconds,
+                    "total_s": time.perf_counter() - started},
+    })

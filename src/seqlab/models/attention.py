@@ -1,0 +1,120 @@
+"""Attention: the one shared concept of every attention-based model in seqlab.
+
+Scaled dot-product attention (Vaswani et al., 2017) and multi-head attention live here and
+nowhere else. Every attention can return its weights; the fused PyTorch kernel is used only when
+the weights are not asked for, since it never materialises them.
+
+Masks follow one convention everywhere: a boolean tensor where True means "may attend".
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def scaled_dot_product_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    dropout: float = 0.0,
+    need_weights: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """softmax(Q Kᵀ / √d) V.
+
+    Args:
+        query: (B, H, Tq, D).
+        key: (B, H, Tk, D).
+        value: (B, H, Tk, Dv).
+        mask: boolean, broadcastable to (B, H, Tq, Tk); True = may attend. Every query row must
+            allow at least one key (padded *queries* still see the real keys, so this holds).
+        dropout: dropout on the attention weights (pass 0.0 at inference).
+        need_weights: also return the (B, H, Tq, Tk) weights; forces the readable path.
+
+    Returns:
+        (output (B, H, Tq, Dv), weights or None). Rows of the weights sum to 1 and masked keys
+        get exactly zero weight.
+    """
+    if not need_weights:
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout)
+        return out, None
+    scores = query @ key.transpose(-2, -1) / math.sqrt(query.size(-1))  # (B, H, Tq, Tk)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = scores.softmax(dim=-1)
+    out = F.dropout(weights, p=dropout) @ value  # (B, H, Tq, Dv)
+    return out, weights
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention: h heads each attend in a d_model/h subspace, then are mixed.
+
+    Self-attention when query, key and value are the same sequence; cross-attention when the
+    keys and values come from another one (an encoder's outputs).
+    """
+
+    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__()
+        if d_model % num_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by num_heads={num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = d_model // num_heads
+        self.dropout = dropout
+        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.shape
+        return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor | None = None,
+        value: torch.Tensor | None = None,
+        key_padding_mask: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Attend from `query` to `key`/`value` (default: self-attention).
+
+        Args:
+            query: (B, Tq, d_model).
+            key, value: (B, Tk, d_model); default to `query`.
+            key_padding_mask: (B, Tk) bool, True = real token; padded keys get zero weight.
+            attn_mask: (Tq, Tk) or (B, Tq, Tk) bool, True = may attend (e.g. a causal mask).
+            need_weights: also return the per-head weights (B, H, Tq, Tk).
+
+        Returns:
+            (output (B, Tq, d_model), weights or None).
+        """
+        key = query if key is None else key
+        value = key if value is None else value
+        q = self._split_heads(self.q_proj(query))
+        k = self._split_heads(self.k_proj(key))
+        v = self._split_heads(self.v_proj(value))
+        mask = combine_masks(key_padding_mask, attn_mask)
+        dropout = self.dropout if self.training else 0.0
+        out, weights = scaled_dot_product_attention(q, k, v, mask, dropout, need_weights)
+        batch, _, length, _ = out.shape
+        out = out.transpose(1, 2).reshape(batch, length, -1)  # (B, Tq, d_model)
+        return self.out_proj(out), weights
+
+
+def combine_masks(
+    key_padding_mask: torch.Tensor | None, attn_mask: torch.Tensor | None
+) -> torch.Tensor | None:
+    """Merge a (B, Tk) padding mask and a (Tq, Tk)/(B, Tq, Tk) mask into one (B|1, 1, Tq|1, Tk)."""
+    mask = None
+    if key_padding_mask is not None:
+        mask = key_padding_mask[:, None, None, :]  # (B, 1, 1, Tk)
+    if attn_mask is not None:
+        extra = attn_mask[None, None] if attn_mask.dim() == 2 else attn_mask[:, None]
+        mask = extra if mask is None else mask & extra
+    return mask

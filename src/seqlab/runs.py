@@ -1,0 +1,130 @@
+"""Run folders: what `train` writes and `load` reads.
+
+```
+runs/<name>/
+  config.yaml        the full resolved config (re-running it reproduces the run)
+  tokenizer.json     the vocabulary
+  labels.json        label names, index order
+  model.safetensors  the best weights (written last but one: its absence marks an unfinished run)
+  metrics.json       final evaluation
+  manifest.json      seed, package versions, data hash, timings
+  checkpoints/ logs/ for --resume and learning curves
+```
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer
+from torch import nn
+
+from seqlab.config import RunConfig, load_config, save_config
+from seqlab.data.tokenize import load_tokenizer
+from seqlab.errors import SeqlabError
+
+CONFIG, WEIGHTS, TOKENIZER, LABELS = "config.yaml", "model.safetensors", "tokenizer.json", "labels.json"
+METRICS, MANIFEST = "metrics.json", "manifest.json"
+
+
+def run_dir_for(cfg: RunConfig) -> Path:
+    name = cfg.name or f"{cfg.task}-{cfg.model.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path(cfg.output_dir) / name
+
+
+def start_run(cfg: RunConfig) -> Path:
+    """Create a fresh run folder and write its config; refuse to overwrite an existing run."""
+    run_dir = run_dir_for(cfg)
+    if run_dir.exists():
+        hint = "" if (run_dir / WEIGHTS).exists() else f", or continue it with --resume {run_dir}"
+        raise SeqlabError(f"run folder {run_dir} already exists; choose another name=...{hint}")
+    run_dir.mkdir(parents=True)
+    save_config(cfg, run_dir / CONFIG)
+    return run_dir
+
+
+def discard_run(run_dir: Path) -> None:
+    """Remove a run folder that failed before it held anything worth resuming."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def write_json(path: Path, payload: object) -> None:
+    """Write JSON through a temporary file, so a crash never leaves half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def save_weights(model: nn.Module, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp), metadata={"format": "pt"})
+    tmp.replace(path)
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    try:
+        state = load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types for corrupt files
+        raise SeqlabError(f"{path} is not a readable safetensors file ({err})") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise SeqlabError(f"{path} does not match the model in config.yaml (missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+
+def data_hash(texts_and_labels: Iterable[tuple[str, str]]) -> str:
+    """sha256 over the examples actually used, so a manifest pins the data, not just its name."""
+    digest = hashlib.sha256()
+    for text, label in texts_and_labels:
+        digest.update(text.encode("utf-8") + b"\t" + label.encode("utf-8") + b"\n")
+    return digest.hexdigest()
+
+
+def environment() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "platform": platform.platform()}
+    for package in ("seqlab", "torch", "lightning", "tokenizers", "torchmetrics", "safetensors"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+@dataclass
+class RunFiles:
+    """The parts of a finished classification run folder."""
+
+    path: Path
+    config: RunConfig
+    tokenizer: Tokenizer
+    labels: list[str]
+
+
+def open_run(path: str | Path) -> RunFiles:
+    """Read a run folder's config, tokenizer and labels, naming whatever is missing."""
+    run_dir = Path(path)
+    if not run_dir.is_dir():
+        raise SeqlabError(f"run folder {run_dir} does not exist; train one with `seqlab train classify ...`")
+    if not (run_dir / CONFIG).is_file():
+        raise SeqlabError(f"{run_dir} is not a seqlab run folder (no {CONFIG})")
+    if not (run_dir / WEIGHTS).is_file():
+        raise SeqlabError(f"run {run_dir} has no {WEIGHTS}: it did not finish; continue it with `seqlab train --resume {run_dir}`")
+    config = load_config(run_dir / CONFIG)
+    tokenizer = load_tokenizer(run_dir / TOKENIZER)
+    return RunFiles(run_dir, config, tokenizer, read_labels(run_dir))
+
+
+def read_labels(run_dir: Path) -> list[str]:
+    path = run_dir / LABELS
+    if not path.is_file():
+        raise SeqlabError(f"{path} is missing: the run folder has no label names")
+    return json.loads(path.read_text(encoding="utf-8"))

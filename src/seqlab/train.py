@@ -1,0 +1,129 @@
+"""The one training loop: Lightning's `Trainer`, set up the same way for every task.
+
+A task supplies a `LightningModule` (loss, metrics, optimiser) and data loaders; `fit` adds
+seeding, checkpoints (best + last, for `--resume`), early stopping on a validation metric,
+CSV and TensorBoard logs, and progress: a rich bar for a person at a terminal, one plain line
+per epoch otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from torch.utils.data import DataLoader
+
+from seqlab.config import TrainConfig
+
+log = logging.getLogger("seqlab")
+
+# Lightning's start-up chatter (GPU/TPU availability, "few workers" hints) says nothing a seqlab
+# user can act on: the data sets are small and in memory, so worker processes would only cost.
+for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+for _pattern in (".*does not have many workers.*", ".*smaller than the logging interval.*",
+                 ".*LeafSpec.*", ".*isinstance.*treespec.*", ".*Checkpoint directory .* exists.*"):
+    warnings.filterwarnings("ignore", _pattern)
+
+
+@dataclass
+class FitResult:
+    """What one call to `fit` did."""
+
+    best_checkpoint: Path | None
+    best_score: float | None
+    epochs: int
+    seconds: float
+    interrupted: bool
+
+
+class EpochLines(Callback):
+    """One plain log line per epoch: for logs, pipes and CI, where a live bar is noise."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        # Lightning 2 runs validation inside the training epoch, so both sets of metrics are in.
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if "_step" not in k}
+        shown = "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
+        log.info("epoch %d/%d  %s", trainer.current_epoch + 1, trainer.max_epochs, shown)
+
+
+def monitor_mode(metric: str) -> str:
+    return "min" if metric.endswith("loss") else "max"
+
+
+def fit(
+    module: L.LightningModule,
+    train_loader: DataLoader,
+    val_loader: DataLoader | None,
+    work_dir: Path,
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    progress: bool | None = None,
+    loggers: bool = True,
+) -> FitResult:
+    """Train `module` and leave the best weights loaded in it.
+
+    Args:
+        module: the task's LightningModule; it must log `cfg.monitor` during validation.
+        train_loader, val_loader: batches; without validation data the last epoch is kept and
+            early stopping is off.
+        work_dir: `checkpoints/` and `logs/` are written under it.
+        cfg: the training section of the run config.
+        resume: continue from `work_dir/checkpoints/last.ckpt` (model, optimiser, epoch, early
+            stopping state).
+        progress: rich progress bar; default: only when stdout is a terminal.
+        loggers: write CSV and TensorBoard logs (off for cross-validation folds).
+    """
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    interactive = sys.stdout.isatty() if progress is None else progress
+    monitor = cfg.monitor if val_loader is not None else "train_loss"
+    checkpoint = ModelCheckpoint(
+        dirpath=work_dir / "checkpoints", filename="best", monitor=monitor,
+        mode=monitor_mode(monitor), save_last=True, save_top_k=1, enable_version_counter=False,
+    )
+    callbacks: list[Callback] = [checkpoint, RichProgressBar(leave=True) if interactive else EpochLines()]
+    if val_loader is not None and cfg.patience:
+        callbacks.append(EarlyStopping(monitor=monitor, mode=monitor_mode(monitor), patience=cfg.patience))
+    logger_list = (
+        [CSVLogger(work_dir, name="logs", version=""), TensorBoardLogger(work_dir, name="logs", version="tensorboard")]
+        if loggers else False
+    )
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs,
+        accelerator="auto",
+        devices=1,
+        precision=cfg.precision,
+        gradient_clip_val=cfg.grad_clip,
+        callbacks=callbacks,
+        logger=logger_list,
+        log_every_n_steps=cfg.log_every_n_steps,
+        enable_progress_bar=interactive,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=work_dir,
+    )
+    last = work_dir / "checkpoints" / "last.ckpt"
+    started = time.perf_counter()
+    trainer.fit(module, train_loader, val_loader, ckpt_path=last if resume and last.exists() else None)
+    seconds = time.perf_counter() - started
+    best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
+    if best is not None and best.exists():
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+    score = checkpoint.best_model_score
+    return FitResult(
+        best_checkpoint=best,
+        best_score=float(score) if score is not None else None,
+        epochs=trainer.current_epoch,
+        seconds=seconds,
+        interrupted=trainer.interrupted,
+    )
