@@ -17,13 +17,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from seqlab import runs
+from seqlab import plots, runs
 from seqlab.config import RunConfig, load_config
 from seqlab.data.readers import Example
 from seqlab.errors import SeqlabError
 from seqlab.models import build_classifier
 from seqlab.data.tokenize import PAD_ID
 from seqlab.tasks import classify
+from seqlab.tasks import compare as comparison
 
 log = logging.getLogger("seqlab")
 
@@ -106,7 +107,7 @@ def load(path: str | Path) -> ClassifierPipeline:
     return ClassifierPipeline(files, model)
 
 
-def train(cfg: RunConfig, *, resume: str | Path | None = None, progress: bool | None = None) -> Path:
+def train(cfg: RunConfig | None, *, resume: str | Path | None = None, progress: str | None = None) -> Path:
     """Train a classifier into a new run folder (or continue an unfinished one).
 
     Every check on the data happens before the folder is created, so bad input leaves nothing
@@ -178,3 +179,24 @@ def _write_finished_run(run_dir: Path, cfg: RunConfig, splits: classify.Splits, 
         "timings": {"prepare_s": prepared - started, "train_s": fitted.result.seconds,
                     "total_s": time.perf_counter() - started},
     })
+
+
+def compare(
+    base: dict, archs: list[str], overrides: list[str] = (), cv: int | None = None, output_dir: str | Path | None = None
+) -> tuple[list[dict], Path]:
+    """Train every architecture in `archs` on the same data; write results.json, table.md and
+    comparison.png into `output_dir` (default runs/compare-<time>).
+
+    Returns:
+        (one summary row per architecture, the output folder).
+    """
+    archs = comparison.parse_archs(",".join(archs))
+    output = Path(output_dir or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
+    results = comparison.compare(base, archs, list(overrides), cv)
+    rows = comparison.summarise(results)
+    output.mkdir(parents=True, exist_ok=True)
+    runs.write_json(output / "results.json", {"cv": cv, "summary": rows, "runs": [vars(r) for r in results]})
+    (output / "table.md").write_text(comparison.markdown_table(rows) + "\n", encoding="utf-8")
+    protocol = f"{cv}-fold CV" if cv else "held-out test split"
+    plots.comparison(rows, output / "comparison.png", title=f"{base.get('data', {}).get('train', 'rt-polarity')} · {protocol}")
+    return rows, output

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,10 @@ from seqlab.errors import SeqlabError
 _CHUNK = 1 << 20
 _MARKER_SUFFIX = ".sha256-ok"
 _NEST = "::"
+# What urllib3 says inside pip's "Retrying ... after connection broken by ..." warnings.
+_NET_ERROR = re.compile(
+    r"connection broken by .*?((?:\[Errno [^\]]*\]|Read timed out|SSLError|ProxyError)[^'\")]*)"
+)
 
 
 @dataclass(frozen=True)
@@ -236,8 +241,9 @@ def _check_cached(arc: Archive, path: Path) -> None:
 
 
 def _pip_command(arc: Archive, dest: Path, progress: bool) -> list[str]:
+    # No -q: pip's connection warnings (stderr) say *why* a download failed; its chatter goes
+    # to stdout, which is discarded unless the progress bar was asked for.
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check"]
-    cmd += [] if progress else ["-q"]
     cmd += ["-d", str(dest)]
     cmd += ["--no-binary", ":all:"] if arc.kind == "sdist" else ["--only-binary", ":all:"]
     if arc.python_version:
@@ -303,12 +309,19 @@ def _run_pip(arc: Archive, tmp: Path, path: Path, progress: bool) -> Path:
 
 
 def _pip_reason(stderr: str, returncode: int) -> str:
-    """The last meaningful line of pip's stderr: its last ERROR, else its last non-noise line."""
+    """The last meaningful line of pip's stderr, after the network failure behind it if any.
+
+    Offline, pip only ends with "No matching distribution found"; the cause is in its retry
+    warnings ("connection broken by ...: [Errno 111] Connection refused"), so that comes first.
+    """
     lines = [" ".join(line.split()) for line in stderr.splitlines()]
+    network = [m.group(1) for ln in lines if (m := _NET_ERROR.search(ln))]
     lines = [ln for ln in lines if ln and not ln.startswith(("WARNING:", "[notice]"))]
     errors = [ln for ln in lines if ln.startswith("ERROR:")]
     line = (errors or lines or [f"exit code {returncode}"])[-1]
     line = line.removeprefix("ERROR:").strip()
+    if network:
+        line = f"network error: {network[-1]}; {line}"
     return line if len(line) <= 300 else line[:297] + "..."
 
 

@@ -67,7 +67,7 @@ def fit(
     cfg: TrainConfig,
     *,
     resume: bool = False,
-    progress: bool | None = None,
+    progress: str | None = None,
     loggers: bool = True,
 ) -> FitResult:
     """Train `module` and leave the best weights loaded in it.
@@ -80,17 +80,22 @@ def fit(
         cfg: the training section of the run config.
         resume: continue from `work_dir/checkpoints/last.ckpt` (model, optimiser, epoch, early
             stopping state).
-        progress: rich progress bar; default: only when stdout is a terminal.
+        progress: "bar" (rich progress bar), "lines" (one log line per epoch) or "off";
+            default: a bar when stdout is a terminal, lines otherwise.
         loggers: write CSV and TensorBoard logs (off for cross-validation folds).
     """
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    interactive = sys.stdout.isatty() if progress is None else progress
+    progress = progress or ("bar" if sys.stdout.isatty() else "lines")
     monitor = cfg.monitor if val_loader is not None else "train_loss"
     checkpoint = ModelCheckpoint(
         dirpath=work_dir / "checkpoints", filename="best", monitor=monitor,
         mode=monitor_mode(monitor), save_last=True, save_top_k=1, enable_version_counter=False,
     )
-    callbacks: list[Callback] = [checkpoint, RichProgressBar(leave=True) if interactive else EpochLines()]
+    callbacks: list[Callback] = [checkpoint]
+    if progress == "bar":
+        callbacks.append(RichProgressBar(leave=True))
+    elif progress == "lines":
+        callbacks.append(EpochLines())
     if val_loader is not None and cfg.patience:
         callbacks.append(EarlyStopping(monitor=monitor, mode=monitor_mode(monitor), patience=cfg.patience))
     logger_list = (
@@ -106,7 +111,7 @@ def fit(
         callbacks=callbacks,
         logger=logger_list,
         log_every_n_steps=cfg.log_every_n_steps,
-        enable_progress_bar=interactive,
+        enable_progress_bar=progress == "bar",
         enable_model_summary=False,
         num_sanity_val_steps=0,
         default_root_dir=work_dir,

@@ -69,8 +69,12 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
             "10,605 Rotten Tomatoes review sentences (Pang & Lee's MR corpus)",
         ),
         _vader("tweets", "tweets", 4_196, 4, "4,200 tweets"),
-        _vader("amazon", "amazonReviewSnippets", 3_610, 98, "3,708 Amazon product-review sentences"),
-        _vader("nyt", "nytEditorialSnippets", 4_946, 244, "5,190 New York Times editorial sentences"),
+        _vader(
+            "amazon", "amazonReviewSnippets", 3_610, 98, "3,708 Amazon product-review sentences"
+        ),
+        _vader(
+            "nyt", "nytEditorialSnippets", 4_946, 244, "5,190 New York Times editorial sentences"
+        ),
     )
 }
 

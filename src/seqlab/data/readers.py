@@ -131,7 +131,9 @@ def _pick_column(
             return explicit
         if explicit.strip().lower() in lowered:
             return lowered[explicit.strip().lower()]
-        raise _bad(p, 1, f"no column {_show(explicit)} (columns: {found}); pass {flag} with one of them")
+        raise _bad(
+            p, 1, f"no column {_show(explicit)} (columns: {found}); pass {flag} with one of them"
+        )
     for name in defaults:
         if name in lowered:
             return lowered[name]

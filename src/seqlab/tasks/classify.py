@@ -214,7 +214,7 @@ def fit_classifier(
     tokenizer: Tokenizer | None = None,
     labels: list[str] | None = None,
     resume: bool = False,
-    progress: bool | None = None,
+    progress: str | None = None,
     loggers: bool = True,
 ) -> Fitted:
     """Train the configured classifier on `train`, selecting the epoch on `valid`.

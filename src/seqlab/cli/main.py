@@ -1,0 +1,245 @@
+"""`seqlab` command line: a thin skin over `seqlab.api`.
+
+Every command parses its options, calls the API and prints; an expected error is one red line
+and exit code 1 (see `_errors.handle_errors`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from seqlab import __version__
+from seqlab.cli._errors import handle_errors, print_error
+from seqlab.cli.data import data_app
+from seqlab.errors import SeqlabError
+
+app = typer.Typer(
+    help="seqlab: train, compare, inspect and serve sequence models for NLP (offline-first).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(data_app, name="data", help="Built-in datasets: list, fetch, verify.")
+console = Console()
+
+OverridesArg = Annotated[
+    Optional[list[str]], typer.Argument(help="Config overrides as section.key=value, e.g. train.epochs=5 model.preset=tiny.", show_default=False)
+]
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Log lines on stderr: coloured at a terminal, plain `seqlab: ...` otherwise."""
+    handler: logging.Handler
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler
+
+        handler = RichHandler(show_path=False, show_time=False, markup=False)
+    else:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("seqlab: %(message)s"))
+    root = logging.getLogger("seqlab")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"seqlab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More log lines.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    setup_logging(verbose)
+
+
+# --------------------------------------------------------------------------- train
+
+
+@app.command(context_settings={"allow_extra_args": False})
+@handle_errors
+def train(
+    target: Annotated[Optional[str], typer.Argument(help="Task name (classify) or a CONFIG.yaml file.", show_default=False)] = None,
+    overrides: OverridesArg = None,
+    arch: Annotated[Optional[str], typer.Option(help="lstm, gru, rnn, bilstm, bigru, cnn or transformer.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Built-in dataset (see `seqlab data list`) or a .csv/.tsv/.jsonl file.")] = None,
+    valid: Annotated[Optional[str], typer.Option(help="Validation file (default: 10% of the training data).")] = None,
+    test: Annotated[Optional[str], typer.Option(help="Test file (default: 10% of the training data).")] = None,
+    text_column: Annotated[Optional[str], typer.Option(help="Column holding the text (default: text/sentence/review...).")] = None,
+    label_column: Annotated[Optional[str], typer.Option(help="Column holding the label (default: label/sentiment/class...).")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Model size: tiny, small or base.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs (early stopping may end sooner).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Examples per batch.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed (weights, batch order).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Run folder name under --output-dir.")] = None,
+    output_dir: Annotated[Optional[str], typer.Option(help="Where run folders go (default runs/).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue an unfinished run folder from its last checkpoint.")] = None,
+) -> None:
+    """Train a model into a run folder: `seqlab train classify --arch cnn --data rt-polarity`."""
+    from seqlab import api
+    from seqlab.config import build_config, load_config
+
+    if resume is not None:
+        if target or overrides:
+            raise SeqlabError("--resume continues a run with its saved config; drop the task and overrides")
+        run_dir = api.train(None, resume=resume)
+        _report_run(run_dir)
+        return
+    flags = {
+        "model.arch": arch, "data.train": data, "data.valid": valid, "data.test": test,
+        "data.text_column": text_column, "data.label_column": label_column, "model.preset": preset,
+        "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr, "train.seed": seed,
+        "name": name, "output_dir": output_dir,
+    }
+    given = [f"{key}={json.dumps(value) if isinstance(value, str) else value}" for key, value in flags.items() if value is not None]
+    everything = [*given, *(overrides or [])]
+    if target is None:
+        raise SeqlabError("say what to train: `seqlab train classify --arch cnn --data rt-polarity` or `seqlab train CONFIG.yaml`")
+    if target.endswith((".yaml", ".yml")):
+        cfg = load_config(target, everything)
+    elif target == "classify":
+        cfg = build_config({"task": target}, everything)
+    else:
+        raise SeqlabError(f"unknown task {target!r}; seqlab trains: classify (or give a CONFIG.yaml)")
+    run_dir = api.train(cfg)
+    _report_run(run_dir)
+
+
+def _report_run(run_dir: Path) -> None:
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    parts = [f"{split} accuracy {100 * metrics[split]['accuracy']:.2f}%" for split in ("valid", "test") if split in metrics]
+    console.print(f"[green]trained[/green] {run_dir}  ({', '.join(parts) or 'no held-out data'}, {metrics['epochs']} epochs)")
+
+
+# --------------------------------------------------------------------------- evaluate / predict
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="A run folder.")],
+    data: Annotated[str, typer.Option(help="Built-in dataset or labelled .csv/.tsv/.jsonl file.")],
+    text_column: Annotated[Optional[str], typer.Option(help="Column holding the text.")] = None,
+    label_column: Annotated[Optional[str], typer.Option(help="Column holding the label.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Confusion-matrix PNG (default RUN/confusion_matrix.png).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+) -> None:
+    """Accuracy, macro-F1 and a confusion matrix of a run on labelled data."""
+    from seqlab import api, plots
+    from seqlab.data.datasets import load_examples
+
+    pipe = api.load(run)
+    examples = load_examples(data, text_column=text_column, label_column=label_column, max_chars=pipe.config.data.max_chars)
+    metrics = pipe.evaluate(examples)
+    image = plots.confusion_matrix(metrics["confusion_matrix"], metrics["labels"], plot or run / "confusion_matrix.png", title=f"{run.name} on {data}")
+    if as_json:
+        print(json.dumps({**metrics, "confusion_matrix_png": str(image)}, indent=2))
+        return
+    console.print(f"{run} on {data}: accuracy [bold]{100 * metrics['accuracy']:.2f}%[/bold], macro-F1 {100 * metrics['macro_f1']:.2f}% "
+                  f"({metrics['examples']:,} examples, {metrics['sentences_per_second']:,.0f} sentences/s)")
+    table = Table("true \\ predicted", *metrics["labels"])
+    for label, row in zip(metrics["labels"], metrics["confusion_matrix"]):
+        table.add_row(label, *map(str, row))
+    console.print(table)
+    console.print(f"confusion matrix: {image}")
+
+
+@app.command()
+@handle_errors
+def predict(
+    run: Annotated[Path, typer.Argument(help="A run folder.")],
+    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to classify.", show_default=False)] = None,
+    input: Annotated[Optional[Path], typer.Option("--input", "-i", help="A .txt file (one text per line) or .csv/.tsv/.jsonl with a text column.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write one JSON line per text here instead of printing.")] = None,
+    text_column: Annotated[Optional[str], typer.Option(help="Text column of --input.")] = None,
+) -> None:
+    """Label and class probabilities for each text."""
+    from seqlab import api
+    from seqlab.data.readers import read_texts
+
+    pipe = api.load(run)
+    items = list(texts or [])
+    if input is not None:
+        items += read_texts(input, text_column=text_column, max_chars=pipe.config.data.max_chars)
+    if not items:
+        raise SeqlabError("nothing to predict: give texts as arguments or --input FILE")
+    predictions = pipe.predict(items)
+    if output is not None:
+        tmp = output.with_name(output.name + ".tmp")
+        with tmp.open("w", encoding="utf-8") as handle:
+            for text, pred in zip(items, predictions):
+                handle.write(json.dumps({"text": text, **pred}, ensure_ascii=False) + "\n")
+        tmp.replace(output)
+        console.print(f"wrote {len(predictions):,} predictions to {output}")
+        return
+    for text, pred in zip(items, predictions):
+        probs = "  ".join(f"{k}={v:.3f}" for k, v in pred["probabilities"].items())
+        console.print(f"[bold]{pred['label']}[/bold]  {probs}  [dim]{text[:80]}[/dim]", highlight=False)
+
+
+# --------------------------------------------------------------------------- compare / tour
+
+
+@app.command()
+@handle_errors
+def compare(
+    task: Annotated[str, typer.Argument(help="Task to compare on: classify.")],
+    overrides: OverridesArg = None,
+    data: Annotated[str, typer.Option(help="Built-in dataset or a .csv/.tsv/.jsonl file.")] = "rt-polarity",
+    archs: Annotated[str, typer.Option(help="Comma-separated architectures.")] = "lstm,bilstm,cnn,transformer",
+    cv: Annotated[Optional[int], typer.Option(help="k-fold cross-validation (Kim 2014 used 10 on MR); default: one held-out split.")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="Folder for results.json, table.md, comparison.png.")] = None,
+) -> None:
+    """Train several architectures on the same data and compare them in a table and a chart.
+
+    Overrides apply to every architecture; prefix one with ARCH: to aim it at one
+    (cnn:model.num_filters=100).
+    """
+    from seqlab import api
+
+    if task != "classify":
+        raise SeqlabError(f"unknown task {task!r}; seqlab compares: classify")
+    rows, folder = api.compare({"data": {"train": data}}, archs.split(","), overrides or [], cv, output)
+    table = Table("arch", "runs", "accuracy", "macro-F1", "parameters", "train s/run", "sent/s", title=f"{data} · {f'{cv}-fold CV' if cv else 'test split'}")
+    for r in rows:
+        table.add_row(r["arch"], str(r["runs"]), f"{100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f}",
+                      f"{100 * r['macro_f1_mean']:.2f}", f"{r['parameters']:,}", f"{r['train_seconds']:.1f}", f"{r['sentences_per_second']:,.0f}")
+    console.print(table)
+    console.print(f"results: {folder}/results.json, {folder}/table.md, chart: {folder}/comparison.png")
+
+
+@app.command()
+@handle_errors
+def tour(
+    output: Annotated[Path, typer.Option(help="Where the tour's runs and plots go.")] = Path("runs/tour"),
+) -> None:
+    """The course's practical tasks, one after another, on real data (a few minutes on a laptop CPU)."""
+    from seqlab.tour import run_tour
+
+    run_tour(output, console)
+
+
+def main() -> None:
+    """Console entry point: expected errors are one line; Ctrl-C is a quiet exit 130."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        print_error("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Pictures people would rather look at than read: confusion matrices, comparison charts,
+learning curves, attention heat maps. Each function writes one PNG and returns its path."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _save(fig: plt.Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], path: str | Path, title: str = "") -> Path:
+    """Rows: true label; columns: predicted label; each cell shows its count."""
+    size = max(3.5, 0.6 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    peak = max(max(row) for row in matrix) or 1
+    for i, row in enumerate(matrix):
+        for j, count in enumerate(row):
+            ax.text(j, i, str(count), ha="center", va="center", color="white" if count > peak / 2 else "black")
+    ax.set_title(title or "confusion matrix")
+    return _save(fig, path)
+
+
+def comparison(rows: Sequence[dict], path: str | Path, title: str = "") -> Path:
+    """Bars of mean accuracy (± std) per architecture, with training time on a second panel."""
+    names = [row["arch"] for row in rows]
+    fig, (acc_ax, time_ax) = plt.subplots(1, 2, figsize=(9, 3.6))
+    means = [100 * row["accuracy_mean"] for row in rows]
+    stds = [100 * row["accuracy_std"] for row in rows]
+    acc_ax.bar(names, means, yerr=stds, capsize=4, color="#4C72B0")
+    low = max(0.0, min(means) - 10)
+    acc_ax.set_ylim(low, min(100.0, max(m + s for m, s in zip(means, stds)) + 3))
+    acc_ax.set_ylabel("accuracy (%)")
+    for x, mean in enumerate(means):
+        acc_ax.text(x, mean, f"{mean:.1f}", ha="center", va="bottom")
+    time_ax.bar(names, [row["train_seconds"] for row in rows], color="#DD8452")
+    time_ax.set_ylabel("training time per run (s)")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def learning_curves(metrics_csv: str | Path, path: str | Path, title: str = "") -> Path:
+    """Loss (left) and validation accuracy (right) per epoch from a run's logs/metrics.csv."""
+    epochs: dict[int, dict[str, float]] = {}
+    with open(metrics_csv, encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            values = epochs.setdefault(int(row["epoch"]), {})
+            values.update({k: float(v) for k, v in row.items() if v and k not in ("epoch", "step")})
+    xs = sorted(epochs)
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for key, style in (("train_loss", "-o"), ("val_loss", "-s")):
+        points = [(x + 1, epochs[x][key]) for x in xs if key in epochs[x]]
+        if points:
+            loss_ax.plot(*zip(*points), style, label=key)
+    loss_ax.set_xlabel("epoch")
+    loss_ax.legend()
+    points = [(x + 1, 100 * epochs[x]["val_acc"]) for x in xs if "val_acc" in epochs[x]]
+    if points:
+        acc_ax.plot(*zip(*points), "-o", color="#55A868")
+    acc_ax.set_xlabel("epoch")
+    acc_ax.set_ylabel("validation accuracy (%)")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def attention_heatmap(weights, row_tokens: Sequence[str], col_tokens: Sequence[str], path: str | Path, title: str = "") -> Path:
+    """A (rows × cols) attention matrix: each row is one query's distribution over the keys."""
+    fig, ax = plt.subplots(figsize=(1.5 + 0.45 * len(col_tokens), 1.2 + 0.45 * len(row_tokens)))
+    image = ax.imshow(weights, cmap="viridis", vmin=0.0)
+    ax.set_xticks(range(len(col_tokens)), col_tokens, rotation=60, ha="right")
+    ax.set_yticks(range(len(row_tokens)), row_tokens)
+    ax.set_xlabel("attended to (keys)")
+    ax.set_ylabel("query")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    ax.set_title(title)
+    return _save(fig, path)

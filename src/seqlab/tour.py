@@ -1,0 +1,133 @@
+"""`seqlab tour`: the course's practical tasks, one after another, on real data.
+
+Each step trains what the course sheet builds, prints what it achieved and saves its plots under
+the tour folder. Later tasks (generation, NER, translation, augmentation) append their steps to
+`STEPS`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+
+from seqlab import api, plots
+from seqlab.config import build_config
+
+# The course's toy data set, verbatim: three positive and two negative sentences.
+COURSE_SENTENCES = [
+    ("I love this course", "1"),
+    ("This is an amazing class", "1"),
+    ("I enjoy learning NLP", "1"),
+    ("I hate this subject", "0"),
+    ("This class is boring", "0"),
+]
+COURSE_QUERIES = {"I enjoy learning NLP": "1", "I hate this subject": "0"}
+
+
+def _fresh(folder: Path) -> Path:
+    """Tour runs are re-made every time: remove the previous tour's copy first."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    return folder
+
+
+def toy_lstm(out: Path, console: Console) -> str:
+    """The course's first example: an LSTM with a sigmoid output on five sentences."""
+    data = out / "data" / "course_sentences.csv"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    with data.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows(COURSE_SENTENCES)
+    _fresh(out / "toy-lstm")
+    cfg = build_config({}, [
+        f"data.train={data}", "data.valid_fraction=0", "data.test_fraction=0",
+        "model.arch=lstm", "model.head=sigmoid", "model.embed_dim=16", "model.hidden_dim=16",
+        "model.pooling=last", "model.dropout=0", "train.epochs=60", "train.batch_size=5",
+        "train.lr=0.01", "train.patience=null", f"output_dir={out}", "name=toy-lstm",
+    ])
+    pipe = api.load(api.train(cfg, progress="off"))
+    correct = 0
+    for text, pred in zip(COURSE_QUERIES, pipe.predict(list(COURSE_QUERIES))):
+        correct += pred["label"] == COURSE_QUERIES[text]
+        console.print(f"  {text!r} → {pred['label']}  (P(positive) = {pred['probabilities']['1']:.3f})")
+    return f"toy LSTM: {correct}/{len(COURSE_QUERIES)} course predictions as expected"
+
+
+def course_cnn(out: Path, console: Console) -> str:
+    """The course's CNN, Embedding → Conv1D(128, 5) → global max pool → Dense(sigmoid), on the
+    10,568 Rotten Tomatoes sentences (80/10/10 split)."""
+    _fresh(out / "course-cnn")
+    cfg = build_config({}, [
+        "data.train=rt-polarity", "model.arch=cnn", "model.head=sigmoid", "model.embed_dim=128",
+        "model.filter_sizes=[5]", "model.num_filters=128", "model.dropout=0.5", "train.epochs=8",
+        f"output_dir={out}", "name=course-cnn",
+    ])
+    run = api.train(cfg, progress="off")
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["test"]
+    plots.learning_curves(run / "logs" / "metrics.csv", out / "course-cnn-learning-curves.png", "course CNN on rt-polarity")
+    plots.confusion_matrix(metrics["confusion_matrix"], metrics["labels"], out / "course-cnn-confusion.png", "course CNN, rt-polarity test")
+    pipe = api.load(run)
+    for text in ("a gorgeous, witty, seductive movie.", "the plot is nothing but boilerplate clichés."):
+        pred = pipe.predict([text])[0]
+        console.print(f"  {text!r} → {pred['label']} ({pred['probabilities'][pred['label']]:.3f})")
+    return f"course CNN on rt-polarity: test accuracy {100 * metrics['accuracy']:.1f}% ({metrics['examples']:,} sentences)"
+
+
+def transformer_attention(out: Path, console: Console) -> str:
+    """A Transformer encoder built from scratch, and what its heads attend to."""
+    _fresh(out / "transformer")
+    cfg = build_config({}, ["data.train=rt-polarity", "model.arch=transformer", "model.pooling=cls",
+                            "train.epochs=8", "train.lr=0.0005", f"output_dir={out}", "name=transformer"])
+    run = api.train(cfg, progress="off")
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["test"]
+    pipe = api.load(run)
+    sentence = "the acting is superb but the story is painfully thin"
+    tokens, layers = pipe.attention(sentence)
+    last = layers[-1].mean(dim=0)  # average of the heads, (T, T)
+    image = plots.attention_heatmap(last.numpy(), tokens, tokens, out / "transformer-attention.png",
+                                    f"last layer, mean of {layers[-1].size(0)} heads")
+    console.print(f"  attention of {sentence!r}: {image}")
+    return f"Transformer from scratch on rt-polarity: test accuracy {100 * metrics['accuracy']:.1f}%"
+
+
+def architecture_comparison(out: Path, console: Console) -> str:
+    """LSTM, BiLSTM, Kim CNN and Transformer on the same split: the real comparison."""
+    rows, folder = api.compare({"data": {"train": "rt-polarity"}}, ["lstm", "bilstm", "cnn", "transformer"],
+                               ["train.epochs=8", "transformer:train.lr=0.0005"], output_dir=out / "comparison")
+    for row in rows:
+        console.print(f"  {row['arch']:<12} accuracy {100 * row['accuracy_mean']:.1f}%  {row['parameters']:>10,} parameters  "
+                      f"{row['train_seconds']:.0f} s training  {row['sentences_per_second']:,.0f} sentences/s")
+    best = max(rows, key=lambda r: r["accuracy_mean"])
+    return f"comparison: best {best['arch']} at {100 * best['accuracy_mean']:.1f}% (chart {folder / 'comparison.png'})"
+
+
+STEPS: list[tuple[str, Callable[[Path, Console], str]]] = [
+    ("1. LSTM text classifier on the course's five sentences", toy_lstm),
+    ("2. The course's CNN sentiment model on real movie reviews", course_cnn),
+    ("3. A Transformer encoder from scratch, with its attention", transformer_attention),
+    ("4. LSTM vs BiLSTM vs CNN vs Transformer, side by side", architecture_comparison),
+]
+
+
+def run_tour(out: Path, console: Console) -> list[str]:
+    """Run every step, print a one-line result for each, return those lines."""
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    results = []
+    for title, step in STEPS:
+        console.rule(title)
+        step_started = time.perf_counter()
+        results.append(step(out, console))
+        console.print(f"[green]✓[/green] {results[-1]}  [dim]({time.perf_counter() - step_started:.0f} s)[/dim]")
+    console.rule("tour summary")
+    for line in results:
+        console.print(f"  • {line}")
+    console.print(f"plots and runs in {out}/  (total {time.perf_counter() - started:.0f} s)")
+    return results
