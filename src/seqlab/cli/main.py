@@ -28,7 +28,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(data_app, name="data", help="Built-in datasets: list, fetch, verify.")
-console = Console()
+console = Console(soft_wrap=True)  # never re-wrap result lines in logs and pipes
 
 OverridesArg = Annotated[
     Optional[list[str]], typer.Argument(help="Config overrides as section.key=value, e.g. train.epochs=5 model.preset=tiny.", show_default=False)

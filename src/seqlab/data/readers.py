@@ -145,7 +145,7 @@ def _pick_column(
 
 
 def _make_example(p: Path, line: int, text: Any, label: Any, max_chars: int) -> Example:
-    """Check one row's values and build the example."""
+    """Check one row's values and build the example (label None: unlabelled input)."""
     if not isinstance(text, str):
         raise _bad(p, line, f"the text must be a string, got {type(text).__name__}")
     if not text.strip():
@@ -156,6 +156,8 @@ def _make_example(p: Path, line: int, text: Any, label: Any, max_chars: int) -> 
             f"the text is {len(text):,} characters, over the limit of {max_chars:,} "
             "(data.max_chars); split it or raise the limit",
         )
+    if label is _UNLABELLED:
+        return Example(text=text.strip(), label="")
     if isinstance(label, (bool, dict, list)) or label is None:
         got = "nothing" if label is None else type(label).__name__
         raise _bad(p, line, f"the label must be a string or a number, got {got}")
@@ -163,6 +165,9 @@ def _make_example(p: Path, line: int, text: Any, label: Any, max_chars: int) -> 
     if not label:
         raise _bad(p, line, "the label is empty; every row needs a label")
     return Example(text=text.strip(), label=label)
+
+
+_UNLABELLED = object()  # the label "value" of rows read by `read_texts`
 
 
 # --- formats ------------------------------------------------------------------------------------
@@ -184,7 +189,9 @@ def _read_delimited(
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header = [c.strip() for c in next(reader)]
     ti = header.index(_pick_column(p, header, text_column, TEXT_COLUMNS, "text"))
-    li = header.index(_pick_column(p, header, label_column, LABEL_COLUMNS, "label"))
+    li = None if label_column is _UNLABELLED else header.index(
+        _pick_column(p, header, label_column, LABEL_COLUMNS, "label")
+    )
     examples: list[Example] = []
     while True:
         start = reader.line_num + 1
@@ -202,7 +209,8 @@ def _read_delimited(
                 f"{len(row)} field(s), but the header has {len(header)}; "
                 f"quote values that contain {_show(delimiter)} or fill in missing ones",
             )
-        examples.append(_make_example(p, start, row[ti], row[li], max_chars))
+        label = _UNLABELLED if li is None else row[li]
+        examples.append(_make_example(p, start, row[ti], label, max_chars))
     if not examples:
         raise _bad(p, 1, "a header row but no examples below it; add one example per line")
     return examples
@@ -228,12 +236,14 @@ def _read_jsonl(
             columns = list(obj)
             keys = (
                 _pick_column(p, columns, text_column, TEXT_COLUMNS, "text"),
-                _pick_column(p, columns, label_column, LABEL_COLUMNS, "label"),
+                None if label_column is _UNLABELLED
+                else _pick_column(p, columns, label_column, LABEL_COLUMNS, "label"),
             )
         for key in keys:
-            if key not in obj:
+            if key is not None and key not in obj:
                 raise _bad(p, n, f"no {_show(key)} field; every object needs the same fields")
-        examples.append(_make_example(p, n, obj[keys[0]], obj[keys[1]], max_chars))
+        label = _UNLABELLED if keys[1] is None else obj[keys[1]]
+        examples.append(_make_example(p, n, obj[keys[0]], label, max_chars))
     return examples
 
 
@@ -252,3 +262,29 @@ def _parse_json_line(p: Path, n: int, line: str) -> dict[str, Any]:
             p, n, f"expected a JSON object, got {type(obj).__name__}; write one object per line"
         )
     return obj
+
+
+def read_texts(
+    path: str | os.PathLike[str], *, text_column: str | None = None, max_chars: int = 100_000
+) -> list[str]:
+    """Unlabelled texts to predict on: a .txt file (one text per non-blank line) or the text
+    column of a .csv/.tsv/.jsonl file. Same one-line errors as `read_examples`."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".txt":
+        content = _read_utf8(p)
+        texts = [line.strip() for line in content.splitlines() if line.strip()]
+        if not texts:
+            raise _empty(p, "one text per line")
+        for number, line in enumerate(content.splitlines(), start=1):
+            if len(line) > max_chars:
+                raise _bad(p, number, f"the text is {len(line):,} characters, over the limit of {max_chars:,}")
+        return texts
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise SeqlabError(f"{p}: unsupported file type {suffix or '(no suffix)'!r}; use .txt or one of {', '.join(SUPPORTED_SUFFIXES)}")
+    content = _read_utf8(p)
+    if suffix in JSON_SUFFIXES:
+        rows = _read_jsonl(p, content, text_column, _UNLABELLED, max_chars)
+    else:
+        rows = _read_delimited(p, content, DELIMITERS[suffix], text_column, _UNLABELLED, max_chars)
+    return [row.text for row in rows]
