@@ -1,7 +1,8 @@
 """The Python API that the CLI and the server both stand on.
 
     >>> import seqlab
-    >>> run = seqlab.api.train(seqlab.config.build_config({}, ["model.arch=cnn", "train.epochs=2"]))
+    >>> from seqlab import api, config
+    >>> run = api.train(config.build_config({}, ["model.arch=cnn", "train.epochs=2"]))
     >>> pipe = seqlab.load(run)
     >>> pipe.predict(["a gorgeous, witty film"])
     [{'label': 'positive', 'probabilities': {'negative': 0.12, 'positive': 0.88}}]
@@ -126,17 +127,21 @@ def train(cfg: RunConfig | None, *, resume: str | Path | None = None, progress: 
     if resume is None:
         tokenizer, labels = classify.learn_vocabulary(cfg, splits.train)
         run_dir = runs.start_run(cfg)
-        tokenizer.save(str(run_dir / runs.TOKENIZER))
-        runs.write_json(run_dir / runs.LABELS, labels)
     prepared = time.perf_counter()
     log.info("run folder %s: %d train / %d valid / %d test examples", run_dir, len(splits.train), len(splits.valid), len(splits.test))
+    resumable = run_dir / "checkpoints" / "last.ckpt"
     try:
+        if resume is None:
+            tokenizer.save(str(run_dir / runs.TOKENIZER))  # saved first: --resume needs the same ids
+            runs.write_json(run_dir / runs.LABELS, labels)
         fitted = classify.fit_classifier(
             cfg, splits.train, splits.valid, run_dir, tokenizer=tokenizer, labels=labels,
             resume=resume is not None, progress=progress,
         )
+        if fitted.result.interrupted and not resumable.exists():
+            raise SeqlabError("training interrupted before the first checkpoint; nothing was kept")
     except BaseException:
-        if resume is None and not (run_dir / "checkpoints" / "last.ckpt").exists():
+        if resume is None and not resumable.exists():
             runs.discard_run(run_dir)
         raise
     if fitted.result.interrupted:

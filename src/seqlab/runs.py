@@ -5,7 +5,7 @@ runs/<name>/
   config.yaml        the full resolved config (re-running it reproduces the run)
   tokenizer.json     the vocabulary
   labels.json        label names, index order
-  model.safetensors  the best weights (written last but one: its absence marks an unfinished run)
+  model.safetensors  the best weights (written after training: its absence marks an unfinished run)
   metrics.json       final evaluation
   manifest.json      seed, package versions, data hash, timings
   checkpoints/ logs/ for --resume and learning curves

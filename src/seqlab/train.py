@@ -9,6 +9,7 @@ per epoch otherwise.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 import warnings
@@ -118,7 +119,14 @@ def fit(
     )
     last = work_dir / "checkpoints" / "last.ckpt"
     started = time.perf_counter()
-    trainer.fit(module, train_loader, val_loader, ckpt_path=last if resume and last.exists() else None)
+    try:
+        trainer.fit(module, train_loader, val_loader, ckpt_path=last if resume and last.exists() else None)
+    except SystemExit:
+        # Lightning turns Ctrl-C into sys.exit(1) after a graceful shutdown; report it instead,
+        # so the caller can say how to resume.
+        if not trainer.interrupted:
+            raise
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     seconds = time.perf_counter() - started
     best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
     if best is not None and best.exists():

@@ -60,8 +60,9 @@ def load_splits(cfg: RunConfig) -> Splits:
     order = list(range(len(examples)))
     rng.shuffle(order)
     shuffled = [examples[i] for i in order]
-    test = load_examples(data.test, **options) if data.test else _take(shuffled, data.test_fraction, "test")
-    valid = load_examples(data.valid, **options) if data.valid else _take(shuffled, data.valid_fraction, "valid")
+    total = len(shuffled)  # fractions are of the whole file: 80/10/10 by default
+    test = load_examples(data.test, **options) if data.test else _take(shuffled, total, data.test_fraction, "test")
+    valid = load_examples(data.valid, **options) if data.valid else _take(shuffled, total, data.valid_fraction, "valid")
     train = shuffled[: data.limit] if data.limit else shuffled
     sources = {
         "train": data.train,
@@ -73,11 +74,11 @@ def load_splits(cfg: RunConfig) -> Splits:
     return splits
 
 
-def _take(pool: list[Example], fraction: float, name: str) -> list[Example]:
-    """Pop `fraction` of `pool` from its end (the pool is already shuffled)."""
-    count = round(len(pool) * fraction)
-    if fraction and count == 0:
-        raise SeqlabError(f"{len(pool)} examples are too few to hold out a {name} split; add data or set data.{name}_fraction=0")
+def _take(pool: list[Example], total: int, fraction: float, name: str) -> list[Example]:
+    """Pop `fraction` of `total` examples from the end of `pool` (already shuffled)."""
+    count = round(total * fraction)
+    if fraction and (count == 0 or count >= len(pool)):
+        raise SeqlabError(f"{total} examples are too few to hold out a {name} split; add data or set data.{name}_fraction=0")
     taken = pool[len(pool) - count :]
     del pool[len(pool) - count :]
     return taken
