@@ -103,3 +103,16 @@ def test_evaluate_and_attention(tmp_path):
     assert tokens[0] == "[CLS]" and layers[0].shape[-1] == len(tokens)
     with pytest.raises(SeqlabError, match="characters"):
         pipe.predict(["x" * 1_000_001])
+
+
+def test_multiclass_with_separate_valid_and_test_files(tmp_path):
+    rows = [(f"{word} {filler}", label) for word, label in (("red", "colour"), ("seven", "number"), ("paris", "city"))
+            for filler in ("is here", "again", "once more", "today", "and then")]
+    train = write_csv(tmp_path / "train.csv", rows)
+    valid = write_csv(tmp_path / "valid.csv", [("red today", "colour"), ("paris again", "city")])
+    test = write_csv(tmp_path / "test.csv", [("seven once more", "number"), ("red", "colour")])
+    cfg = overfit_config(train, tmp_path, "gru", f"data.valid={valid}", f"data.test={test}", "train.patience=null")
+    run = api.train(cfg, progress="off")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["labels"] == ["city", "colour", "number"] and metrics["test"]["accuracy"] == 1.0
+    assert len(load(run).predict(["paris"])[0]["probabilities"]) == 3

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from seqlab.models.outputs import ClassifierOutput
+from seqlab.models.outputs import ClassifierOutput, init_embeddings
 
 
 class KimCNN(nn.Module):
@@ -43,6 +43,7 @@ class KimCNN(nn.Module):
     ):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        init_embeddings(self.embedding)
         self.convs = nn.ModuleList(
             nn.Conv1d(embed_dim, num_filters, width, padding=width - 1) for width in filter_sizes
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+from torch import nn
 
 
 class ClassifierOutput(NamedTuple):
@@ -27,3 +28,13 @@ def masked_pool(states: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Ten
         weights = mask[..., None].to(states.dtype)
         return (states * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
     raise ValueError(f"unknown pooling {how!r}")
+
+
+def init_embeddings(embedding: nn.Embedding, bound: float = 0.25) -> None:
+    """U(-0.25, 0.25), as Kim (2014) initialised words without pretrained vectors: a variance
+    close to word2vec's, where PyTorch's N(0, 1) default saturates the first layer of a 300-d
+    model. The padding row stays zero."""
+    with torch.no_grad():
+        embedding.weight.uniform_(-bound, bound)
+        if embedding.padding_idx is not None:
+            embedding.weight[embedding.padding_idx].zero_()

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seqlab.models.outputs import ClassifierOutput, masked_pool
+from seqlab.models.outputs import ClassifierOutput, init_embeddings, masked_pool
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -45,6 +45,7 @@ class RNNClassifier(nn.Module):
         super().__init__()
         self.pooling = pooling
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        init_embeddings(self.embedding)
         self.rnn = CELLS[cell](
             embed_dim,
             hidden_dim,

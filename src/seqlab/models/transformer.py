@@ -104,6 +104,10 @@ class TransformerEncoder(nn.Module):
         super().__init__()
         self.d_model = d_model
         self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
+        # std d^-1/2, so that after the √d scale in `forward` tokens and positions are both ~unit size
+        nn.init.normal_(self.embedding.weight, std=d_model**-0.5)
+        with torch.no_grad():
+            self.embedding.weight[pad_id].zero_()
         self.positions = POSITIONS[positional](d_model, max_len)
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(EncoderLayer(d_model, num_heads, ff_dim, dropout) for _ in range(num_layers))

@@ -1,0 +1,44 @@
+import json
+
+import pytest
+from rich.console import Console
+
+from seqlab import api
+from seqlab.errors import SeqlabError
+from seqlab.tasks.compare import arch_config, folds_of
+from seqlab.tour import toy_lstm
+
+from conftest import sentiment_rows, write_csv
+
+
+def test_cross_validated_comparison_writes_table_and_chart(tmp_path):
+    data = write_csv(tmp_path / "d.csv", sentiment_rows(120))
+    rows, folder = api.compare(
+        {"data": {"train": str(data)}}, ["cnn", "gru"],
+        ["model.preset=tiny", "train.epochs=2", "cnn:model.num_filters=4"], cv=3, output_dir=tmp_path / "cmp",
+    )
+    assert [r["arch"] for r in rows] == ["cnn", "gru"] and all(r["runs"] == 3 for r in rows)
+    results = json.loads((folder / "results.json").read_text())
+    assert len(results["runs"]) == 6 and (folder / "comparison.png").stat().st_size > 1000
+    assert "± " in (folder / "table.md").read_text()
+
+
+def test_arch_specific_overrides_reach_only_their_arch():
+    assert arch_config({}, "cnn", ["cnn:model.num_filters=3"]).model.num_filters == 3
+    assert arch_config({}, "lstm", ["cnn:model.num_filters=3"]).model.arch == "lstm"
+
+
+def test_folds_are_disjoint_and_cover_everything():
+    from seqlab.data.readers import Example
+
+    examples = [Example(str(i), "a") for i in range(23)]
+    folds = folds_of(examples, 5, seed=0)
+    assert sorted(int(ex.text) for fold in folds for ex in fold) == list(range(23))
+    assert {len(f) for f in folds} <= {4, 5}
+    with pytest.raises(SeqlabError, match="--cv"):
+        folds_of(examples, 1, seed=0)
+
+
+def test_tour_toy_step_reproduces_the_course(tmp_path):
+    line = toy_lstm(tmp_path, Console(file=open(tmp_path / "out.txt", "w")))
+    assert line.startswith("toy LSTM: 2/2")
