@@ -13,6 +13,8 @@ import argparse
 import logging
 import shlex
 
+import torch
+
 from seqlab import api
 from seqlab.tasks.compare import markdown_table
 
@@ -32,7 +34,11 @@ def main() -> None:
     parser.add_argument("--archs", default="cnn,bilstm,transformer")
     parser.add_argument("--cv", type=int, default=10)
     parser.add_argument("--output", default="runs/bench/mr-cv10")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads; 1 lets two benchmark processes share a 2-core machine without spinning")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     command = ["seqlab", "compare", "classify", "--data", "rt-polarity", "--archs", args.archs,
                "--cv", str(args.cv), "--output", args.output, *OVERRIDES]

@@ -42,3 +42,24 @@ def test_folds_are_disjoint_and_cover_everything():
 def test_tour_toy_step_reproduces_the_course(tmp_path):
     line = toy_lstm(tmp_path, Console(file=open(tmp_path / "out.txt", "w")))
     assert line.startswith("toy LSTM: 2/2")
+
+
+def test_learning_curve_over_training_sizes(tmp_path):
+    data = write_csv(tmp_path / "d.csv", sentiment_rows(150))
+    rows, folder = api.compare({"data": {"train": str(data)}}, ["cnn"], ["model.preset=tiny", "train.epochs=1"],
+                               output_dir=tmp_path / "lc", train_sizes="20,50,all")
+    assert [(r["arch"], r["train_size"]) for r in rows] == [("cnn", 20), ("cnn", 50), ("cnn", 120)]
+    assert (folder / "learning_curve.png").stat().st_size > 1000
+
+
+def test_recipes_and_sizes_are_validated():
+    from seqlab.tasks.compare import parse_archs, parse_sizes
+
+    assert parse_sizes("100,all") == [100, None]
+    assert parse_archs("minilm-frozen,cnn") == ["minilm-frozen", "cnn"]
+    assert arch_config({}, "minilm-frozen", []).model.strategy == "frozen"
+    for bad in ("100,x", "0"):
+        with pytest.raises(SeqlabError, match="train-sizes"):
+            parse_sizes(bad)
+    with pytest.raises(SeqlabError, match="model.init=RUN"):
+        arch_config({}, "transformer+mlm", [])

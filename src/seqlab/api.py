@@ -18,13 +18,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from seqlab import plots, runs
+from seqlab import hub, plots, runs
 from seqlab.config import RunConfig, load_config
 from seqlab.data.readers import Example
+from seqlab.data.tokenize import encode
 from seqlab.errors import SeqlabError
-from seqlab.models import build_classifier
-from seqlab.data.tokenize import PAD_ID
+from seqlab import pretraining
 from seqlab.tasks import classify
+from seqlab.tasks import finetune
 from seqlab.tasks import compare as comparison
 
 log = logging.getLogger("seqlab")
@@ -87,24 +88,27 @@ class ClassifierPipeline:
     def attention(self, text: str) -> tuple[list[str], list[torch.Tensor]]:
         """Tokens and per-layer (H, T, T) attention weights of one text (Transformer only)."""
         (text,) = self.check_texts([text])
-        encoding = self.tokenizer.encode(text)
-        ids = encoding.ids[: self.config.tokenizer.max_length] or [1]
+        (ids,), _ = encode(self.tokenizer, [text], self.config.tokenizer.max_length)
+        tokens = [self.tokenizer.id_to_token(i) for i in ids]
         input_ids = torch.tensor([ids])
         with torch.inference_mode():
             out = self.model(input_ids, torch.ones_like(input_ids, dtype=torch.bool), need_weights=True)
         if out.attentions is None:
             raise SeqlabError(f"a {self.config.model.arch} model has no attention weights; use a transformer run")
-        tokens = encoding.tokens[: len(ids)]
-        if self.config.model.arch == "transformer" and self.config.model.pooling == "cls":
-            tokens = ["[CLS]"] + tokens
+        if self.config.model.arch == "transformer" and self.config.model.pooling == "cls" and not self.config.model.init:
+            tokens = ["[CLS]"] + tokens  # the prepended [CLS] vector (a pretrained vocabulary has its own)
         return tokens, [layer[0] for layer in out.attentions]
 
 
 def load(path: str | Path) -> ClassifierPipeline:
     """Open a finished run folder; predictions equal those made right after training."""
     files = runs.open_run(path)
-    model = build_classifier(files.config.model, files.tokenizer.get_vocab_size(), len(files.labels), PAD_ID)
-    runs.load_weights(model, files.path / runs.WEIGHTS)
+    pretrained = files.config.model.arch == "hf"
+    if pretrained and not (files.path / runs.ENCODER / "config.json").is_file():
+        raise SeqlabError(f"run {files.path} has no {runs.ENCODER}/config.json: the fine-tuned encoder is missing")
+    encoder = str(files.path / runs.ENCODER) if pretrained else None
+    model = classify.make_model(files.config, files.tokenizer, files.labels, encoder_source=encoder)
+    runs.load_weights(model, files.path / runs.WEIGHTS, skip_prefix="encoder." if pretrained else None)
     return ClassifierPipeline(files, model)
 
 
@@ -117,12 +121,16 @@ def train(cfg: RunConfig | None, *, resume: str | Path | None = None, progress: 
     Returns:
         The run folder.
     """
+    if (cfg is not None and cfg.task == "pretrain-mlm") or (resume is not None and pretraining.is_pretrain_run(resume)):
+        return pretrain(cfg, resume=resume, progress=progress)
     started = time.perf_counter()
     tokenizer = labels = None
     if resume is not None:
         files = _resumable(Path(resume))
         cfg, run_dir = files.config, files.path
         tokenizer, labels = files.tokenizer, files.labels
+    elif cfg.model.arch == "transformer" and cfg.model.init:
+        cfg = finetune.init_config(cfg)  # the pretrained run's sizes and vocabulary, saved with this run
     splits = classify.load_splits(cfg)
     if resume is None:
         tokenizer, labels = classify.learn_vocabulary(cfg, splits.train)
@@ -150,6 +158,27 @@ def train(cfg: RunConfig | None, *, resume: str | Path | None = None, progress: 
     return run_dir
 
 
+def pretrain(cfg: RunConfig | None, *, resume: str | Path | None = None, progress: str | None = None) -> Path:
+    """Pretrain a BERT-style encoder (masked LM, optionally NSP) into a new run folder, or
+    continue an unfinished one; `cfg.task` must be "pretrain-mlm" (see `seqlab.pretraining`).
+
+    Returns:
+        The run folder; `fill_mask` uses it, and `model.init=RUN` fine-tunes its encoder.
+    """
+    return pretraining.pretrain(cfg, resume=resume, progress=progress)
+
+
+def load_masked_lm(path: str | Path) -> pretraining.MaskedLMPipeline:
+    """Open a finished pretrain-mlm run; `.fill_mask(text, top_k)` predicts its [MASK]s."""
+    return pretraining.load_masked_lm(path)
+
+
+def fill_mask(run: str | Path, text: str, top_k: int = 5) -> list[list[dict]]:
+    """The `top_k` likeliest wordpieces for each [MASK] in `text`, by the pretrained run `run`:
+    one list per [MASK] of {"token", "probability"}, most likely first."""
+    return pretraining.load_masked_lm(run).fill_mask(text, top_k)
+
+
 def _resumable(run_dir: Path) -> runs.RunFiles:
     if (run_dir / runs.WEIGHTS).exists():
         raise SeqlabError(f"run {run_dir} already finished; train a new one instead of --resume")
@@ -168,7 +197,11 @@ def _write_finished_run(run_dir: Path, cfg: RunConfig, splits: classify.Splits, 
         examples = getattr(splits, name)
         if examples:
             metrics[name] = classify.evaluate_examples(fitted.model, fitted.tokenizer, fitted.labels, examples, max_length, sigmoid)
-    runs.save_weights(fitted.model, run_dir / runs.WEIGHTS)
+    if cfg.model.arch == "hf":  # transformers loads the encoder; seqlab adds the head
+        hub.save_for_transformers(fitted.model.encoder, cfg.model.model, run_dir / runs.ENCODER)
+        runs.save_weights(fitted.model, run_dir / runs.WEIGHTS, skip_prefix="encoder.")
+    else:
+        runs.save_weights(fitted.model, run_dir / runs.WEIGHTS)
     runs.write_json(run_dir / runs.METRICS, metrics)
     runs.write_json(run_dir / runs.MANIFEST, {
         "seed": cfg.train.seed,
@@ -180,6 +213,7 @@ def _write_finished_run(run_dir: Path, cfg: RunConfig, splits: classify.Splits, 
             for name in ("train", "valid", "test")
         },
         "truncated": fitted.truncated,
+        **({"embeddings": fitted.embeddings} if fitted.embeddings else {}),
         "parameters": classify.count_parameters(fitted.model),
         "timings": {"prepare_s": prepared - started, "train_s": fitted.result.seconds,
                     "total_s": time.perf_counter() - started},
@@ -187,21 +221,32 @@ def _write_finished_run(run_dir: Path, cfg: RunConfig, splits: classify.Splits, 
 
 
 def compare(
-    base: dict, archs: list[str], overrides: list[str] = (), cv: int | None = None, output_dir: str | Path | None = None
+    base: dict,
+    archs: list[str],
+    overrides: Sequence[str] = (),
+    cv: int | None = None,
+    output_dir: str | Path | None = None,
+    train_sizes: str | None = None,
 ) -> tuple[list[dict], Path]:
-    """Train every architecture in `archs` on the same data; write results.json, table.md and
-    comparison.png into `output_dir` (default runs/compare-<time>).
+    """Train every entry of `archs` (architectures or recipes such as `minilm-frozen`) on the
+    same data; write results.json, table.md and a chart (comparison.png, or learning_curve.png
+    when several `train_sizes` are given, e.g. "100,500,all") into `output_dir`.
 
     Returns:
-        (one summary row per architecture, the output folder).
+        (one summary row per entry and size, the output folder).
     """
     archs = comparison.parse_archs(",".join(archs))
+    sizes = comparison.parse_sizes(train_sizes)
     output = Path(output_dir or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
-    results = comparison.compare(base, archs, list(overrides), cv)
+    results = comparison.compare(base, archs, list(overrides), cv, sizes)
     rows = comparison.summarise(results)
     output.mkdir(parents=True, exist_ok=True)
-    runs.write_json(output / "results.json", {"cv": cv, "summary": rows, "runs": [vars(r) for r in results]})
+    runs.write_json(output / "results.json", {"cv": cv, "train_sizes": train_sizes, "summary": rows, "runs": [vars(r) for r in results]})
     (output / "table.md").write_text(comparison.markdown_table(rows) + "\n", encoding="utf-8")
     protocol = f"{cv}-fold CV" if cv else "held-out test split"
-    plots.comparison(rows, output / "comparison.png", title=f"{base.get('data', {}).get('train', 'rt-polarity')} · {protocol}")
+    title = f"{base.get('data', {}).get('train', 'rt-polarity')} · {protocol}"
+    if len(sizes) > 1:
+        plots.learning_curve_by_size(rows, output / "learning_curve.png", title)
+    else:
+        plots.comparison(rows, output / "comparison.png", title)
     return rows, output

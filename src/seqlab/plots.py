@@ -57,6 +57,23 @@ def comparison(rows: Sequence[dict], path: str | Path, title: str = "") -> Path:
     return _save(fig, path)
 
 
+def learning_curve_by_size(rows: Sequence[dict], path: str | Path, title: str = "") -> Path:
+    """Test accuracy against the number of training examples (log scale), one line per entry."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for arch in dict.fromkeys(row["arch"] for row in rows):
+        mine = sorted((r for r in rows if r["arch"] == arch), key=lambda r: r["train_size"])
+        xs = [r["train_size"] for r in mine]
+        ax.errorbar(xs, [100 * r["accuracy_mean"] for r in mine], yerr=[100 * r["accuracy_std"] for r in mine],
+                    marker="o", capsize=3, label=arch)
+    ax.set_xscale("log")
+    ax.set_xlabel("training examples")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    return _save(fig, path)
+
+
 def learning_curves(metrics_csv: str | Path, path: str | Path, title: str = "") -> Path:
     """Loss (left) and validation accuracy (right) per epoch from a run's logs/metrics.csv."""
     epochs: dict[int, dict[str, float]] = {}

@@ -6,6 +6,7 @@ runs/<name>/
   tokenizer.json     the vocabulary
   labels.json        label names, index order
   model.safetensors  the best weights (written after training: its absence marks an unfinished run)
+  encoder/           arch hf only: the fine-tuned encoder, `save_pretrained` (transformers loads it)
   metrics.json       final evaluation
   manifest.json      seed, package versions, data hash, timings
   checkpoints/ logs/ for --resume and learning curves
@@ -33,6 +34,7 @@ from seqlab.data.tokenize import load_tokenizer
 from seqlab.errors import SeqlabError
 
 CONFIG, WEIGHTS, TOKENIZER, LABELS = "config.yaml", "model.safetensors", "tokenizer.json", "labels.json"
+ENCODER = "encoder"  # a pretrained encoder's save_pretrained folder (arch hf); model.safetensors holds the head
 METRICS, MANIFEST = "metrics.json", "manifest.json"
 
 
@@ -64,19 +66,25 @@ def write_json(path: Path, payload: object) -> None:
     tmp.replace(path)
 
 
-def save_weights(model: nn.Module, path: Path) -> None:
+def save_weights(model: nn.Module, path: Path, skip_prefix: str | None = None) -> None:
+    """Save the state dict as safetensors (less the keys under `skip_prefix`, saved elsewhere)."""
     tmp = path.with_suffix(".tmp")
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    state = {
+        k: v.detach().contiguous() for k, v in model.state_dict().items()
+        if skip_prefix is None or not k.startswith(skip_prefix)
+    }
     save_file(state, str(tmp), metadata={"format": "pt"})
     tmp.replace(path)
 
 
-def load_weights(model: nn.Module, path: Path) -> None:
+def load_weights(model: nn.Module, path: Path, skip_prefix: str | None = None) -> None:
+    """Load safetensors weights; every key of the model (outside `skip_prefix`) must be there."""
     try:
         state = load_file(str(path))
     except Exception as err:  # safetensors raises its own error types for corrupt files
         raise SeqlabError(f"{path} is not a readable safetensors file ({err})") from None
     missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if skip_prefix is None or not k.startswith(skip_prefix)]
     if missing or unexpected:
         raise SeqlabError(f"{path} does not match the model in config.yaml (missing {missing[:3]}, unexpected {unexpected[:3]})")
 
@@ -119,6 +127,9 @@ def open_run(path: str | Path) -> RunFiles:
     if not (run_dir / WEIGHTS).is_file():
         raise SeqlabError(f"run {run_dir} has no {WEIGHTS}: it did not finish; continue it with `seqlab train --resume {run_dir}`")
     config = load_config(run_dir / CONFIG)
+    if config.task != "classify":
+        raise SeqlabError(f"{run_dir} is a {config.task} run, not a classifier; use `seqlab fill-mask {run_dir} TEXT`, "
+                          f"or fine-tune it with `seqlab train classify --arch transformer --init {run_dir}`")
     tokenizer = load_tokenizer(run_dir / TOKENIZER)
     return RunFiles(run_dir, config, tokenizer, read_labels(run_dir))
 

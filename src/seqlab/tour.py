@@ -66,7 +66,7 @@ def course_cnn(out: Path, console: Console) -> str:
     _fresh(out / "course-cnn")
     cfg = build_config({}, [
         "data.train=rt-polarity", "model.arch=cnn", "model.head=sigmoid", "model.embed_dim=128",
-        "model.filter_sizes=[5]", "model.num_filters=128", "model.dropout=0.5", "train.epochs=8",
+        "model.filter_sizes=[5]", "model.num_filters=128", "model.dropout=0.5", "train.epochs=10",
         f"output_dir={out}", "name=course-cnn",
     ])
     run = api.train(cfg, progress="off")
@@ -83,8 +83,8 @@ def course_cnn(out: Path, console: Console) -> str:
 def transformer_attention(out: Path, console: Console) -> str:
     """A Transformer encoder built from scratch, and what its heads attend to."""
     _fresh(out / "transformer")
-    cfg = build_config({}, ["data.train=rt-polarity", "model.arch=transformer", "model.pooling=cls",
-                            "train.epochs=8", "train.lr=0.0005", f"output_dir={out}", "name=transformer"])
+    cfg = build_config({}, ["data.train=rt-polarity", "model.arch=transformer", "model.pooling=cls", "model.dropout=0.3",
+                            "train.epochs=10", "train.lr=0.0005", f"output_dir={out}", "name=transformer"])
     run = api.train(cfg, progress="off")
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["test"]
     pipe = api.load(run)
@@ -100,7 +100,8 @@ def transformer_attention(out: Path, console: Console) -> str:
 def architecture_comparison(out: Path, console: Console) -> str:
     """LSTM, BiLSTM, Kim CNN and Transformer on the same split: the real comparison."""
     rows, folder = api.compare({"data": {"train": "rt-polarity"}}, ["lstm", "bilstm", "cnn", "transformer"],
-                               ["train.epochs=8", "transformer:train.lr=0.0005"], output_dir=out / "comparison")
+                               ["train.epochs=10", "cnn:model.preset=base", "transformer:train.lr=0.0005",
+                                "transformer:model.dropout=0.3"], output_dir=out / "comparison")
     for row in rows:
         console.print(f"  {row['arch']:<12} accuracy {100 * row['accuracy_mean']:.1f}%  {row['parameters']:>10,} parameters  "
                       f"{row['train_seconds']:.0f} s training  {row['sentences_per_second']:,.0f} sentences/s")

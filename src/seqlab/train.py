@@ -56,6 +56,31 @@ class EpochLines(Callback):
         log.info("epoch %d/%d  %s", trainer.current_epoch + 1, trainer.max_epochs, shown)
 
 
+def resolve_precision(precision: str) -> str:
+    """'auto' → 'bf16-mixed' where the hardware has bf16 arithmetic (a CUDA GPU that supports
+    it, or a CPU with AVX512_BF16/AMX), else '32-true': on CPUs without it bf16 is emulated and
+    slower than fp32."""
+    if precision != "auto":
+        return precision
+    return "bf16-mixed" if bf16_supported() else "32-true"
+
+
+def bf16_supported() -> bool:
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="ignore")
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def _progress_callbacks(progress: str) -> list[Callback]:
+    if progress == "bar":
+        return [RichProgressBar(leave=True)]
+    return [EpochLines()] if progress == "lines" else []
+
+
 def monitor_mode(metric: str) -> str:
     return "min" if metric.endswith("loss") else "max"
 
@@ -92,11 +117,7 @@ def fit(
         dirpath=work_dir / "checkpoints", filename="best", monitor=monitor,
         mode=monitor_mode(monitor), save_last=True, save_top_k=1, enable_version_counter=False,
     )
-    callbacks: list[Callback] = [checkpoint]
-    if progress == "bar":
-        callbacks.append(RichProgressBar(leave=True))
-    elif progress == "lines":
-        callbacks.append(EpochLines())
+    callbacks = [checkpoint, *_progress_callbacks(progress)]
     if val_loader is not None and cfg.patience:
         callbacks.append(EarlyStopping(monitor=monitor, mode=monitor_mode(monitor), patience=cfg.patience))
     logger_list = (
@@ -107,7 +128,7 @@ def fit(
         max_epochs=cfg.epochs,
         accelerator="auto",
         devices=1,
-        precision=cfg.precision,
+        precision=resolve_precision(cfg.precision),
         gradient_clip_val=cfg.grad_clip,
         callbacks=callbacks,
         logger=logger_list,

@@ -15,6 +15,7 @@ from rich.text import Text
 from seqlab import assets
 from seqlab.cli._errors import handle_errors
 from seqlab.data import datasets
+from seqlab.data.corpus import load_corpus
 from seqlab.errors import SeqlabError
 
 data_app = typer.Typer(
@@ -68,6 +69,12 @@ def get_cmd(
         path = assets.fetch(name, progress=progress)
         _out.print(f"{name}: {path}", soft_wrap=True, markup=False)
     for name in ds_names:
+        if datasets.BUILTIN_DATASETS[name].task != "classify":  # a text corpus (shakespeare)
+            documents = load_corpus(name)
+            where = assets.archive_path(datasets.BUILTIN_DATASETS[name].archive)
+            _out.print(f"{name}: {len(documents):,} documents, {sum(map(len, documents)):,} lines in {where}",
+                       soft_wrap=True, markup=False)
+            continue
         examples = datasets.load_builtin(name, progress=progress)
         where = datasets.cache_path(name)
         _out.print(f"{name}: {len(examples):,} examples in {where}", soft_wrap=True, markup=False)

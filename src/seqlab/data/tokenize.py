@@ -1,8 +1,11 @@
 """Vocabularies trained on the training split with Hugging Face `tokenizers`.
 
-Three levels: `word` (normalised, split on whitespace and punctuation), `char` (every character,
-spaces included) and `bpe` (byte-pair merges learned from the data). Ids 0 and 1 are always
-[PAD] and [UNK], so padding means the same thing for every model. The tokenizer never pads:
+Four levels: `word` (normalised, split on whitespace and punctuation), `char` (every character,
+spaces included), `bpe` (byte-pair merges learned from the data) and `wordpiece` (BERT's
+vocabulary: BERT normaliser and pre-tokenizer, WordPiece, and a template that wraps every text
+as `[CLS] A [SEP]`, or a pair as `[CLS] A [SEP] B [SEP]` with segment ids 0/1; ids 2-4 are
+[CLS], [SEP] and [MASK]). Ids 0 and 1 are always [PAD] and [UNK], so padding means the same
+thing for every model. The tokenizer never pads:
 padding and masks are made in one place, `seqlab.data.batching`.
 """
 
@@ -11,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from seqlab.errors import SeqlabError
 
 PAD, UNK = "[PAD]", "[UNK]"
 SPECIAL_TOKENS = [PAD, UNK]
 PAD_ID, UNK_ID = 0, 1
+CLS, SEP, MASK = "[CLS]", "[SEP]", "[MASK]"  # wordpiece level only: ids 2, 3, 4
 
 
 def train_tokenizer(
@@ -32,7 +36,8 @@ def train_tokenizer(
 
     Args:
         texts: training texts only (a vocabulary that saw the test set would leak it).
-        level: "word", "char" or "bpe".
+        level: "word", "char", "bpe" or "wordpiece" (which adds [CLS], [SEP], [MASK] after
+            `special_tokens` and the [CLS]/[SEP] template).
         vocab_size: upper bound, special tokens included.
         min_frequency: rarer words/merges are left out (they become [UNK]).
         lowercase: fold case in the normaliser (also applied at prediction time).
@@ -59,10 +64,26 @@ def train_tokenizer(
             vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(special_tokens),
             continuing_subword_prefix="##",
         )
+    elif level == "wordpiece":
+        special_tokens = [*special_tokens, *(t for t in (CLS, SEP, MASK) if t not in special_tokens)]
+        steps = [normalizers.BertNormalizer(lowercase=lowercase)]  # also strips accents when lowercasing
+        tokenizer = Tokenizer(models.WordPiece(unk_token=UNK, continuing_subword_prefix="##"))
+        tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tokenizer.decoder = decoders.WordPiece(prefix="##")
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(special_tokens),
+            continuing_subword_prefix="##",
+        )
     else:
-        raise SeqlabError(f"unknown tokenizer level {level!r}; choose word, char or bpe")
+        raise SeqlabError(f"unknown tokenizer level {level!r}; choose word, char, bpe or wordpiece")
     tokenizer.normalizer = normalizers.Sequence(steps)
     tokenizer.train_from_iterator(texts, trainer=trainer)
+    if level == "wordpiece":
+        cls_id, sep_id = tokenizer.token_to_id(CLS), tokenizer.token_to_id(SEP)
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{CLS} $A {SEP}", pair=f"{CLS} $A {SEP} $B:1 {SEP}:1",
+            special_tokens=[(CLS, cls_id), (SEP, sep_id)],
+        )
     return tokenizer
 
 
@@ -84,7 +105,11 @@ def encode(tokenizer: Tokenizer, texts: Sequence[str], max_length: int) -> tuple
         (ids per text, how many texts were truncated). An empty encoding becomes [UNK], so every
         sequence has at least one real position.
     """
-    encodings = tokenizer.encode_batch(list(texts), add_special_tokens=True)
-    ids = [enc.ids or [UNK_ID] for enc in encodings]
-    truncated = sum(len(seq) > max_length for seq in ids)
-    return [seq[:max_length] for seq in ids], truncated
+    # The library's own truncation keeps the special tokens a post-processor adds ([CLS] … [SEP]).
+    tokenizer.enable_truncation(max_length)
+    try:
+        encodings = tokenizer.encode_batch(list(texts), add_special_tokens=True)
+    finally:
+        tokenizer.no_truncation()
+    truncated = sum(bool(enc.overflowing) for enc in encodings)
+    return [enc.ids or [UNK_ID] for enc in encodings], truncated

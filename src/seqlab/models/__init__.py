@@ -28,6 +28,8 @@ def build_classifier(model_cfg, vocab_size: int, num_labels: int, pad_id: int = 
         return TransformerClassifier(
             vocab_size, outputs, model_cfg.d_model, model_cfg.num_heads, model_cfg.num_layers,
             model_cfg.ff_dim, model_cfg.dropout, model_cfg.positional, 512, model_cfg.pooling, pad_id,
+            # an encoder pretrained here (model.init) reads "[CLS] text [SEP]" from its own vocabulary
+            num_segments=model_cfg.num_segments, prepend_cls=not model_cfg.init,
         )
     return RNNClassifier(
         vocab_size, outputs, model_cfg.cell, model_cfg.embed_dim, model_cfg.hidden_dim,

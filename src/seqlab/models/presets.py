@@ -32,4 +32,4 @@ for _family, _sizes in PRESETS.items():
 
 def family_of(arch: str) -> str:
     """'bilstm' → 'rnn', 'cnn' → 'cnn', 'transformer' → 'transformer'."""
-    return {"cnn": "cnn", "transformer": "transformer"}.get(arch, "rnn")
+    return {"cnn": "cnn", "transformer": "transformer", "hf": "hf"}.get(arch, "rnn")

@@ -87,7 +87,9 @@ class EncoderLayer(nn.Module):
 
 
 class TransformerEncoder(nn.Module):
-    """Token + position embeddings and a stack of encoder layers → contextual states (B, T, d)."""
+    """Token + position (+ segment) embeddings and a stack of encoder layers → contextual states
+    (B, T, d). `num_segments` > 0 adds BERT's token-type embeddings (segment A/B of a pair);
+    0, the default, has none, so models without segments keep their parameters."""
 
     def __init__(
         self,
@@ -100,6 +102,7 @@ class TransformerEncoder(nn.Module):
         positional: str = "sinusoidal",
         max_len: int = 512,
         pad_id: int = 0,
+        num_segments: int = 0,
     ):
         super().__init__()
         self.d_model = d_model
@@ -109,6 +112,9 @@ class TransformerEncoder(nn.Module):
         with torch.no_grad():
             self.embedding.weight[pad_id].zero_()
         self.positions = POSITIONS[positional](d_model, max_len)
+        self.segments = nn.Embedding(num_segments, d_model) if num_segments else None
+        if self.segments is not None:
+            nn.init.normal_(self.segments.weight, std=0.02)  # BERT's initialiser
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(EncoderLayer(d_model, num_heads, ff_dim, dropout) for _ in range(num_layers))
         self.final_norm = nn.LayerNorm(d_model)
@@ -118,10 +124,17 @@ class TransformerEncoder(nn.Module):
         embedded: torch.Tensor,
         padding_mask: torch.Tensor,
         need_weights: bool = False,
+        token_type_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         """embedded: (B, T, d) token vectors (already embedded, so callers may prepend [CLS]);
-        padding_mask: (B, T) → (states (B, T, d), per-layer weights or None)."""
+        padding_mask: (B, T); token_type_ids: (B, T) segment ids, default all 0 (used only with
+        segments) → (states (B, T, d), per-layer weights or None)."""
         x = embedded * math.sqrt(self.d_model) + self.positions(embedded.size(1))
+        if self.segments is not None:
+            if token_type_ids is None:
+                x = x + self.segments.weight[0]  # one segment: every token is in segment A
+            else:
+                x = x + self.segments(token_type_ids)
         x = self.dropout(x)
         attentions = [] if need_weights else None
         for layer in self.layers:
@@ -139,6 +152,9 @@ class TransformerClassifier(nn.Module):
         d_model, num_heads, num_layers, ff_dim, dropout, positional, max_len: encoder sizes.
         pooling: "cls" (a learned [CLS] vector prepended to every sentence), "mean" or "max".
         pad_id: the padding token id.
+        num_segments: segment embeddings in the encoder (2 for an encoder pretrained as BERT).
+        prepend_cls: False when the vocabulary itself puts a [CLS] token first (a WordPiece
+            vocabulary pretrained here): "cls" pooling then reads that token's state.
     """
 
     def __init__(
@@ -154,13 +170,16 @@ class TransformerClassifier(nn.Module):
         max_len: int = 512,
         pooling: str = "mean",
         pad_id: int = 0,
+        num_segments: int = 0,
+        prepend_cls: bool = True,
     ):
         super().__init__()
         self.pooling = pooling
+        self.prepend_cls = prepend_cls and pooling == "cls"
         self.encoder = TransformerEncoder(
-            vocab_size, d_model, num_heads, num_layers, ff_dim, dropout, positional, max_len + 1, pad_id
+            vocab_size, d_model, num_heads, num_layers, ff_dim, dropout, positional, max_len + 1, pad_id, num_segments
         )
-        if pooling == "cls":
+        if self.prepend_cls:
             self.cls = nn.Parameter(torch.randn(d_model) * 0.02)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(d_model, num_outputs)
@@ -169,10 +188,10 @@ class TransformerClassifier(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, need_weights: bool = False
     ) -> ClassifierOutput:
         """input_ids, attention_mask: (B, T) → logits (B, C), and per-layer attention weights
-        (B, H, T', T') when asked (T' = T + 1 with [CLS] pooling, the [CLS] row first)."""
+        (B, H, T', T') when asked (T' = T + 1 with a prepended [CLS], the [CLS] row first)."""
         embedded = self.encoder.embedding(input_ids)  # (B, T, d)
         mask = attention_mask
-        if self.pooling == "cls":
+        if self.prepend_cls:
             cls = self.cls.expand(input_ids.size(0), 1, -1)
             embedded = torch.cat([cls, embedded], dim=1)  # (B, T+1, d)
             mask = torch.cat([mask.new_ones(mask.size(0), 1), mask], dim=1)

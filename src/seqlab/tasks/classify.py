@@ -22,6 +22,7 @@ from torchmetrics.functional.classification import (
     multiclass_f1_score,
 )
 
+from seqlab import hub
 from seqlab.config import RunConfig, TrainConfig
 from seqlab.data.batching import make_loader
 from seqlab.data.datasets import load_examples
@@ -29,7 +30,10 @@ from seqlab.data.readers import Example
 from seqlab.data.tokenize import PAD_ID, encode, train_tokenizer
 from seqlab.errors import SeqlabError
 from seqlab.models import build_classifier
-from seqlab.train import FitResult, fit
+from seqlab.models.pretrained import HFEncoderClassifier
+from seqlab.tasks import finetune
+from seqlab.tasks.word_vectors import apply_word_vectors
+from seqlab.train import FitResult, fit, resolve_precision
 
 log = logging.getLogger("seqlab")
 
@@ -123,12 +127,15 @@ def encode_split(
 class ClassifierModule(L.LightningModule):
     """Cross-entropy (or binary cross-entropy for a sigmoid head), accuracy and macro-F1."""
 
-    def __init__(self, model: nn.Module, num_labels: int, head: str, train_cfg: TrainConfig):
+    def __init__(
+        self, model: nn.Module, num_labels: int, head: str, train_cfg: TrainConfig, layer_decay: float | None = None
+    ):
         super().__init__()
         self.model = model
         self.num_labels = num_labels
         self.sigmoid = head == "sigmoid"
         self.train_cfg = train_cfg
+        self.layer_decay = layer_decay
         self._val_probs: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
 
@@ -162,6 +169,8 @@ class ClassifierModule(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         cfg = self.train_cfg
         params = [p for p in self.parameters() if p.requires_grad]
+        if self.layer_decay is not None:
+            params = self.model.parameter_groups(cfg.lr, self.layer_decay, cfg.weight_decay)
         if cfg.optimizer == "sgd":
             return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
         if cfg.optimizer == "adadelta":
@@ -169,7 +178,9 @@ class ClassifierModule(L.LightningModule):
         optimizer = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         # The fused kernel updates all parameters in one pass: 7× faster than the loop over
         # tensors on a 300-d embedding table, where the optimiser step dominates a CPU batch.
-        return optimizer(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+        # (Lightning cannot clip gradients of a fused optimiser under mixed precision.)
+        fused = resolve_precision(cfg.precision) == "32-true"
+        return optimizer(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
 
 
 def probabilities(logits: torch.Tensor, sigmoid: bool) -> torch.Tensor:
@@ -206,6 +217,7 @@ class Fitted:
     labels: list[str]
     result: FitResult
     truncated: dict[str, int]
+    embeddings: dict | None = None  # pretrained word vectors: coverage record for manifest.json
 
 
 def fit_classifier(
@@ -225,31 +237,56 @@ def fit_classifier(
     A tokenizer and label list are learned from `train` unless given (a run folder passes the
     ones it saved first, so a resumed run keeps the same ids).
     """
+    pretrained = cfg.model.arch == "transformer" and cfg.model.init and not resume  # (a resumed run has it in last.ckpt)
+    if pretrained:  # an encoder pretrained here: its sizes and vocabulary (api.train has saved them already)
+        cfg = finetune.init_config(cfg)
     if tokenizer is None or labels is None:
         tokenizer, labels = learn_vocabulary(cfg, train)
     tok = cfg.tokenizer
     train_enc = encode_split(train, tokenizer, labels, tok.max_length)
     valid_enc = encode_split(valid, tokenizer, labels, tok.max_length) if valid else None
     torch.manual_seed(cfg.train.seed)  # same initial weights for the same seed
-    model = build_classifier(cfg.model, tokenizer.get_vocab_size(), len(labels), PAD_ID)
-    module = ClassifierModule(model, len(labels), cfg.model.head, cfg.train)
+    model = make_model(cfg, tokenizer, labels)
+    if pretrained:
+        finetune.load_encoder(model, cfg.model.init)
+    vectors = apply_word_vectors(model, cfg, tokenizer)  # model.embeddings; before the optimiser exists
+    llrd = cfg.model.arch == "hf" and cfg.model.strategy == "llrd"
+    module = ClassifierModule(model, len(labels), cfg.model.head, cfg.train, cfg.model.layer_decay if llrd else None)
     batch = cfg.train.batch_size
     train_loader = make_loader(train_enc.ids, train_enc.labels, batch, shuffle=True, bucket=cfg.train.bucket, seed=cfg.train.seed)
     valid_loader = make_loader(valid_enc.ids, valid_enc.labels, batch * 2) if valid_enc else None
     result = fit(module, train_loader, valid_loader, work_dir, cfg.train, resume=resume, progress=progress, loggers=loggers)
     model.eval()
     truncated = {"train": train_enc.truncated, "valid": valid_enc.truncated if valid_enc else 0}
-    return Fitted(model, tokenizer, labels, result, truncated)
+    return Fitted(model, tokenizer, labels, result, truncated, vectors)
 
 
 def learn_vocabulary(cfg: RunConfig, train: Sequence[Example]) -> tuple[Tokenizer, list[str]]:
-    """The tokenizer and the label names (sorted), both from the training split only."""
+    """The tokenizer and the label names (sorted), both from the training split only; a
+    pretrained encoder brings its own tokenizer."""
     labels = sorted({ex.label for ex in train})
     if cfg.model.head == "sigmoid" and len(labels) != 2:
         raise SeqlabError(f"model.head=sigmoid needs exactly two labels, the data has {len(labels)}; use model.head=softmax")
+    if cfg.model.arch == "hf":
+        return hub.load_tokenizer(cfg.model.model), labels
+    if cfg.model.arch == "transformer" and cfg.model.init:  # an encoder pretrained here: its WordPiece vocabulary
+        return finetune.open_pretrained(cfg.model.init).tokenizer, labels
     tok = cfg.tokenizer
     tokenizer = train_tokenizer((ex.text for ex in train), tok.level, tok.vocab_size, tok.min_frequency, tok.lowercase)
     return tokenizer, labels
+
+
+def make_model(cfg: RunConfig, tokenizer: Tokenizer, labels: list[str], encoder_source: str | None = None) -> nn.Module:
+    """The configured classifier, fresh (or, for a pretrained encoder, loaded from
+    `encoder_source`, default the configured model)."""
+    if cfg.model.arch != "hf":
+        return build_classifier(cfg.model, tokenizer.get_vocab_size(), len(labels), PAD_ID)
+    outputs = 1 if cfg.model.head == "sigmoid" else len(labels)
+    encoder = hub.load_encoder(encoder_source or cfg.model.model)
+    model = HFEncoderClassifier(encoder, outputs, cfg.model.pooling, cfg.model.dropout)
+    if cfg.model.strategy == "frozen":
+        model.freeze_encoder()
+    return model
 
 
 @torch.inference_mode()

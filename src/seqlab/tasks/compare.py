@@ -1,8 +1,13 @@
-"""Side-by-side comparison of classifier architectures on one dataset.
+"""Side-by-side comparison of classifiers on one dataset.
 
-With `cv=k` every architecture is trained k times, each time holding out one of k folds for
-testing (the protocol of Kim, 2014, on MR), with a slice of the remaining data for early
-stopping. Without it, each architecture is trained once on the configured train/valid/test split.
+With `cv=k` every entry is trained k times, each time holding out one of k folds for testing
+(the protocol of Kim, 2014, on MR), with a slice of the remaining data for early stopping.
+Without it, each entry is trained once on the configured train/valid/test split. With
+`train_sizes`, each training set is also cut to the first n examples of a seeded shuffle: a
+learning curve, which is where transfer learning shows (pretrained models need fewer labels).
+
+An entry is an architecture (`cnn`) or a named recipe (`minilm-frozen`, `cnn+spacy-md`, see
+`RECIPES`); an override written `ENTRY:key=value` applies to that entry only.
 """
 
 from __future__ import annotations
@@ -22,11 +27,25 @@ from seqlab.tasks import classify
 
 log = logging.getLogger("seqlab")
 
+# Named recipes: transfer learning at each depth, next to the from-scratch architectures.
+RECIPES: dict[str, list[str]] = {
+    "minilm": ["model.arch=hf", "model.model=minilm-l6", "model.strategy=full"],
+    "minilm-llrd": ["model.arch=hf", "model.model=minilm-l6", "model.strategy=llrd"],
+    "minilm-frozen": ["model.arch=hf", "model.model=minilm-l6", "model.strategy=frozen"],
+    "cnn+spacy-md": ["model.arch=cnn", "model.preset=base", "model.embeddings=spacy-md"],
+    "cnn+spacy-md-static": ["model.arch=cnn", "model.preset=base", "model.embeddings=spacy-md", "model.embeddings_mode=static"],
+    "bilstm+spacy-md": ["model.arch=bilstm", "model.embed_dim=300", "model.embeddings=spacy-md"],
+    "transformer+mlm": ["model.arch=transformer"],  # needs transformer+mlm:model.init=RUN
+}
+ENTRIES = (*ARCHS, *RECIPES)
+
 
 @dataclass
 class FoldResult:
     arch: str
     fold: int
+    subset: str  # the requested training size ("100", ..., "all")
+    train_size: int  # examples actually trained on
     accuracy: float
     macro_f1: float
     parameters: int
@@ -35,21 +54,46 @@ class FoldResult:
     sentences_per_second: float
 
 
-def arch_config(base: dict, arch: str, overrides: list[str]) -> RunConfig:
-    """The base config with `model.arch=arch`; an override written `ARCH:key=value` applies to
-    that architecture only (sizes differ between families)."""
-    mine = [o.split(":", 1)[1] for o in overrides if ":" in o.split("=", 1)[0] and o.split(":", 1)[0] == arch]
-    shared = [o for o in overrides if ":" not in o.split("=", 1)[0]]
+def arch_config(base: dict, entry: str, overrides: list[str]) -> RunConfig:
+    """The base config for one entry: its recipe, then shared overrides, then `ENTRY:` ones."""
+    mine = [o.split(":", 1)[1] for o in overrides if _target(o) == entry]
+    shared = [o for o in overrides if _target(o) is None]
+    recipe = RECIPES.get(entry, [f"model.arch={entry}"])
     model = {k: v for k, v in base.get("model", {}).items() if k in ("preset", "head")}
-    return build_config({**base, "model": {**model, "arch": arch}}, [*shared, *mine])
+    cfg = build_config({**base, "model": model}, [*recipe, *shared, *mine])
+    if entry == "transformer+mlm" and not cfg.model.init:
+        raise SeqlabError("transformer+mlm needs a pretrained encoder: add transformer+mlm:model.init=RUN (from `seqlab pretrain mlm`)")
+    return cfg
+
+
+def _target(override: str) -> str | None:
+    """'cnn:model.x=1' → 'cnn'; 'model.x=1' → None (the colon must come before the '=')."""
+    key = override.split("=", 1)[0]
+    return key.split(":", 1)[0] if ":" in key else None
 
 
 def parse_archs(text: str) -> list[str]:
     archs = [a.strip() for a in text.split(",") if a.strip()]
-    unknown = [a for a in archs if a not in ARCHS]
+    unknown = [a for a in archs if a not in ENTRIES]
     if unknown or not archs:
-        raise SeqlabError(f"unknown architecture {unknown[0] if unknown else text!r}; choose from {', '.join(ARCHS)}")
+        raise SeqlabError(f"unknown architecture {unknown[0] if unknown else text!r}; choose from {', '.join(ENTRIES)}")
     return archs
+
+
+def parse_sizes(text: str | None) -> list[int | None]:
+    """'100,500,all' → [100, 500, None] (None: the whole training set)."""
+    if not text:
+        return [None]
+    sizes: list[int | None] = []
+    for part in text.split(","):
+        part = part.strip()
+        if part == "all":
+            sizes.append(None)
+        elif part.isdigit() and int(part) > 1:
+            sizes.append(int(part))
+        else:
+            raise SeqlabError(f"--train-sizes takes numbers above 1 and 'all', e.g. 100,500,all (got {part!r})")
+    return sizes
 
 
 def folds_of(examples: list[Example], k: int, seed: int) -> list[list[Example]]:
@@ -61,54 +105,74 @@ def folds_of(examples: list[Example], k: int, seed: int) -> list[list[Example]]:
     return [[examples[i] for i in order[fold::k]] for fold in range(k)]
 
 
-def run_one(cfg: RunConfig, train: list[Example], valid: list[Example], test: list[Example], fold: int) -> FoldResult:
+def subsample(train: list[Example], size: int | None, seed: int) -> list[Example]:
+    """The first `size` examples of a seeded shuffle, so smaller sets nest inside larger ones."""
+    if size is None or size >= len(train):
+        return train
+    order = list(range(len(train)))
+    random.Random(seed).shuffle(order)
+    return [train[i] for i in order[:size]]
+
+
+def run_one(cfg: RunConfig, name: str, subset: str, train: list[Example], valid: list[Example], test: list[Example], fold: int) -> FoldResult:
     with tempfile.TemporaryDirectory(prefix="seqlab-compare-") as work:
         fitted = classify.fit_classifier(cfg, train, valid, Path(work), progress="off", loggers=False)
     metrics = classify.evaluate_examples(
         fitted.model, fitted.tokenizer, fitted.labels, test, cfg.tokenizer.max_length, cfg.model.head == "sigmoid"
     )
     return FoldResult(
-        cfg.model.arch, fold, metrics["accuracy"], metrics["macro_f1"], classify.count_parameters(fitted.model),
+        name, fold, subset, len(train), metrics["accuracy"], metrics["macro_f1"], classify.count_parameters(fitted.model),
         fitted.result.seconds, fitted.result.epochs, metrics["sentences_per_second"],
     )
 
 
-def compare(base: dict, archs: list[str], overrides: list[str], cv: int | None = None) -> list[FoldResult]:
-    """Train and test every architecture; returns one result per (architecture, fold)."""
-    configs = {arch: arch_config(base, arch, overrides) for arch in archs}  # all config errors first
-    first = configs[archs[0]]
-    results: list[FoldResult] = []
-    if cv:
-        data = first.data
-        examples = load_examples(data.train, text_column=data.text_column, label_column=data.label_column, max_chars=data.max_chars)
-        folds = folds_of(examples, cv, data.split_seed)
-        for arch, cfg in configs.items():
-            for index, test in enumerate(folds):
-                rest = [ex for j, fold in enumerate(folds) if j != index for ex in fold]
-                valid_count = round(len(rest) * cfg.data.valid_fraction)
-                train, valid = rest[valid_count:], rest[:valid_count]
-                splits = classify.Splits(train, valid, test, {"train": "folds", "valid": "folds", "test": f"fold {index + 1}"})
-                classify.check_labels(splits)
-                results.append(run_one(cfg, train, valid, test, index))
-                log.info("%s fold %d/%d: accuracy %.4f (%.0f s)", arch, index + 1, cv, results[-1].accuracy, results[-1].train_seconds)
-    else:
-        splits = classify.load_splits(first)
+def splits_for(cfg: RunConfig, cv: int | None) -> list[classify.Splits]:
+    """One train/valid/test split per fold (or the configured split when cv is None)."""
+    if not cv:
+        splits = classify.load_splits(cfg)
         if not splits.test:
             raise SeqlabError("comparison needs test data: set data.test=FILE or data.test_fraction>0, or use --cv")
-        for arch, cfg in configs.items():
-            results.append(run_one(cfg, splits.train, splits.valid, splits.test, 0))
-            log.info("%s: accuracy %.4f (%.0f s)", arch, results[-1].accuracy, results[-1].train_seconds)
+        return [splits]
+    data = cfg.data
+    examples = load_examples(data.train, text_column=data.text_column, label_column=data.label_column, max_chars=data.max_chars)
+    folds = folds_of(examples, cv, data.split_seed)
+    result = []
+    for index, test in enumerate(folds):
+        rest = [ex for j, fold in enumerate(folds) if j != index for ex in fold]
+        valid_count = round(len(rest) * data.valid_fraction)
+        splits = classify.Splits(rest[valid_count:], rest[:valid_count], test, {"train": "folds", "valid": "folds", "test": f"fold {index + 1}"})
+        classify.check_labels(splits)
+        result.append(splits)
+    return result
+
+
+def compare(
+    base: dict, archs: list[str], overrides: list[str], cv: int | None = None, train_sizes: list[int | None] = (None,)
+) -> list[FoldResult]:
+    """Train and test every entry on every fold and training-set size."""
+    configs = {entry: arch_config(base, entry, overrides) for entry in archs}  # all config errors first
+    folds = splits_for(configs[archs[0]], cv)
+    results: list[FoldResult] = []
+    for size in train_sizes:
+        for entry, cfg in configs.items():
+            for index, split in enumerate(folds):
+                train = subsample(split.train, size, cfg.data.split_seed + index)
+                results.append(run_one(cfg, entry, str(size or "all"), train, split.valid, split.test, index))
+                r = results[-1]
+                log.info("%s, %d examples, fold %d/%d: accuracy %.4f (%.0f s)", entry, r.train_size, index + 1, len(folds), r.accuracy, r.train_seconds)
     return results
 
 
 def summarise(results: list[FoldResult]) -> list[dict]:
-    """One row per architecture: means and standard deviations over folds."""
+    """One row per (entry, training size): means and standard deviations over folds."""
     rows = []
-    for arch in dict.fromkeys(r.arch for r in results):
-        mine = [r for r in results if r.arch == arch]
+    for key in dict.fromkeys((r.arch, r.subset) for r in results):
+        mine = [r for r in results if (r.arch, r.subset) == key]
         accuracies = [r.accuracy for r in mine]
         rows.append({
-            "arch": arch,
+            "arch": key[0],
+            "subset": key[1],
+            "train_size": round(statistics.fmean(r.train_size for r in mine)),
             "runs": len(mine),
             "accuracy_mean": statistics.fmean(accuracies),
             "accuracy_std": statistics.stdev(accuracies) if len(mine) > 1 else 0.0,
@@ -123,12 +187,12 @@ def summarise(results: list[FoldResult]) -> list[dict]:
 
 def markdown_table(rows: list[dict]) -> str:
     lines = [
-        "| arch | runs | accuracy (mean ± std) | macro-F1 | parameters | train time / run | inference sent/s |",
-        "|---|---|---|---|---|---|---|",
+        "| arch | train examples | runs | accuracy (mean ± std) | macro-F1 | parameters | train time / run | inference sent/s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['arch']} | {r['runs']} | {100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f} | "
+            f"| {r['arch']} | {r['train_size']:,} | {r['runs']} | {100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f} | "
             f"{100 * r['macro_f1_mean']:.2f} | {r['parameters']:,} | {r['train_seconds']:.1f} s | {r['sentences_per_second']:,.0f} |"
         )
     return "\n".join(lines)

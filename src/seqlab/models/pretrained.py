@@ -1,0 +1,75 @@
+"""A pretrained Transformer encoder (any `transformers` AutoModel, e.g. MiniLM/BERT) with a
+classification head: transfer learning by fine-tuning.
+
+encoder → pooling (mean over real tokens, or [CLS]) → dropout → linear.
+Loading weights is `seqlab.hub`'s job; this module only wires the network.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from seqlab.models.outputs import ClassifierOutput, masked_pool
+
+
+class HFEncoderClassifier(nn.Module):
+    """Args:
+        encoder: a `transformers` encoder (`AutoModel`), already loaded.
+        num_outputs: classes (1 for a sigmoid head).
+        pooling: "mean" (what sentence-transformers models such as MiniLM were trained with) or
+            "cls" (the first token, as BERT's classifier).
+        dropout: before the head.
+    """
+
+    def __init__(self, encoder: nn.Module, num_outputs: int, pooling: str = "mean", dropout: float = 0.1):
+        super().__init__()
+        self.encoder = encoder
+        self.pooling = pooling
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, num_outputs)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, need_weights: bool = False
+    ) -> ClassifierOutput:
+        """input_ids, attention_mask: (B, T) → logits (B, C); per-layer (B, H, T, T) weights on request."""
+        out = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask.long(), output_attentions=need_weights, return_dict=True
+        )
+        states = out.last_hidden_state  # (B, T, hidden)
+        features = states[:, 0] if self.pooling == "cls" else masked_pool(states, attention_mask, "mean")
+        attentions = list(out.attentions) if need_weights else None
+        return ClassifierOutput(self.head(self.dropout(features)), attentions)
+
+    def freeze_encoder(self) -> None:
+        """Feature extraction: only the head learns."""
+        self.encoder.requires_grad_(False)
+
+    def parameter_groups(self, lr: float, layer_decay: float, weight_decay: float) -> list[dict]:
+        """Layer-wise learning-rate decay (Howard & Ruder 2018; Clark et al. 2020): the head gets
+        `lr`, the top encoder layer lr·decay, each layer below another ·decay, embeddings last.
+        Lower layers hold general features that fine-tuning should disturb least."""
+        layers = self._layers()
+        depth = len(layers)
+        groups = [{"params": list(self.head.parameters()), "lr": lr}]
+        assigned = {id(p) for p in self.head.parameters()}
+        for index, layer in enumerate(layers):
+            params = [p for p in layer.parameters() if p.requires_grad]
+            groups.append({"params": params, "lr": lr * layer_decay ** (depth - index)})
+            assigned.update(id(p) for p in params)
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in assigned]  # embeddings, pooler
+        groups.append({"params": rest, "lr": lr * layer_decay ** (depth + 1)})
+        for group in groups:
+            group["weight_decay"] = weight_decay
+        return [g for g in groups if g["params"]]
+
+    def _layers(self) -> list[nn.Module]:
+        for path in ("encoder.layer", "layers", "transformer.layer", "layer"):
+            node = self.encoder
+            for part in path.split("."):
+                node = getattr(node, part, None)
+                if node is None:
+                    break
+            if isinstance(node, nn.ModuleList):
+                return list(node)
+        return []
