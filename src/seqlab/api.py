@@ -137,8 +137,7 @@ def train(cfg: RunConfig | None, *, resume: str | Path | None = None, progress: 
         run_dir = runs.start_run(cfg)
     prepared = time.perf_counter()
     log.info("run folder %s: %d train / %d valid / %d test examples", run_dir, len(splits.train), len(splits.valid), len(splits.test))
-    resumable = run_dir / "checkpoints" / "last.ckpt"
-    try:
+    with runs.guard_new_run(run_dir, fresh=resume is None):
         if resume is None:
             tokenizer.save(str(run_dir / runs.TOKENIZER))  # saved first: --resume needs the same ids
             runs.write_json(run_dir / runs.LABELS, labels)
@@ -146,14 +145,7 @@ def train(cfg: RunConfig | None, *, resume: str | Path | None = None, progress: 
             cfg, splits.train, splits.valid, run_dir, tokenizer=tokenizer, labels=labels,
             resume=resume is not None, progress=progress,
         )
-        if fitted.result.interrupted and not resumable.exists():
-            raise SeqlabError("training interrupted before the first checkpoint; nothing was kept")
-    except BaseException:
-        if resume is None and not resumable.exists():
-            runs.discard_run(run_dir)
-        raise
-    if fitted.result.interrupted:
-        raise SeqlabError(f"training interrupted; continue it with `seqlab train --resume {run_dir}`")
+        runs.raise_if_interrupted(fitted.result.interrupted, run_dir, "seqlab train")
     _write_finished_run(run_dir, cfg, splits, fitted, started, prepared)
     return run_dir
 

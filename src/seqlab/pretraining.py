@@ -89,19 +89,11 @@ def pretrain(cfg: RunConfig | None, *, resume: str | Path | None = None, progres
     counts = data.counts
     log.info("run folder %s: %d train / %d valid / %d test examples (%s training tokens)", run_dir,
              counts["train"]["examples"], counts["valid"]["examples"], counts["test"]["examples"], f"{counts['train']['tokens']:,}")
-    resumable = run_dir / "checkpoints" / "last.ckpt"
-    try:
+    with runs.guard_new_run(run_dir, fresh=resume is None):
         if resume is None:
             tokenizer.save(str(run_dir / runs.TOKENIZER))  # saved first: --resume needs the same ids
         fitted = mlm.fit_masked_lm(cfg, data, tokenizer.get_vocab_size(), run_dir, resume=resume is not None, progress=progress)
-        if fitted.result.interrupted and not resumable.exists():
-            raise SeqlabError("training interrupted before the first checkpoint; nothing was kept")
-    except BaseException:
-        if resume is None and not resumable.exists():
-            runs.discard_run(run_dir)
-        raise
-    if fitted.result.interrupted:
-        raise SeqlabError(f"training interrupted; continue it with `seqlab pretrain mlm --resume {run_dir}`")
+        runs.raise_if_interrupted(fitted.result.interrupted, run_dir, "seqlab pretrain mlm")
     _write_finished_run(run_dir, cfg, splits, data, fitted, started, prepared)
     return run_dir
 

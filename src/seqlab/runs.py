@@ -20,7 +20,8 @@ import json
 import platform
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -57,6 +58,30 @@ def start_run(cfg: RunConfig) -> Path:
 def discard_run(run_dir: Path) -> None:
     """Remove a run folder that failed before it held anything worth resuming."""
     shutil.rmtree(run_dir, ignore_errors=True)
+
+
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+
+
+@contextmanager
+def guard_new_run(run_dir: Path, fresh: bool) -> Iterator[None]:
+    """Remove a run folder this call created if anything fails before its first checkpoint,
+    so a failure leaves nothing half-written; with a checkpoint, keep it for --resume."""
+    try:
+        yield
+    except BaseException:
+        if fresh and not (run_dir / LAST_CHECKPOINT).exists():
+            discard_run(run_dir)
+        raise
+
+
+def raise_if_interrupted(interrupted: bool, run_dir: Path, resume_command: str) -> None:
+    """Ctrl-C or SIGTERM ended training early: say how to continue (or that nothing was kept)."""
+    if not interrupted:
+        return
+    if not (run_dir / LAST_CHECKPOINT).exists():
+        raise SeqlabError("training interrupted before the first checkpoint; nothing was kept")
+    raise SeqlabError(f"training interrupted; continue it with `{resume_command} --resume {run_dir}`")
 
 
 def write_json(path: Path, payload: object) -> None:
