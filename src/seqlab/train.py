@@ -31,7 +31,8 @@ log = logging.getLogger("seqlab")
 for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 for _pattern in (".*does not have many workers.*", ".*smaller than the logging interval.*",
-                 ".*LeafSpec.*", ".*isinstance.*treespec.*", ".*Checkpoint directory .* exists.*"):
+                 ".*LeafSpec.*", ".*isinstance.*treespec.*", ".*Checkpoint directory .* exists.*",
+                 ".*have no `val_dataloader`.*", ".*module\\(s\\) in eval mode.*"):
     warnings.filterwarnings("ignore", _pattern)
 
 
