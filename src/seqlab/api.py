@@ -195,21 +195,15 @@ def _write_finished_run(run_dir: Path, cfg: RunConfig, splits: classify.Splits, 
     else:
         runs.save_weights(fitted.model, run_dir / runs.WEIGHTS)
     runs.write_json(run_dir / runs.METRICS, metrics)
-    runs.write_json(run_dir / runs.MANIFEST, {
-        "seed": cfg.train.seed,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "versions": runs.environment(),
-        "data": {
-            name: {"source": splits.sources[name], "examples": len(getattr(splits, name)),
-                   "sha256": runs.data_hash((ex.text, ex.label) for ex in getattr(splits, name))}
-            for name in ("train", "valid", "test")
-        },
-        "truncated": fitted.truncated,
-        **({"embeddings": fitted.embeddings} if fitted.embeddings else {}),
-        "parameters": classify.count_parameters(fitted.model),
-        "timings": {"prepare_s": prepared - started, "train_s": fitted.result.seconds,
-                    "total_s": time.perf_counter() - started},
-    })
+    data = {
+        name: {"source": splits.sources[name], "examples": len(getattr(splits, name)),
+               "sha256": runs.data_hash((ex.text, ex.label) for ex in getattr(splits, name))}
+        for name in ("train", "valid", "test")
+    }
+    extra = {"truncated": fitted.truncated, **({"embeddings": fitted.embeddings} if fitted.embeddings else {})}
+    runs.write_json(run_dir / runs.MANIFEST, runs.manifest(
+        cfg, data, classify.count_parameters(fitted.model), started, prepared, fitted.result.seconds, **extra,
+    ))
 
 
 def compare(

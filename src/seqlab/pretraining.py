@@ -120,16 +120,10 @@ def _write_finished_run(run_dir: Path, cfg: RunConfig, splits: mlm.CorpusSplits,
             metrics[name] = mlm.evaluate(fitted.model, data.examples[name], nsp)
     runs.save_weights(fitted.model, run_dir / runs.WEIGHTS)
     runs.write_json(run_dir / runs.METRICS, metrics)
-    runs.write_json(run_dir / runs.MANIFEST, {
-        "seed": cfg.train.seed,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "versions": runs.environment(),
-        "data": {
-            name: {"source": splits.sources[name], **data.counts[name],
-                   "sha256": runs.data_hash((sentence, str(d)) for d, doc in enumerate(getattr(splits, name)) for sentence in doc)}
-            for name in ("train", "valid", "test")
-        },
-        "parameters": sum(p.numel() for p in fitted.model.parameters()),
-        "timings": {"prepare_s": prepared - started, "train_s": fitted.result.seconds,
-                    "total_s": time.perf_counter() - started},
-    })
+    seen = {
+        name: {"source": splits.sources[name], **data.counts[name],
+               "sha256": runs.data_hash((sentence, str(d)) for d, doc in enumerate(getattr(splits, name)) for sentence in doc)}
+        for name in ("train", "valid", "test")
+    }
+    parameters = sum(p.numel() for p in fitted.model.parameters())
+    runs.write_json(run_dir / runs.MANIFEST, runs.manifest(cfg, seen, parameters, started, prepared, fitted.result.seconds))

@@ -122,6 +122,21 @@ def data_hash(texts_and_labels: Iterable[tuple[str, str]]) -> str:
     return digest.hexdigest()
 
 
+def manifest(cfg: RunConfig, data: dict, parameters: int, started: float, prepared: float, train_seconds: float,
+             **extra: object) -> dict:
+    """What a finished run records about itself: seed, versions, the data it saw (with hashes),
+    size and timings (started/prepared are `time.perf_counter()` readings)."""
+    return {
+        "seed": cfg.train.seed,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "versions": environment(),
+        "data": data,
+        **extra,
+        "parameters": parameters,
+        "timings": {"prepare_s": prepared - started, "train_s": train_seconds, "total_s": time.perf_counter() - started},
+    }
+
+
 def environment() -> dict[str, str]:
     versions = {"python": platform.python_version(), "platform": platform.platform()}
     for package in ("seqlab", "torch", "lightning", "tokenizers", "torchmetrics", "safetensors"):
