@@ -75,7 +75,8 @@ def main_callback(
 def train(
     target: Annotated[Optional[str], typer.Argument(help="Task name (classify) or a CONFIG.yaml file.", show_default=False)] = None,
     overrides: OverridesArg = None,
-    arch: Annotated[Optional[str], typer.Option(help="lstm, gru, rnn, bilstm, bigru, cnn or transformer.")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="lstm, gru, rnn, bilstm, bigru, cnn, transformer, or hf (a pretrained encoder).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="--arch hf: built-in minilm-l6, a model folder or a hub id.")] = None,
     data: Annotated[Optional[str], typer.Option(help="Built-in dataset (see `seqlab data list`) or a .csv/.tsv/.jsonl file.")] = None,
     valid: Annotated[Optional[str], typer.Option(help="Validation file (default: 10% of the training data).")] = None,
     test: Annotated[Optional[str], typer.Option(help="Test file (default: 10% of the training data).")] = None,
@@ -104,7 +105,7 @@ def train(
         _report_run(run_dir)
         return
     flags = {
-        "model.arch": arch, "data.train": data, "data.valid": valid, "data.test": test,
+        "model.arch": arch, "model.model": model, "data.train": data, "data.valid": valid, "data.test": test,
         "data.text_column": text_column, "data.label_column": label_column, "model.preset": preset, "model.init": init,
         "model.embeddings": embeddings, "model.embeddings_mode": embeddings_mode,
         "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr, "train.seed": seed,
