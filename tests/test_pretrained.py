@@ -113,3 +113,17 @@ def test_real_minilm_fine_tunes_and_reloads(tmp_path):
     pipe = load(run)
     texts = [ex.text for ex in examples[:8]]
     torch.testing.assert_close(pipe.predict_proba(texts), load(run).predict_proba(texts))
+
+
+def test_tokenizer_that_does_not_match_the_model(tmp_path, tiny_bert):
+    import shutil
+
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path / "mismatched"
+    shutil.copytree(tiny_bert, folder)
+    BertModel(BertConfig(vocab_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=37, max_position_embeddings=64)).save_pretrained(folder)
+    with pytest.raises(SeqlabError, match="do not match"):
+        api.train(hf_config(tmp_path, folder), progress="off")
+    assert not (tmp_path / "runs" / "hf").exists()

@@ -283,6 +283,11 @@ def make_model(cfg: RunConfig, tokenizer: Tokenizer, labels: list[str], encoder_
         return build_classifier(cfg.model, tokenizer.get_vocab_size(), len(labels), PAD_ID)
     outputs = 1 if cfg.model.head == "sigmoid" else len(labels)
     encoder = hub.load_encoder(encoder_source or cfg.model.model)
+    if tokenizer.get_vocab_size() > encoder.config.vocab_size:  # ids past the embedding would crash mid-batch
+        raise SeqlabError(
+            f"the tokenizer of {encoder_source or cfg.model.model} has {tokenizer.get_vocab_size():,} tokens but the model "
+            f"embeds only {encoder.config.vocab_size:,}: tokenizer and model do not match; save them together with save_pretrained"
+        )
     model = HFEncoderClassifier(encoder, outputs, cfg.model.pooling, cfg.model.dropout)
     if cfg.model.strategy == "frozen":
         model.freeze_encoder()
