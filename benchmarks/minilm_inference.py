@@ -81,12 +81,13 @@ def measure_accuracy(run: str, variants: dict) -> dict:
     from seqlab.tasks import classify
 
     pipe = api.load(run)
-    tuned = pipe.model.encoder.state_dict()
+    tuned_encoder = pipe.model.encoder
+    tuned = tuned_encoder.state_dict()
     splits = classify.load_splits(pipe.config)
     scores = {}
     for name, variant in variants.items():
         if name == "int8 dynamic":
-            variant = torch.ao.quantization.quantize_dynamic(copy.deepcopy(pipe.model.encoder), {torch.nn.Linear}, dtype=torch.qint8)
+            variant = torch.ao.quantization.quantize_dynamic(copy.deepcopy(tuned_encoder), {torch.nn.Linear}, dtype=torch.qint8)
         else:
             variant.load_state_dict(tuned)
         pipe.model.encoder = variant
