@@ -43,40 +43,17 @@ def train_tokenizer(
         lowercase: fold case in the normaliser (also applied at prediction time).
         special_tokens: added first, so [PAD] = 0 and [UNK] = 1.
     """
-    steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
-    if level == "word":
-        tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
-        tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-        trainer = trainers.WordLevelTrainer(
-            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(special_tokens)
-        )
-    elif level == "char":
-        tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
-        tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-        trainer = trainers.WordLevelTrainer(
-            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(special_tokens)
-        )
-    elif level == "bpe":
-        tokenizer = Tokenizer(models.BPE(unk_token=UNK, continuing_subword_prefix="##"))
-        tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-        tokenizer.decoder = decoders.WordPiece(prefix="##")
-        trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(special_tokens),
-            continuing_subword_prefix="##",
-        )
-    elif level == "wordpiece":
-        special_tokens = [*special_tokens, *(t for t in (CLS, SEP, MASK) if t not in special_tokens)]
-        steps = [normalizers.BertNormalizer(lowercase=lowercase)]  # also strips accents when lowercasing
-        tokenizer = Tokenizer(models.WordPiece(unk_token=UNK, continuing_subword_prefix="##"))
-        tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tokenizer.decoder = decoders.WordPiece(prefix="##")
-        trainer = trainers.WordPieceTrainer(
-            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(special_tokens),
-            continuing_subword_prefix="##",
-        )
-    else:
+    if level not in _PIECES:
         raise SeqlabError(f"unknown tokenizer level {level!r}; choose word, char, bpe or wordpiece")
-    tokenizer.normalizer = normalizers.Sequence(steps)
+    if level == "wordpiece":
+        special_tokens = [*special_tokens, *(t for t in (CLS, SEP, MASK) if t not in special_tokens)]
+    tokenizer, trainer_class, extra = _PIECES[level]()
+    tokenizer.normalizer = (
+        normalizers.BertNormalizer(lowercase=lowercase)  # also strips accents when lowercasing
+        if level == "wordpiece"
+        else normalizers.Sequence([normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else []))
+    )
+    trainer = trainer_class(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(special_tokens), **extra)
     tokenizer.train_from_iterator(texts, trainer=trainer)
     if level == "wordpiece":
         cls_id, sep_id = tokenizer.token_to_id(CLS), tokenizer.token_to_id(SEP)
@@ -85,6 +62,36 @@ def train_tokenizer(
             special_tokens=[(CLS, cls_id), (SEP, sep_id)],
         )
     return tokenizer
+
+
+def _word() -> tuple:
+    tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    return tokenizer, trainers.WordLevelTrainer, {}
+
+
+def _char() -> tuple:
+    tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # every character, spaces too
+    return tokenizer, trainers.WordLevelTrainer, {}
+
+
+def _bpe() -> tuple:
+    tokenizer = Tokenizer(models.BPE(unk_token=UNK, continuing_subword_prefix="##"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    return tokenizer, trainers.BpeTrainer, {"continuing_subword_prefix": "##"}
+
+
+def _wordpiece() -> tuple:
+    tokenizer = Tokenizer(models.WordPiece(unk_token=UNK, continuing_subword_prefix="##"))
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    return tokenizer, trainers.WordPieceTrainer, {"continuing_subword_prefix": "##"}
+
+
+# level → an untrained tokenizer (model, pre-tokenizer, decoder), its trainer class and extra options
+_PIECES = {"word": _word, "char": _char, "bpe": _bpe, "wordpiece": _wordpiece}
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
