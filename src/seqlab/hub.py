@@ -7,8 +7,6 @@ only where the hub is reachable; offline, the error names the built-in alternati
 
 from __future__ import annotations
 
-import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +14,6 @@ from tokenizers import Tokenizer
 
 from seqlab import assets
 from seqlab.errors import SeqlabError
-
-log = logging.getLogger("seqlab")
 
 
 @dataclass(frozen=True)
@@ -112,7 +108,3 @@ def save_for_transformers(encoder, tokenizer_source: str, folder: Path) -> None:
 
     encoder.save_pretrained(folder)
     AutoTokenizer.from_pretrained(resolve(tokenizer_source)).save_pretrained(folder)
-
-
-def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")

@@ -69,7 +69,7 @@ def load_splits(cfg: RunConfig) -> CorpusSplits:
         SeqlabError: unreadable data, too little of it, or NSP on a corpus without consecutive
             sentences.
     """
-    data, nsp = cfg.data, cfg.pretrain.nsp
+    data = cfg.data
     read = lambda spec: load_corpus(spec, max_chars=data.max_chars, text_column=data.text_column)  # noqa: E731
     documents = read(data.train)
     order = list(range(len(documents)))
