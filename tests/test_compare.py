@@ -63,3 +63,14 @@ def test_recipes_and_sizes_are_validated():
             parse_sizes(bad)
     with pytest.raises(SeqlabError, match="model.init=RUN"):
         arch_config({}, "transformer+mlm", [])
+
+
+def test_seeds_repeat_each_run_with_a_different_seed_and_sample(tmp_path):
+    data = write_csv(tmp_path / "d.csv", sentiment_rows(150))
+    rows, folder = api.compare({"data": {"train": str(data)}}, ["cnn"], ["model.preset=tiny", "train.epochs=1"],
+                               output_dir=tmp_path / "s", train_sizes="30", seeds=2)
+    runs = json.loads((folder / "results.json").read_text())["runs"]
+    assert rows[0]["runs"] == 2 and [r["seed"] for r in runs] == [13, 14]
+    assert len((folder / "partial.jsonl").read_text().splitlines()) == 2
+    with pytest.raises(SeqlabError, match="--seeds"):
+        api.compare({"data": {"train": str(data)}}, ["cnn"], [], output_dir=tmp_path / "t", seeds=0)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -213,10 +214,12 @@ def compare(
     cv: int | None = None,
     output_dir: str | Path | None = None,
     train_sizes: str | None = None,
+    seeds: int = 1,
 ) -> tuple[list[dict], Path]:
     """Train every entry of `archs` (architectures or recipes such as `minilm-frozen`) on the
-    same data; write results.json, table.md and a chart (comparison.png, or learning_curve.png
-    when several `train_sizes` are given, e.g. "100,500,all") into `output_dir`.
+    same data, `seeds` times each; write results.json, table.md and a chart (comparison.png, or
+    learning_curve.png when several `train_sizes` are given, e.g. "100,500,all") into
+    `output_dir`. Finished runs are appended to partial.jsonl as they come.
 
     Returns:
         (one summary row per entry and size, the output folder).
@@ -224,10 +227,15 @@ def compare(
     archs = comparison.parse_archs(",".join(archs))
     sizes = comparison.parse_sizes(train_sizes)
     output = Path(output_dir or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
-    results = comparison.compare(base, archs, list(overrides), cv, sizes)
-    rows = comparison.summarise(results)
     output.mkdir(parents=True, exist_ok=True)
-    runs.write_json(output / "results.json", {"cv": cv, "train_sizes": train_sizes, "summary": rows, "runs": [vars(r) for r in results]})
+
+    def save_partial(result: comparison.FoldResult) -> None:
+        with open(output / "partial.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(vars(result)) + "\n")
+
+    results = comparison.compare(base, archs, list(overrides), cv, sizes, seeds, save_partial)
+    rows = comparison.summarise(results)
+    runs.write_json(output / "results.json", {"cv": cv, "train_sizes": train_sizes, "seeds": seeds, "summary": rows, "runs": [vars(r) for r in results]})
     (output / "table.md").write_text(comparison.markdown_table(rows) + "\n", encoding="utf-8")
     protocol = f"{cv}-fold CV" if cv else "held-out test split"
     title = f"{base.get('data', {}).get('train', 'rt-polarity')} · {protocol}"

@@ -213,6 +213,7 @@ def compare(
     archs: Annotated[str, typer.Option(help="Comma-separated architectures or recipes (minilm, minilm-frozen, minilm-llrd, cnn+spacy-md, transformer+mlm).")] = "lstm,bilstm,cnn,transformer",
     cv: Annotated[Optional[int], typer.Option(help="k-fold cross-validation (Kim 2014 used 10 on MR); default: one held-out split.")] = None,
     train_sizes: Annotated[Optional[str], typer.Option(help="Learning curve: train on these many examples, e.g. 100,500,2000,all.")] = None,
+    seeds: Annotated[int, typer.Option(help="Repeat every run with this many training seeds (and subsamples): mean ± std without --cv.")] = 1,
     output: Annotated[Optional[Path], typer.Option(help="Folder for results.json, table.md, comparison.png.")] = None,
 ) -> None:
     """Train several architectures on the same data and compare them in a table and a chart.
@@ -224,8 +225,8 @@ def compare(
 
     if task != "classify":
         raise SeqlabError(f"unknown task {task!r}; seqlab compares: classify")
-    rows, folder = api.compare({"data": {"train": data}}, archs.split(","), overrides or [], cv, output, train_sizes)
-    table = Table("arch", "train ex.", "runs", "accuracy", "macro-F1", "parameters", "train s/run", "sent/s", title=f"{data} · {f'{cv}-fold CV' if cv else 'test split'}")
+    rows, folder = api.compare({"data": {"train": data}}, archs.split(","), overrides or [], cv, output, train_sizes, seeds)
+    table = Table("arch", "train ex.", "runs", "accuracy", "macro-F1", "parameters", "train s/run", "sent/s", title=f"{data} · {f'{cv}-fold CV' if cv else 'test split'}{f' · {seeds} seeds' if seeds > 1 else ''}")
     for r in rows:
         table.add_row(r["arch"], f"{r['train_size']:,}", str(r["runs"]), f"{100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f}",
                       f"{100 * r['macro_f1_mean']:.2f}", f"{r['parameters']:,}", f"{r['train_seconds']:.1f}", f"{r['sentences_per_second']:,.0f}")

@@ -18,6 +18,7 @@ import statistics
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from seqlab.config import ARCHS, RunConfig, build_config
 from seqlab.data.datasets import load_examples
@@ -44,6 +45,7 @@ ENTRIES = (*ARCHS, *RECIPES)
 class FoldResult:
     arch: str
     fold: int
+    seed: int  # training seed of this run
     subset: str  # the requested training size ("100", ..., "all")
     train_size: int  # examples actually trained on
     accuracy: float
@@ -115,13 +117,14 @@ def subsample(train: list[Example], size: int | None, seed: int) -> list[Example
 
 
 def run_one(cfg: RunConfig, name: str, subset: str, train: list[Example], valid: list[Example], test: list[Example], fold: int) -> FoldResult:
+    """Train one entry on `train` (early stopping on `valid`) and score it on `test`."""
     with tempfile.TemporaryDirectory(prefix="seqlab-compare-") as work:
         fitted = classify.fit_classifier(cfg, train, valid, Path(work), progress="off", loggers=False)
     metrics = classify.evaluate_examples(
         fitted.model, fitted.tokenizer, fitted.labels, test, cfg.tokenizer.max_length, cfg.model.head == "sigmoid"
     )
     return FoldResult(
-        name, fold, subset, len(train), metrics["accuracy"], metrics["macro_f1"], classify.count_parameters(fitted.model),
+        name, fold, cfg.train.seed, subset, len(train), metrics["accuracy"], metrics["macro_f1"], classify.count_parameters(fitted.model),
         fitted.result.seconds, fitted.result.epochs, metrics["sentences_per_second"],
     )
 
@@ -147,19 +150,36 @@ def splits_for(cfg: RunConfig, cv: int | None) -> list[classify.Splits]:
 
 
 def compare(
-    base: dict, archs: list[str], overrides: list[str], cv: int | None = None, train_sizes: list[int | None] = (None,)
+    base: dict,
+    archs: list[str],
+    overrides: list[str],
+    cv: int | None = None,
+    train_sizes: list[int | None] = (None,),
+    seeds: int = 1,
+    on_result: Callable[[FoldResult], None] | None = None,
 ) -> list[FoldResult]:
-    """Train and test every entry on every fold and training-set size."""
+    """Train and test every entry on every fold, training-set size and seed.
+
+    `on_result` sees each run as it finishes (the CLI saves partial results with it, so a long
+    experiment that stops early keeps what it measured).
+    """
+    if seeds < 1:
+        raise SeqlabError(f"--seeds must be at least 1 (got {seeds})")
     configs = {entry: arch_config(base, entry, overrides) for entry in archs}  # all config errors first
     folds = splits_for(configs[archs[0]], cv)
     results: list[FoldResult] = []
     for size in train_sizes:
         for entry, cfg in configs.items():
             for index, split in enumerate(folds):
-                train = subsample(split.train, size, cfg.data.split_seed + index)
-                results.append(run_one(cfg, entry, str(size or "all"), train, split.valid, split.test, index))
-                r = results[-1]
-                log.info("%s, %d examples, fold %d/%d: accuracy %.4f (%.0f s)", entry, r.train_size, index + 1, len(folds), r.accuracy, r.train_seconds)
+                for repeat in range(seeds):
+                    seeded = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": cfg.train.seed + repeat})})
+                    train = subsample(split.train, size, cfg.data.split_seed + index + 1000 * repeat)
+                    r = run_one(seeded, entry, str(size or "all"), train, split.valid, split.test, index)
+                    results.append(r)
+                    log.info("%s, %d examples, fold %d/%d, seed %d: accuracy %.4f (%.0f s)",
+                             entry, r.train_size, index + 1, len(folds), r.seed, r.accuracy, r.train_seconds)
+                    if on_result:
+                        on_result(r)
     return results
 
 
