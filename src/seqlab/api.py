@@ -20,11 +20,11 @@ import torch
 from torch import nn
 
 from seqlab import hub, plots, runs
-from seqlab.config import RunConfig, load_config
+from seqlab.config import RunConfig
 from seqlab.data.readers import Example
 from seqlab.data.tokenize import encode
 from seqlab.errors import SeqlabError
-from seqlab import pretraining
+from seqlab import generation, pretraining
 from seqlab.tasks import classify
 from seqlab.tasks import finetune
 from seqlab.tasks import compare as comparison
@@ -122,8 +122,11 @@ def train(cfg: RunConfig | None, *, resume: str | Path | None = None, progress: 
     Returns:
         The run folder.
     """
-    if (cfg is not None and cfg.task == "pretrain-mlm") or (resume is not None and pretraining.is_pretrain_run(resume)):
+    task = cfg.task if cfg is not None else runs.task_of(resume)
+    if task == "pretrain-mlm":
         return pretrain(cfg, resume=resume, progress=progress)
+    if task == "lm":
+        return generation.train_lm(cfg, resume=resume, progress=progress)
     started = time.perf_counter()
     tokenizer = labels = None
     if resume is not None:
@@ -172,12 +175,20 @@ def fill_mask(run: str | Path, text: str, top_k: int = 5) -> list[list[dict]]:
     return pretraining.load_masked_lm(run).fill_mask(text, top_k)
 
 
+def load_generator(spec: str | Path, dtype: str = "fp32") -> generation.GeneratorPipeline:
+    """A language model to generate with: an `lm` run folder, a built-in (`smollm2-135m`), a
+    transformers folder or a hub id (`gpt2`, where the hub is reachable)."""
+    return generation.load_generator(spec, dtype)
+
+
+def generate(model: str | Path, prompts: str | Sequence[str], **settings) -> list[str]:
+    """Continue `prompts` with `model` (see `load_generator`); `settings` are decoding options:
+    max_new_tokens, do_sample, temperature, top_k, top_p, repetition_penalty, num_beams, stop, seed."""
+    return generation.load_generator(model).generate(prompts, **settings)
+
+
 def _resumable(run_dir: Path) -> runs.RunFiles:
-    if (run_dir / runs.WEIGHTS).exists():
-        raise SeqlabError(f"run {run_dir} already finished; train a new one instead of --resume")
-    if not (run_dir / "checkpoints" / "last.ckpt").exists():
-        raise SeqlabError(f"run {run_dir} has no checkpoints/last.ckpt to resume from")
-    cfg = load_config(run_dir / runs.CONFIG)
+    cfg = runs.resumable_config(run_dir, "classify")
     return runs.RunFiles(run_dir, cfg, runs.load_tokenizer(run_dir / runs.TOKENIZER), runs.read_labels(run_dir))
 
 

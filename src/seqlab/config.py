@@ -109,6 +109,7 @@ class RNNModelConfig(_WordModelBase):
     hidden_dim: int = Field(gt=0)
     num_layers: int = Field(1, gt=0)
     pooling: Literal["last", "max", "mean"] = "max"
+    tie_weights: bool = Field(False, description="task lm: share the input embedding with the output layer")
 
     @property
     def cell(self) -> str:
@@ -144,11 +145,31 @@ class TransformerModelConfig(_WordModelBase):
         return self
 
 
+class GPTModelConfig(_ModelBase):
+    """A GPT written from scratch (task lm): pre-norm causal self-attention blocks."""
+
+    arch: Literal["gpt"]
+    d_model: int = Field(gt=0)
+    num_heads: int = Field(gt=0)
+    num_layers: int = Field(gt=0)
+    ff_dim: int = Field(gt=0)
+    max_len: int = Field(1024, gt=0, description="longest context in tokens (learned positions stop here)")
+    positional: Literal["learned", "sinusoidal"] = "learned"
+    tie_weights: bool = Field(True, description="share the token embedding with the output layer (GPT-2 does)")
+    bias: bool = True
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "GPTModelConfig":
+        if self.d_model % self.num_heads:
+            raise ValueError(f"d_model={self.d_model} must be divisible by num_heads={self.num_heads}")
+        return self
+
+
 class HFModelConfig(_ModelBase):
     """A pretrained `transformers` encoder with a classification head (transfer learning)."""
 
     arch: Literal["hf"]
-    model: str = Field("minilm-l6", description="built-in name (minilm-l6), a model folder or a hub id")
+    model: str = Field("minilm-l6", description="built-in name (minilm-l6; task lm: smollm2-135m), a model folder or a hub id")
     strategy: Literal["full", "frozen", "llrd"] = Field(
         "full", description="full fine-tuning; frozen encoder + trained head; layer-wise lr decay"
     )
@@ -158,9 +179,11 @@ class HFModelConfig(_ModelBase):
 
 
 ModelConfig = Annotated[
-    Union[RNNModelConfig, CNNModelConfig, TransformerModelConfig, HFModelConfig], Field(discriminator="arch")
+    Union[RNNModelConfig, CNNModelConfig, TransformerModelConfig, GPTModelConfig, HFModelConfig], Field(discriminator="arch")
 ]
-ARCHS = ("rnn", "lstm", "gru", "bilstm", "bigru", "cnn", "transformer", "hf")
+ARCHS = ("rnn", "lstm", "gru", "bilstm", "bigru", "cnn", "transformer", "hf")  # the classifiers
+LM_ARCHS = ("rnn", "lstm", "gru", "gpt", "hf")  # the architectures of task lm
+MODEL_ARCHS = (*ARCHS, "gpt")  # every value of model.arch
 
 # Training defaults that differ by architecture, applied unless the user sets the key:
 # pretrained encoders fine-tune with a small learning rate for a few epochs (Devlin et al. 2019),
@@ -182,6 +205,7 @@ class TrainConfig(StrictModel):
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float | None = Field(5.0, gt=0)
     seed: int = 13
+    max_minutes: float | None = Field(None, gt=0, description="stop training after this much wall-clock time")
     patience: int | None = Field(3, ge=1, description="early-stopping epochs without improvement; null: off")
     monitor: Literal["val_acc", "val_f1", "val_loss"] = "val_acc"
     bucket: bool = Field(True, description="length-bucketed batches (less padding)")
@@ -202,7 +226,7 @@ class PretrainConfig(StrictModel):
 class RunConfig(StrictModel):
     """Everything that defines a training run."""
 
-    task: Literal["classify", "pretrain-mlm"] = "classify"
+    task: Literal["classify", "pretrain-mlm", "lm"] = "classify"
     name: str | None = Field(None, description="run folder name; default: <task>-<arch>-<time>")
     output_dir: str = "runs"
     data: DataConfig = DataConfig()
@@ -216,12 +240,21 @@ class RunConfig(StrictModel):
     def _vocabulary_fits_task(cls, tokenizer: TokenizerConfig, info: ValidationInfo) -> TokenizerConfig:
         if info.data.get("task") == "pretrain-mlm" and tokenizer.level != "wordpiece":
             raise _task_error("masked-LM pretraining needs tokenizer.level=wordpiece (it has [MASK], [CLS], [SEP])")
+        if info.data.get("task") == "lm" and tokenizer.level == "wordpiece":
+            raise _task_error("a language model reads word, char or bpe tokens; wordpiece is for masked-LM pretraining")
         return tokenizer
 
     @field_validator("model")
     @classmethod
     def _model_fits_task(cls, model: Any, info: ValidationInfo) -> Any:
-        if info.data.get("task") == "pretrain-mlm":
+        task = info.data.get("task")
+        if task == "lm" and model.arch not in LM_ARCHS:
+            raise _task_error(f"a language model is one of {', '.join(LM_ARCHS)}, not {model.arch!r} (it reads left to right)")
+        if task != "lm" and model.arch == "gpt":
+            raise _task_error("gpt is a language model: train it with task lm (seqlab train lm --arch gpt)")
+        if task == "lm" and model.arch == "gpt" and info.data.get("tokenizer") and model.max_len < info.data["tokenizer"].max_length:
+            raise _task_error(f"model.max_len={model.max_len} is shorter than the training context tokenizer.max_length={info.data['tokenizer'].max_length}")
+        if task == "pretrain-mlm":
             if model.arch != "transformer":
                 raise _task_error(f"masked-LM pretraining trains a transformer encoder, not {model.arch!r}; drop model.arch")
             if model.init:
@@ -233,8 +266,8 @@ class RunConfig(StrictModel):
     @field_validator("train")
     @classmethod
     def _monitor_fits_task(cls, train: TrainConfig, info: ValidationInfo) -> TrainConfig:
-        if info.data.get("task") == "pretrain-mlm" and train.monitor != "val_loss":
-            raise _task_error(f"masked-LM pretraining is monitored on val_loss, not {train.monitor}")
+        if info.data.get("task") in ("pretrain-mlm", "lm") and train.monitor != "val_loss":
+            raise _task_error(f"{info.data['task']} is monitored on val_loss, not {train.monitor}")
         return train
 
     @field_validator("pretrain")
@@ -266,7 +299,16 @@ TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
         "train": {"monitor": "val_loss", "optimizer": "adamw", "weight_decay": 0.01, "batch_size": 32},
         "pretrain": {},
     },
+    # Language models: characters of Shakespeare, contiguous splits (the first 90% trains, the last
+    # 10% is held out, as published results on such text use), 128-token training windows.
+    "lm": {
+        "data": {"train": "shakespeare", "valid_fraction": 0.1, "test_fraction": 0.0},
+        "tokenizer": {"level": "char", "lowercase": False, "max_length": 128},
+        "model": {"arch": "gpt"},
+        "train": {"monitor": "val_loss", "optimizer": "adamw", "weight_decay": 0.1, "batch_size": 32, "patience": 3},
+    },
 }
+DEFAULT_CAUSAL_LM = "smollm2-135m"  # task lm, arch hf, when model.model is not given
 
 
 def build_config(base: dict[str, Any] | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
@@ -287,6 +329,8 @@ def build_config(base: dict[str, Any] | None = None, overrides: list[str] | tupl
     model = raw.get("model")
     if isinstance(model, dict) and "arch" not in model:
         model["arch"] = "lstm"
+    if raw.get("task") == "lm" and isinstance(model, dict) and model.get("arch") == "hf":
+        model.setdefault("model", DEFAULT_CAUSAL_LM)
     if isinstance(model, dict) and isinstance(raw.setdefault("train", {}), dict):
         defaults = ARCH_TRAIN_DEFAULTS.get((model.get("arch"), model.get("strategy", "full")), {})
         raw["train"] = {**defaults, **raw["train"]}
@@ -344,7 +388,7 @@ def _describe(err: ValidationError) -> str:
     if first["type"] == "extra_forbidden":
         message = "unknown key"
     elif first["type"] == "union_tag_invalid":
-        message = f"unknown architecture {first['ctx']['tag']!r}; choose one of {', '.join(ARCHS)}"
+        message = f"unknown architecture {first['ctx']['tag']!r}; choose one of {', '.join(MODEL_ARCHS)}"
     got = first.get("input")
     shown = f" (got {got!r})" if first["type"] not in ("missing", "union_tag_invalid") and not isinstance(got, dict) else ""
     more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
@@ -352,7 +396,7 @@ def _describe(err: ValidationError) -> str:
 
 
 def _is_union_tag(part: Any) -> bool:
-    return isinstance(part, str) and part in ARCHS
+    return isinstance(part, str) and part in MODEL_ARCHS
 
 
 def _deep_copy(raw: dict[str, Any]) -> dict[str, Any]:

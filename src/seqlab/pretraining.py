@@ -24,7 +24,7 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from seqlab import runs
-from seqlab.config import RunConfig, load_config
+from seqlab.config import RunConfig
 from seqlab.data.tokenize import load_tokenizer
 from seqlab.errors import SeqlabError
 from seqlab.models.bert import BertForPretraining
@@ -62,12 +62,6 @@ def load_masked_lm(path: str | Path) -> MaskedLMPipeline:
     return MaskedLMPipeline(files, model)
 
 
-def is_pretrain_run(path: str | Path) -> bool:
-    """Whether a run folder's saved config is a pretrain-mlm one (False when it has none)."""
-    config = Path(path) / runs.CONFIG
-    return config.is_file() and load_config(config).task == "pretrain-mlm"
-
-
 def pretrain(cfg: RunConfig | None, *, resume: str | Path | None = None, progress: str | None = None) -> Path:
     """Pretrain a BERT-style encoder into a new run folder (or continue an unfinished one).
 
@@ -99,15 +93,7 @@ def pretrain(cfg: RunConfig | None, *, resume: str | Path | None = None, progres
 
 
 def _resumable(run_dir: Path) -> tuple[Path, RunConfig, Tokenizer]:
-    if not (run_dir / runs.CONFIG).is_file():
-        raise SeqlabError(f"{run_dir} is not a seqlab run folder (no {runs.CONFIG})")
-    if (run_dir / runs.WEIGHTS).exists():
-        raise SeqlabError(f"run {run_dir} already finished; pretrain a new one instead of --resume")
-    if not (run_dir / "checkpoints" / "last.ckpt").exists():
-        raise SeqlabError(f"run {run_dir} has no checkpoints/last.ckpt to resume from")
-    cfg = load_config(run_dir / runs.CONFIG)
-    if cfg.task != "pretrain-mlm":
-        raise SeqlabError(f"run {run_dir} is a {cfg.task} run; continue it with `seqlab train --resume {run_dir}`")
+    cfg = runs.resumable_config(run_dir, "pretrain-mlm")
     return run_dir, cfg, load_tokenizer(run_dir / runs.TOKENIZER)
 
 

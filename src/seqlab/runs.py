@@ -84,6 +84,26 @@ def raise_if_interrupted(interrupted: bool, run_dir: Path, resume_command: str) 
     raise SeqlabError(f"training interrupted; continue it with `{resume_command} --resume {run_dir}`")
 
 
+def task_of(path: str | Path | None) -> str | None:
+    """The task of a run folder's saved config (None when there is no config to read)."""
+    config = Path(path) / CONFIG if path is not None else None
+    return load_config(config).task if config is not None and config.is_file() else None
+
+
+def resumable_config(run_dir: Path, task: str) -> RunConfig:
+    """The config of an unfinished `task` run that `--resume` can continue; else one clear line."""
+    if not (run_dir / CONFIG).is_file():
+        raise SeqlabError(f"{run_dir} is not a seqlab run folder (no {CONFIG})")
+    if (run_dir / WEIGHTS).exists():
+        raise SeqlabError(f"run {run_dir} already finished; train a new one instead of --resume")
+    if not (run_dir / LAST_CHECKPOINT).exists():
+        raise SeqlabError(f"run {run_dir} has no {LAST_CHECKPOINT} to resume from")
+    cfg = load_config(run_dir / CONFIG)
+    if cfg.task != task:
+        raise SeqlabError(f"run {run_dir} is a {cfg.task} run, not {task}")
+    return cfg
+
+
 def write_json(path: Path, payload: object) -> None:
     """Write JSON through a temporary file, so a crash never leaves half a file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -167,6 +187,8 @@ def open_run(path: str | Path) -> RunFiles:
     if not (run_dir / WEIGHTS).is_file():
         raise SeqlabError(f"run {run_dir} has no {WEIGHTS}: it did not finish; continue it with `seqlab train --resume {run_dir}`")
     config = load_config(run_dir / CONFIG)
+    if config.task == "lm":
+        raise SeqlabError(f"{run_dir} is a language model, not a classifier; use `seqlab generate --model {run_dir} PROMPT`")
     if config.task != "classify":
         raise SeqlabError(f"{run_dir} is a {config.task} run, not a classifier; use `seqlab fill-mask {run_dir} TEXT`, "
                           f"or fine-tune it with `seqlab train classify --arch transformer --init {run_dir}`")

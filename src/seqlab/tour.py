@@ -109,11 +109,55 @@ def architecture_comparison(out: Path, console: Console) -> str:
     return f"comparison: best {best['arch']} at {100 * best['accuracy_mean']:.1f}% (chart {folder / 'comparison.png'})"
 
 
+# The course's RNN text generation: a word-level model trained on three sentences continues
+# "I love" by five words. (Our three sentences; the course's expected continuation.)
+GENERATION_SENTENCES = [
+    "I love learning NLP with deep learning",
+    "Deep learning models learn patterns from data",
+    "NLP with transformers is fun",
+]
+GENERATION_SEED, GENERATION_EXPECTED = "I love", "learning nlp with deep learning"
+GPT2_PROMPT = "Natural Language Processing with transformers is"
+
+
+def rnn_generation(out: Path, console: Console) -> str:
+    """The course's word-level RNN language model: three sentences in, five words out."""
+    data = out / "data" / "generation_sentences.txt"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    data.write_text("\n".join(GENERATION_SENTENCES) + "\n", encoding="utf-8")
+    _fresh(out / "rnn-lm")
+    cfg = build_config({"task": "lm"}, [
+        f"data.train={data}", "data.valid_fraction=0", "model.arch=lstm", "tokenizer.level=word",
+        "tokenizer.lowercase=true", "tokenizer.max_length=6", "model.embed_dim=32", "model.hidden_dim=64",
+        "model.dropout=0", "train.epochs=150", "train.batch_size=8", "train.lr=0.01", "train.patience=null",
+        f"output_dir={out}", "name=rnn-lm",
+    ])
+    pipe = api.load_generator(api.train(cfg, progress="off"))
+    words = pipe.generate(GENERATION_SEED, max_new_tokens=5)[0].strip()
+    console.print(f"  {GENERATION_SEED!r} → {GENERATION_SEED} {words}")
+    verdict = "as in the course" if words == GENERATION_EXPECTED else f"the course has {GENERATION_EXPECTED!r}"
+    return f"word-level LSTM LM: '{GENERATION_SEED} {words}' ({verdict})"
+
+
+def gpt_sampling(out: Path, console: Console) -> str:
+    """The course's GPT-2 call (80 new tokens, temperature 0.7, top-k 50, top-p 0.95, pad = eos,
+    attention mask passed) with the built-in SmolLM2-135M, since GPT-2's weights are not
+    reachable offline."""
+    pipe = api.load_generator("smollm2-135m")
+    started = time.perf_counter()
+    text = pipe.generate(GPT2_PROMPT, max_new_tokens=80, do_sample=True, temperature=0.7, top_k=50, top_p=0.95, seed=0)[0]
+    seconds = time.perf_counter() - started
+    console.print(f"  [bold]{GPT2_PROMPT}[/bold]{text}")
+    return f"SmolLM2-135M sampled 80 tokens in {seconds:.1f} s (temperature 0.7, top-k 50, top-p 0.95)"
+
+
 STEPS: list[tuple[str, Callable[[Path, Console], str]]] = [
     ("1. LSTM text classifier on the course's five sentences", toy_lstm),
     ("2. The course's CNN sentiment model on real movie reviews", course_cnn),
     ("3. A Transformer encoder from scratch, with its attention", transformer_attention),
     ("4. LSTM vs BiLSTM vs CNN vs Transformer, side by side", architecture_comparison),
+    ("5. A word-level LSTM language model continues 'I love'", rnn_generation),
+    ("6. GPT-style sampling from a pretrained causal LM", gpt_sampling),
 ]
 
 

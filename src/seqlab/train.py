@@ -20,6 +20,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from torch import nn
 from torch.utils.data import DataLoader
 
 from seqlab.config import TrainConfig
@@ -64,6 +65,22 @@ def resolve_precision(precision: str) -> str:
     if precision != "auto":
         return precision
     return "bf16-mixed" if bf16_supported() else "32-true"
+
+
+def make_optimizer(module: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser `cfg` names over the trainable parameters of `module`, with BERT's and GPT's
+    weight-decay exemption: biases and LayerNorm gains (tensors under 2-d) are not decayed."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9)
+    if cfg.optimizer == "adadelta":
+        return torch.optim.Adadelta(groups, lr=cfg.lr)
+    optimizer = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    # One fused kernel for all parameters is several times faster on CPU; Lightning cannot clip
+    # the gradients of a fused optimiser under mixed precision, so only in fp32.
+    return optimizer(groups, lr=cfg.lr, fused=resolve_precision(cfg.precision) == "32-true")
 
 
 def bf16_supported() -> bool:
@@ -127,6 +144,7 @@ def fit(
     )
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
+        max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,
         accelerator="auto",
         devices=1,
         precision=resolve_precision(cfg.precision),

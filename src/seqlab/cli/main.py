@@ -19,6 +19,7 @@ from rich.table import Table
 from seqlab import __version__
 from seqlab.cli._errors import handle_errors, print_error
 from seqlab.cli.data import data_app
+from seqlab.cli.generate import generate, perplexity, report_language_model
 from seqlab.cli.pretrain import fill_mask, pretrain_app, report_pretrained
 from seqlab.errors import SeqlabError
 
@@ -73,11 +74,12 @@ def main_callback(
 @app.command(context_settings={"allow_extra_args": False})
 @handle_errors
 def train(
-    target: Annotated[Optional[str], typer.Argument(help="Task name (classify) or a CONFIG.yaml file.", show_default=False)] = None,
+    target: Annotated[Optional[str], typer.Argument(help="Task name (classify, lm) or a CONFIG.yaml file.", show_default=False)] = None,
     overrides: OverridesArg = None,
-    arch: Annotated[Optional[str], typer.Option(help="lstm, gru, rnn, bilstm, bigru, cnn, transformer, or hf (a pretrained encoder).")] = None,
-    model: Annotated[Optional[str], typer.Option(help="--arch hf: built-in minilm-l6, a model folder or a hub id.")] = None,
-    data: Annotated[Optional[str], typer.Option(help="Built-in dataset (see `seqlab data list`) or a .csv/.tsv/.jsonl file.")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="classify: lstm, gru, rnn, bilstm, bigru, cnn, transformer, hf (a pretrained encoder); lm: rnn, lstm, gru, gpt, hf (a pretrained causal LM).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="--arch hf: built-in minilm-l6 (classify) or smollm2-135m (lm), a model folder or a hub id.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Built-in dataset (see `seqlab data list`) or a file: .csv/.tsv/.jsonl (classify), also .txt (lm).")] = None,
+    level: Annotated[Optional[str], typer.Option(help="Tokens: word, char or bpe (lm default: char).")] = None,
     valid: Annotated[Optional[str], typer.Option(help="Validation file (default: 10% of the training data).")] = None,
     test: Annotated[Optional[str], typer.Option(help="Test file (default: 10% of the training data).")] = None,
     text_column: Annotated[Optional[str], typer.Option(help="Column holding the text (default: text/sentence/review...).")] = None,
@@ -90,11 +92,13 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option(help="Examples per batch.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed (weights, batch order).")] = None,
+    max_minutes: Annotated[Optional[float], typer.Option(help="Stop training after this many minutes (the best epoch so far is kept).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Run folder name under --output-dir.")] = None,
     output_dir: Annotated[Optional[str], typer.Option(help="Where run folders go (default runs/).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue an unfinished run folder from its last checkpoint.")] = None,
 ) -> None:
-    """Train a model into a run folder: `seqlab train classify --arch cnn --data rt-polarity`."""
+    """Train a model into a run folder: `seqlab train classify --arch cnn --data rt-polarity`,
+    `seqlab train lm --arch gpt --level char --data shakespeare`."""
     from seqlab import api
     from seqlab.config import build_config, load_config
 
@@ -108,7 +112,8 @@ def train(
         "model.arch": arch, "model.model": model, "data.train": data, "data.valid": valid, "data.test": test,
         "data.text_column": text_column, "data.label_column": label_column, "model.preset": preset, "model.init": init,
         "model.embeddings": embeddings, "model.embeddings_mode": embeddings_mode,
-        "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr, "train.seed": seed,
+        "tokenizer.level": level, "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr, "train.seed": seed,
+        "train.max_minutes": max_minutes,
         "name": name, "output_dir": output_dir,
     }
     given = [f"{key}={json.dumps(value) if isinstance(value, str) else value}" for key, value in flags.items() if value is not None]
@@ -117,19 +122,22 @@ def train(
         raise SeqlabError("say what to train: `seqlab train classify --arch cnn --data rt-polarity` or `seqlab train CONFIG.yaml`")
     if target.endswith((".yaml", ".yml")):
         cfg = load_config(target, everything)
-    elif target == "classify":
+    elif target in ("classify", "lm"):
         cfg = build_config({"task": target}, everything)
     else:
-        raise SeqlabError(f"unknown task {target!r}; seqlab trains: classify (or give a CONFIG.yaml)")
+        raise SeqlabError(f"unknown task {target!r}; seqlab trains: classify, lm (or give a CONFIG.yaml)")
     run_dir = api.train(cfg)
     _report_run(run_dir)
 
 
 def _report_run(run_dir: Path) -> None:
-    from seqlab.pretraining import is_pretrain_run
+    from seqlab.runs import task_of
 
-    if is_pretrain_run(run_dir):  # `seqlab train CONFIG.yaml` with task: pretrain-mlm, or its --resume
+    task = task_of(run_dir)
+    if task == "pretrain-mlm":  # `seqlab train CONFIG.yaml` with task: pretrain-mlm, or its --resume
         return report_pretrained(run_dir)
+    if task == "lm":
+        return report_language_model(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     parts = [f"{split} accuracy {100 * metrics[split]['accuracy']:.2f}%" for split in ("valid", "test") if split in metrics]
     console.print(f"[green]trained[/green] {run_dir}  ({', '.join(parts) or 'no held-out data'}, {metrics['epochs']} epochs)")
@@ -247,6 +255,8 @@ def tour(
 
 
 app.command("fill-mask")(fill_mask)
+app.command()(generate)
+app.command()(perplexity)
 
 
 def main() -> None:

@@ -73,6 +73,7 @@ def _word() -> tuple:
 def _char() -> tuple:
     tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
     tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # every character, spaces too
+    tokenizer.decoder = decoders.Fuse()  # decoding joins characters as they are, without spaces
     return tokenizer, trainers.WordLevelTrainer, {}
 
 

@@ -81,29 +81,46 @@ class MultiHeadAttention(nn.Module):
         key_padding_mask: torch.Tensor | None = None,
         attn_mask: torch.Tensor | None = None,
         need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        past_key_value: tuple[torch.Tensor, torch.Tensor] | None = None,
+        use_cache: bool = False,
+    ) -> (
+        tuple[torch.Tensor, torch.Tensor | None]
+        | tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]
+    ):
         """Attend from `query` to `key`/`value` (default: self-attention).
 
         Args:
             query: (B, Tq, d_model).
             key, value: (B, Tk, d_model); default to `query`.
-            key_padding_mask: (B, Tk) bool, True = real token; padded keys get zero weight.
-            attn_mask: (Tq, Tk) or (B, Tq, Tk) bool, True = may attend (e.g. a causal mask).
-            need_weights: also return the per-head weights (B, H, Tq, Tk).
+            key_padding_mask: (B, Tk_all) bool, True = real token; padded keys get zero weight.
+            attn_mask: (Tq, Tk_all) or (B, Tq, Tk_all) bool, True = may attend (e.g. a causal
+                mask: `causal_mask`).
+            need_weights: also return the per-head weights (B, H, Tq, Tk_all).
+            past_key_value: a KV cache, the projected keys and values of earlier steps, each
+                (B, H, T_past, head_dim); this step's keys and values are appended after them,
+                so Tk_all = T_past + Tk and the masks cover the past keys first.
+            use_cache: also return this layer's (keys, values), each (B, H, Tk_all, head_dim),
+                to pass as `past_key_value` at the next step.
 
         Returns:
-            (output (B, Tq, d_model), weights or None).
+            (output (B, Tq, d_model), weights or None), plus (keys, values) with `use_cache`.
         """
         key = query if key is None else key
         value = key if value is None else value
         q = self._split_heads(self.q_proj(query))
-        k = self._split_heads(self.k_proj(key))
+        k = self._split_heads(self.k_proj(key))  # (B, H, Tk, hd)
         v = self._split_heads(self.v_proj(value))
+        if past_key_value is not None:
+            # the past keys were projected at earlier steps; only the new tokens are projected now
+            k = torch.cat([past_key_value[0], k], dim=2)  # (B, H, T_past + Tk, hd)
+            v = torch.cat([past_key_value[1], v], dim=2)
         mask = combine_masks(key_padding_mask, attn_mask)
         dropout = self.dropout if self.training else 0.0
         out, weights = scaled_dot_product_attention(q, k, v, mask, dropout, need_weights)
         batch, _, length, _ = out.shape
         out = out.transpose(1, 2).reshape(batch, length, -1)  # (B, Tq, d_model)
+        if use_cache:
+            return self.out_proj(out), weights, (k, v)
         return self.out_proj(out), weights
 
 
@@ -118,3 +135,10 @@ def combine_masks(
         extra = attn_mask[None, None] if attn_mask.dim() == 2 else attn_mask[:, None]
         mask = extra if mask is None else mask & extra
     return mask
+
+
+def causal_mask(query_len: int, key_len: int, device: torch.device | None = None) -> torch.Tensor:
+    """(Tq, Tk) bool, True = may attend, for queries that are the *last* Tq of Tk positions (the
+    earlier Tk - Tq come from a KV cache): query i sits at position Tk - Tq + i and sees keys
+    0..Tk - Tq + i, never a later one."""
+    return torch.ones(query_len, key_len, dtype=torch.bool, device=device).tril(diagonal=key_len - query_len)

@@ -1,8 +1,8 @@
-"""What every classifier returns, so tasks never branch on the model family."""
+"""What every classifier and language model returns, so tasks never branch on the model family."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -13,6 +13,21 @@ class ClassifierOutput(NamedTuple):
     when the model has attention and it was asked for, else None."""
 
     logits: torch.Tensor
+    attentions: list[torch.Tensor] | None = None
+
+
+class LMOutput(NamedTuple):
+    """What every language model returns, so decoding never branches on the model family.
+
+    logits: (B, T, V), next-token scores after each input position.
+    cache: the state to pass back for the next step: a `gpt.KVCache` (None unless the cache was
+        asked for), or a recurrent model's hidden state (an LSTM's (h, c), else h; each
+        (layers, B, H)).
+    attentions: one (B, H, T, T_past + T) tensor per layer when asked for, else None.
+    """
+
+    logits: torch.Tensor
+    cache: Any = None
     attentions: list[torch.Tensor] | None = None
 
 

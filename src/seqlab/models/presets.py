@@ -21,15 +21,21 @@ PRESETS: dict[str, dict[str, dict]] = {
         "small": {"d_model": 128, "num_heads": 4, "num_layers": 2, "ff_dim": 256},
         "base": {"d_model": 256, "num_heads": 8, "num_layers": 4, "ff_dim": 1024},
     },
+    # GPT (decoder-only LM). `small` is nanoGPT's CPU "baby GPT" shape; `base` is GPT-2 small's width.
+    "gpt": {
+        "tiny": {"d_model": 16, "num_heads": 2, "num_layers": 1, "ff_dim": 64},
+        "small": {"d_model": 128, "num_heads": 4, "num_layers": 4, "ff_dim": 512},
+        "base": {"d_model": 768, "num_heads": 12, "num_layers": 12, "ff_dim": 3072},
+    },
 }
 
 
-DROPOUT = {"rnn": 0.5, "cnn": 0.5, "transformer": 0.1}
+DROPOUT = {"rnn": 0.5, "cnn": 0.5, "transformer": 0.1, "gpt": 0.1}
 for _family, _sizes in PRESETS.items():
     for _preset in _sizes.values():
         _preset.setdefault("dropout", DROPOUT[_family])
 
 
 def family_of(arch: str) -> str:
-    """'bilstm' → 'rnn', 'cnn' → 'cnn', 'transformer' → 'transformer'."""
-    return {"cnn": "cnn", "transformer": "transformer", "hf": "hf"}.get(arch, "rnn")
+    """'bilstm' → 'rnn', 'cnn' → 'cnn', 'transformer' → 'transformer', 'gpt' → 'gpt'."""
+    return {"cnn": "cnn", "transformer": "transformer", "gpt": "gpt", "hf": "hf"}.get(arch, "rnn")

@@ -42,6 +42,12 @@ class SinusoidalPositions(nn.Module):
             self.table = self._table(self.table.size(1), length).to(self.table.device)
         return self.table[:length]
 
+    def at(self, position_ids: torch.Tensor) -> torch.Tensor:
+        """Vectors by position id: (B, T) long → (B, T, d_model). For rows that do not start at
+        position 0 (a decoder's KV cache, left padding)."""
+        self(int(position_ids.max()) + 1 if position_ids.numel() else 0)  # extend the table if needed
+        return self.table[position_ids]
+
 
 class LearnedPositions(nn.Module):
     """One trained vector per position, as in BERT and GPT-2; limited to `max_len`."""
@@ -56,6 +62,16 @@ class LearnedPositions(nn.Module):
         if length > self.embedding.num_embeddings:
             raise ValueError(f"sequence of {length} positions exceeds max_len={self.embedding.num_embeddings}")
         return self.embedding.weight[:length]
+
+    def at(self, position_ids: torch.Tensor) -> torch.Tensor:
+        """Vectors by position id: (B, T) long → (B, T, d_model). For rows that do not start at
+        position 0 (a decoder's KV cache, left padding)."""
+        if position_ids.numel() and int(position_ids.max()) >= self.embedding.num_embeddings:
+            raise ValueError(
+                f"position {int(position_ids.max())} exceeds max_len={self.embedding.num_embeddings} "
+                "(learned positions cover 0..max_len-1)"
+            )
+        return self.embedding(position_ids)
 
 
 POSITIONS = {"sinusoidal": SinusoidalPositions, "learned": LearnedPositions}

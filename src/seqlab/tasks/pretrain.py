@@ -40,7 +40,7 @@ from seqlab.data.corpus import Corpus, load_corpus
 from seqlab.data.tokenize import CLS, MASK, PAD, SEP, UNK, train_tokenizer
 from seqlab.errors import SeqlabError
 from seqlab.models.bert import BertForPretraining
-from seqlab.train import FitResult, fit
+from seqlab.train import FitResult, fit, make_optimizer
 
 PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = range(5)  # a wordpiece vocabulary's first five ids
 NUM_SPECIAL = 5
@@ -403,17 +403,7 @@ class MaskedLMModule(L.LightningModule):
         self.log("val_loss", losses["loss"], batch_size=size)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        cfg = self.train_cfg
-        # BERT's exemption: biases, LayerNorm gains (1-d tensors) are not decayed
-        params = [p for p in self.parameters() if p.requires_grad]
-        groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-                  {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-        if cfg.optimizer == "sgd":
-            return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9)
-        if cfg.optimizer == "adadelta":
-            return torch.optim.Adadelta(groups, lr=cfg.lr)
-        optimizer = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-        return optimizer(groups, lr=cfg.lr, fused=True)
+        return make_optimizer(self, self.train_cfg)
 
 
 def build_model(cfg: RunConfig, vocab_size: int) -> BertForPretraining:

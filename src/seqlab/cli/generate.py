@@ -1,0 +1,104 @@
+"""`seqlab generate` and `seqlab perplexity`: a thin skin over `api.load_generator`.
+
+Registered by the main CLI: `app.command()(generate)`, `app.command()(perplexity)`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from seqlab.cli._errors import handle_errors
+from seqlab.errors import SeqlabError
+
+_out = Console(soft_wrap=True, highlight=False)
+
+ModelOption = Annotated[str, typer.Option(
+    "--model", "-m", help="An lm run folder, built-in smollm2-135m, a transformers folder, or a hub id (gpt2 where the hub is reachable).")]
+
+
+@handle_errors
+def generate(
+    prompts: Annotated[Optional[list[str]], typer.Argument(help="Prompt(s) to continue.", show_default=False)] = None,
+    model: ModelOption = "smollm2-135m",
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens to add after the prompt.")] = 50,
+    do_sample: Annotated[Optional[bool], typer.Option("--sample/--greedy", help="Sample (default when a temperature, top-k or top-p is given) or take the likeliest token.", show_default=False)] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature (> 0; lower is more conservative).")] = None,
+    top_k: Annotated[Optional[int], typer.Option(help="Sample only among the k likeliest tokens (0: off).")] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="Nucleus sampling: the smallest set of tokens holding this probability, in (0, 1].")] = None,
+    repetition_penalty: Annotated[float, typer.Option(help="> 1 discourages tokens already in the text (CTRL).")] = 1.0,
+    no_repeat_ngram_size: Annotated[int, typer.Option(help="Never repeat an n-gram of this size (0: off).")] = 0,
+    num_beams: Annotated[int, typer.Option("--beams", help="Beam search with this many beams (1: greedy/sampling).")] = 1,
+    length_penalty: Annotated[float, typer.Option(help="Beam search: score / length^penalty (> 1 favours longer text).")] = 1.0,
+    stop: Annotated[Optional[list[str]], typer.Option(help="Stop when the text produces this string (repeatable).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for reproducible sampling.")] = None,
+    dtype: Annotated[str, typer.Option(help="Weights for pretrained models: fp32 or bf16 (faster on CPUs with bf16 instructions).")] = "fp32",
+    input: Annotated[Optional[Path], typer.Option("--input", help="A file with one prompt per line.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per prompt.")] = False,
+) -> None:
+    """Continue text with a language model: `seqlab generate --model smollm2-135m "The capital of France is"`.
+
+    The course's GPT-2 call: `seqlab generate --model gpt2 "Natural Language Processing with
+    transformers is" --max-new-tokens 80 --temperature 0.7 --top-k 50 --top-p 0.95`. One prompt at
+    a terminal streams its tokens as they come.
+    """
+    from seqlab import api
+
+    texts = list(prompts or [])
+    if input is not None:
+        texts += _read_prompts(input)
+    if not texts:
+        raise SeqlabError('give a prompt: seqlab generate --model smollm2-135m "The capital of France is"')
+    sampling = do_sample if do_sample is not None else any(v is not None for v in (temperature, top_k, top_p))
+    settings = {"max_new_tokens": max_new_tokens, "do_sample": sampling, "repetition_penalty": repetition_penalty,
+                "no_repeat_ngram_size": no_repeat_ngram_size, "num_beams": num_beams, "length_penalty": length_penalty,
+                "stop": stop or [], "seed": seed}
+    settings.update({k: v for k, v in {"temperature": temperature, "top_k": top_k, "top_p": top_p}.items() if v is not None})
+    pipe = api.load_generator(model, dtype=dtype)
+    if len(texts) == 1 and num_beams == 1 and not as_json:
+        _out.print(texts[0], end="", style="bold")
+        for piece in pipe.stream(texts[0], **settings):
+            _out.print(piece, end="", markup=False)
+            sys.stdout.flush()
+        _out.print()
+        return
+    for prompt, text in zip(texts, pipe.generate(texts, **settings)):
+        if as_json:
+            _out.print(json.dumps({"prompt": prompt, "generated": text}, ensure_ascii=False), markup=False)
+        else:
+            _out.print(f"[bold]{prompt}[/bold]{text}")
+
+
+def _read_prompts(path: Path) -> list[str]:
+    from seqlab.data.readers import read_texts
+
+    return read_texts(path)
+
+
+@handle_errors
+def perplexity(
+    model: ModelOption,
+    data: Annotated[str, typer.Option(help="Text to score: a .txt file, shakespeare, or a built-in dataset.")],
+) -> None:
+    """Perplexity and bits per character of a language model on held-out text."""
+    from seqlab import api
+    from seqlab.tasks.lm import load_text
+
+    scores = api.load_generator(model).perplexity(load_text(data))
+    _out.print(f"{model} on {data}: loss {scores['loss']:.4f} nats/token, perplexity {scores['perplexity']:.2f}, "
+               f"{scores['bits_per_char']:.3f} bits/char ({scores['tokens']:,} tokens, {scores['characters']:,} characters)")
+
+
+def report_language_model(run_dir: Path) -> None:
+    """One line: the run folder, held-out loss, perplexity and bits per character, epochs."""
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    split = "test" if "test" in metrics else "valid"
+    held = metrics.get(split)
+    shown = (f"{split} loss {held['loss']:.4f}, perplexity {held['perplexity']:.2f}, {held['bits_per_char']:.3f} bits/char"
+             if held else "no held-out text")
+    _out.print(f"[green]trained[/green] {run_dir}  ({shown}, {metrics['epochs']} epochs)")

@@ -1,0 +1,237 @@
+"""The language-model pipelines behind `api.train` (task `lm`), `api.load_generator` and
+`api.generate`: the life cycle of an `lm` run folder, and a loaded LM that generates text.
+
+```
+runs/<name>/
+  config.yaml        task: lm, the resolved config
+  tokenizer.json     the char/word/BPE vocabulary (arch hf: the pretrained model's tokenizer files)
+  model.safetensors  the weights (arch hf: with config.json, written by save_pretrained, so
+                     `AutoModelForCausalLM.from_pretrained(run)` loads the folder as it is)
+  metrics.json       best val_loss, epochs; valid/test loss, perplexity, bits per character
+  manifest.json      seed, versions, per-split characters/tokens and sha256, timings
+  checkpoints/ logs/ as for every run (--resume, learning curves)
+```
+
+As for every run, the data is checked before the folder exists, a crash before the first
+checkpoint removes the folder, and `model.safetensors` marks a finished run.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from seqlab import decoding, runs
+from seqlab.config import RunConfig, load_config
+from seqlab.data.tokenize import load_tokenizer
+from seqlab.errors import SeqlabError
+from seqlab.tasks import lm
+
+log = logging.getLogger("seqlab")
+
+
+class GeneratorPipeline:
+    """A language model and its tokenizer: prompts in, continuations out.
+
+    Attributes:
+        name: the run folder, built-in name, folder or hub id it was loaded from.
+        context_length: the most positions the model takes (None: unlimited, an RNN).
+    """
+
+    def __init__(self, model: nn.Module, codec: lm.Codec, name: str, config: RunConfig | None = None):
+        self.model = model.eval()
+        self.codec = codec
+        self.name = name
+        self.config = config
+        self.lm = decoding.as_incremental(self.model)
+        self.context_length = self.lm.context_length
+        self.truncated = 0  # prompts cut from the left in the last call
+
+    # ----------------------------------------------------------------------------- prompts
+
+    def encode_prompts(self, prompts: Sequence[str], max_new_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded (B, T) ids and mask; a prompt too long for the context loses its start."""
+        if self.context_length is not None and max_new_tokens >= self.context_length:
+            raise SeqlabError(f"max_new_tokens={max_new_tokens} does not fit the model's context of {self.context_length} tokens; "
+                              f"ask for at most {self.context_length - 1}")
+        encoded, self.truncated = [], 0
+        for number, prompt in enumerate(prompts, 1):
+            if not isinstance(prompt, str):
+                raise SeqlabError(f"prompt {number} is {type(prompt).__name__}, not text")
+            ids = self.codec.encode(prompt) if prompt else []
+            if not ids:
+                if self.codec.bos_id is None:
+                    raise SeqlabError(f"prompt {number} is empty and {self.name} has no beginning-of-text token to start from; give some text")
+                ids = [self.codec.bos_id]
+            room = None if self.context_length is None else self.context_length - max_new_tokens
+            if room is not None and len(ids) > room:
+                log.warning("prompt %d has %d tokens; kept its last %d so that %d new tokens fit the context of %d",
+                            number, len(ids), room, max_new_tokens, self.context_length)
+                ids, self.truncated = ids[-room:], self.truncated + 1
+            encoded.append(ids)
+        if not encoded:
+            raise SeqlabError("no prompt given")
+        return decoding.left_pad(encoded, self.codec.pad_id)
+
+    def settings(self, **kwargs) -> decoding.GenerationConfig:
+        """Decoding settings, with this model's end-of-text and padding ids filled in."""
+        kwargs.setdefault("eos_token_id", self.codec.eos_id)
+        kwargs.setdefault("pad_token_id", self.codec.pad_id)
+        return decoding.GenerationConfig.create(**kwargs)
+
+    # ----------------------------------------------------------------------------- generation
+
+    def generate(self, prompts: str | Sequence[str], **kwargs) -> list[str]:
+        """Continue every prompt; keyword arguments are `decoding.GenerationConfig` fields
+        (max_new_tokens, do_sample, temperature, top_k, top_p, repetition_penalty,
+        no_repeat_ngram_size, num_beams, length_penalty, stop, seed).
+
+        Returns:
+            The new text of each prompt (without the prompt).
+        """
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        config = self.settings(**kwargs)
+        ids, mask = self.encode_prompts(prompts, config.max_new_tokens)
+        with torch.inference_mode():
+            new = decoding.generate(self.lm, ids, mask, config, decode=self.codec.decode)
+        return [self.codec.decode(tokens) for tokens in new]
+
+    def stream(self, prompt: str, **kwargs) -> Iterator[str]:
+        """Continue one prompt, yielding text pieces as tokens are chosen (greedy or sampled)."""
+        config = self.settings(**kwargs)
+        ids, mask = self.encode_prompts([prompt], config.max_new_tokens)
+        steps = decoding.stream(self.lm, ids, mask, config, decode=self.codec.decode)
+        return self._pieces(steps, set(config.eos_ids))
+
+    def _pieces(self, steps: Iterator[torch.Tensor], eos: set[int]) -> Iterator[str]:
+        """Token ids → text pieces; each piece is the growth of the decoded text, so multi-token
+        characters and the decoder's spacing come out right."""
+        tokens: list[int] = []
+        shown = ""
+        with torch.inference_mode():
+            for step in steps:
+                token = int(step[0])
+                if token in eos:
+                    return
+                tokens.append(token)
+                text = self.codec.decode(tokens)
+                if len(text) > len(shown) and not text.endswith("\ufffd"):  # wait out half a UTF-8 character
+                    yield text[len(shown):]
+                    shown = text
+
+    def perplexity(self, text: str) -> dict:
+        """Loss per token, perplexity and bits per character of `text` under this model."""
+        if not isinstance(text, str) or not text.strip():
+            raise SeqlabError("give some text to score")
+        block = self.context_length or (self.config.tokenizer.max_length if self.config else 256)
+        return lm.evaluate(self.model, self.codec.encode_stream(text), len(text), min(block, 1024))
+
+
+def load_generator(spec: str | Path, dtype: str = "fp32") -> GeneratorPipeline:
+    """An `lm` run folder, a built-in causal LM (smollm2-135m), a transformers folder or a hub id."""
+    path = Path(spec)
+    if (path / runs.CONFIG).is_file():
+        return _load_run(path)
+    model, codec = lm.load_pretrained_lm(str(spec))
+    return GeneratorPipeline(_with_dtype(model, dtype), codec, str(spec))
+
+
+def _with_dtype(model: nn.Module, dtype: str) -> nn.Module:
+    if dtype == "fp32":
+        return model
+    if dtype == "bf16":
+        return model.to(torch.bfloat16)
+    raise SeqlabError(f"unknown dtype {dtype!r}; choose fp32 or bf16")
+
+
+def _load_run(path: Path) -> GeneratorPipeline:
+    cfg = load_config(path / runs.CONFIG)
+    if cfg.task != "lm":
+        raise SeqlabError(f"run {path} is a {cfg.task} run; text generation needs an lm run (seqlab train lm)")
+    if not (path / runs.WEIGHTS).is_file():
+        raise SeqlabError(f"run {path} did not finish (no {runs.WEIGHTS}); continue it with `seqlab train --resume {path}`")
+    if cfg.model.arch == "hf":
+        model, codec = lm.load_pretrained_lm(str(path))
+        return GeneratorPipeline(model, codec, str(path), cfg)
+    tokenizer = load_tokenizer(path / runs.TOKENIZER)
+    model = lm.build_lm(cfg, tokenizer.get_vocab_size())
+    runs.load_weights(model, path / runs.WEIGHTS)
+    return GeneratorPipeline(model, lm.Codec(tokenizer), str(path), cfg)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def train_lm(cfg: RunConfig | None, *, resume: str | Path | None = None, progress: str | None = None) -> Path:
+    """Train (or fine-tune, arch hf) a language model into a new run folder, or continue one.
+
+    Returns:
+        The run folder.
+    """
+    started = time.perf_counter()
+    if resume is not None:
+        run_dir = Path(resume)
+        cfg = runs.resumable_config(run_dir, "lm")
+    splits = lm.split_text(cfg)
+    model, codec = _fresh_model(cfg, splits.train, run_dir if resume is not None else None)
+    ids = {name: codec.encode_stream(getattr(splits, name)) for name in ("train", "valid", "test")}
+    if resume is None:
+        run_dir = runs.start_run(cfg)
+    prepared = time.perf_counter()
+    log.info("run folder %s: %s train / %s valid / %s test tokens", run_dir, *(f"{len(ids[n]):,}" for n in ("train", "valid", "test")))
+    with runs.guard_new_run(run_dir, fresh=resume is None):
+        if resume is None and not codec.pretrained:
+            codec.tokenizer.save(str(run_dir / runs.TOKENIZER))  # saved first: --resume needs the same ids
+        fitted = lm.fit_lm(cfg, model, ids["train"], ids["valid"], run_dir, resume=resume is not None, progress=progress)
+        runs.raise_if_interrupted(fitted.result.interrupted, run_dir, "seqlab train")
+    _write_finished_run(run_dir, cfg, splits, ids, codec, fitted, started, prepared)
+    return run_dir
+
+
+def _fresh_model(cfg: RunConfig, train_text: str, run_dir: Path | None) -> tuple[nn.Module, lm.Codec]:
+    """The model before training: a pretrained causal LM (arch hf) or a seeded new one."""
+    if cfg.model.arch == "hf":
+        return lm.load_pretrained_lm(cfg.model.model)
+    tokenizer = load_tokenizer(run_dir / runs.TOKENIZER) if run_dir else lm.learn_tokenizer(cfg, train_text)
+    torch.manual_seed(cfg.train.seed)  # same initial weights for the same seed
+    return lm.build_lm(cfg, tokenizer.get_vocab_size()), lm.Codec(tokenizer)
+
+
+def _write_finished_run(run_dir: Path, cfg: RunConfig, splits: lm.TextSplits, ids: dict[str, torch.Tensor], codec: lm.Codec,
+                        fitted: lm.FittedLM, started: float, prepared: float) -> None:
+    block = cfg.tokenizer.max_length
+    metrics = {"best_" + cfg.train.monitor: fitted.result.best_score, "epochs": fitted.result.epochs}
+    for name in ("valid", "test"):
+        if len(ids[name]) > 1:
+            metrics[name] = lm.evaluate(fitted.model, ids[name], len(getattr(splits, name)), block)
+    if codec.pretrained:
+        _save_pretrained(fitted.model, codec.tokenizer, run_dir)
+    else:
+        runs.save_weights(fitted.model, run_dir / runs.WEIGHTS)
+    runs.write_json(run_dir / runs.METRICS, metrics)
+    data = {
+        name: {"source": splits.sources[name], "characters": len(getattr(splits, name)), "tokens": len(ids[name]),
+               "sha256": runs.data_hash([(getattr(splits, name), "")])}
+        for name in ("train", "valid", "test")
+    }
+    parameters = sum(p.numel() for p in fitted.model.parameters())
+    runs.write_json(run_dir / runs.MANIFEST, runs.manifest(cfg, data, parameters, started, prepared, fitted.result.seconds))
+
+
+def _save_pretrained(model: nn.Module, tokenizer, run_dir: Path) -> None:
+    """`save_pretrained` into a temporary folder, then move the files in, weights last (they
+    mark the run finished)."""
+    staging = run_dir / ".save_pretrained"
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    files = sorted(staging.iterdir(), key=lambda f: f.name == runs.WEIGHTS)
+    for file in files:
+        file.replace(run_dir / file.name)
+    staging.rmdir()

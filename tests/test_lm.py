@@ -1,0 +1,119 @@
+"""Task lm: training seqlab's own language models, run folders, generation and perplexity."""
+
+import json
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from seqlab import api
+from seqlab.cli.main import app
+from seqlab.config import build_config
+from seqlab.errors import SeqlabError
+from seqlab.tasks import lm
+
+runner = CliRunner()
+TEXT = "".join(f"the cat sat on the mat {i % 7} times and the dog ran to the park.\n" for i in range(120))
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    return path
+
+
+def lm_config(tmp_path, data, *extra):
+    return build_config({"task": "lm"}, [
+        f"data.train={data}", "model.preset=tiny", "tokenizer.max_length=32", "train.epochs=2",
+        "train.batch_size=16", f"output_dir={tmp_path / 'runs'}", *extra,
+    ])
+
+
+def test_splits_are_contiguous_and_cover_the_text(tmp_path, text_file):
+    splits = lm.split_text(lm_config(tmp_path, text_file, "data.test_fraction=0.1"))
+    assert splits.train + splits.valid + splits.test == TEXT
+    assert len(splits.valid) == len(splits.test) == round(0.1 * len(TEXT))
+
+
+def test_heldout_windows_score_every_token_once():
+    ids = torch.arange(23)
+    windows = lm.heldout_windows(ids, block=5)
+    batch = lm.collate_windows(windows)
+    targets = batch["targets"][batch["targets"] != lm.IGNORE]
+    assert targets.tolist() == list(range(1, 23))  # every token after the first, once, in order
+
+
+@pytest.mark.parametrize("arch", ["gpt", "lstm"])
+def test_char_lm_trains_saves_and_reloads(tmp_path, text_file, arch):
+    run = api.train(lm_config(tmp_path, text_file, f"model.arch={arch}", "train.lr=0.01", f"name={arch}"), progress="off")
+    for name in ("config.yaml", "tokenizer.json", "model.safetensors", "metrics.json", "manifest.json"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    valid = metrics["valid"]
+    assert valid["loss"] < math.log(30)  # better than uniform over the ~30 characters
+    assert valid["bits_per_char"] == pytest.approx(valid["loss"] * valid["tokens"] / math.log(2) / valid["characters"])
+    pipe = api.load_generator(run)
+    first = pipe.generate(["the cat", "a"], max_new_tokens=12)
+    assert first == pipe.generate(["the cat", "a"], max_new_tokens=12)  # greedy: deterministic
+    assert first[0] == pipe.generate("the cat", max_new_tokens=12)[0]  # left padding changes nothing
+    streamed = "".join(pipe.stream("the cat", max_new_tokens=12))
+    assert streamed == first[0]
+    assert pipe.perplexity(TEXT[-300:])["perplexity"] > 1
+
+
+def test_sampling_is_reproducible_with_a_seed(tmp_path, text_file):
+    pipe = api.load_generator(api.train(lm_config(tmp_path, text_file, "train.epochs=1"), progress="off"))
+    settings = {"max_new_tokens": 20, "do_sample": True, "temperature": 1.5, "seed": 3}
+    assert pipe.generate("the", **settings) == pipe.generate("the", **settings)
+    assert pipe.generate("the", **settings) != pipe.generate("the", **{**settings, "seed": 4})
+
+
+def test_long_prompts_lose_their_start_and_bad_settings_are_clear(tmp_path, text_file):
+    pipe = api.load_generator(api.train(lm_config(tmp_path, text_file, "model.max_len=32", "train.epochs=1"), progress="off"))
+    out = pipe.generate("x" * 100, max_new_tokens=4)
+    assert pipe.truncated == 1 and len(out) == 1
+    with pytest.raises(SeqlabError, match="max_new_tokens=40 does not fit"):
+        pipe.generate("the", max_new_tokens=40)
+    with pytest.raises(SeqlabError, match="empty"):
+        pipe.generate("", max_new_tokens=4)  # a char vocabulary has no beginning-of-text token
+    for bad, match in [({"do_sample": True, "temperature": 0}, "temperature"), ({"do_sample": True, "top_p": 1.5}, "top_p"),
+                       ({"max_new_tokens": 0}, "max_new_tokens"), ({"num_beams": 0}, "num_beams")]:
+        with pytest.raises(SeqlabError, match=match):
+            pipe.generate("the", **bad)
+
+
+def test_config_checks_for_language_models():
+    assert build_config({"task": "lm"}).model.arch == "gpt"
+    assert build_config({"task": "lm"}, ["model.arch=hf"]).model.model == "smollm2-135m"
+    for overrides, match in [(["model.arch=cnn"], "language model is one of"), (["tokenizer.level=wordpiece"], "wordpiece"),
+                             (["model.max_len=16"], "max_len")]:
+        with pytest.raises(SeqlabError, match=match):
+            build_config({"task": "lm"}, overrides)
+    with pytest.raises(SeqlabError, match="task lm"):
+        build_config({}, ["model.arch=gpt"])
+
+
+def test_cli_trains_generates_and_scores(tmp_path, text_file):
+    result = runner.invoke(app, ["train", "lm", "--arch", "gru", "--data", str(text_file), "--preset", "tiny", "--epochs", "1",
+                                 "--output-dir", str(tmp_path / "runs"), "--name", "g", "tokenizer.max_length=32"])
+    assert result.exit_code == 0, result.output
+    assert "bits/char" in result.output
+    run = tmp_path / "runs" / "g"
+    result = runner.invoke(app, ["generate", "--model", str(run), "the cat", "--max-new-tokens", "5"])
+    assert result.exit_code == 0 and result.output.startswith("the cat")
+    result = runner.invoke(app, ["generate", "--model", str(run), "a", "b", "--max-new-tokens", "3", "--json"])
+    assert [json.loads(line)["prompt"] for line in result.output.splitlines()] == ["a", "b"]
+    result = runner.invoke(app, ["perplexity", "--model", str(run), "--data", str(text_file)])
+    assert result.exit_code == 0 and "perplexity" in result.output
+    # a language model is not a classifier, and a classifier does not generate
+    result = runner.invoke(app, ["predict", str(run), "text"])
+    assert result.exit_code == 1 and "seqlab generate" in result.output
+
+
+def test_generate_errors_are_one_line(tmp_path, text_file):
+    result = runner.invoke(app, ["generate", "--model", str(tmp_path), "hello"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    result = runner.invoke(app, ["generate", "--model", "smollm2-135m"])
+    assert result.exit_code == 1 and "give a prompt" in result.output
