@@ -36,3 +36,28 @@ def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
 @pytest.fixture
 def sentiment_csv(tmp_path: Path) -> Path:
     return write_csv(tmp_path / "sentiment.csv", sentiment_rows(200))
+
+
+LLAMA_SENTENCES = ["the capital of france is paris", "the cat sat on the mat", "a dog ran in the park"]
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory):
+    """A random 2-layer Llama and a word-level tokenizer with eos but no pad token."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    backend = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.train_from_iterator(LLAMA_SENTENCES, trainers.WordLevelTrainer(special_tokens=["[UNK]", "<s>", "</s>", "[PAD]"]))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", bos_token="<s>", eos_token="</s>")
+    assert tokenizer.pad_token is None
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=backend.get_vocab_size(), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
+                         bos_token_id=1, eos_token_id=2, pad_token_id=None)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder

@@ -117,3 +117,49 @@ def test_generate_errors_are_one_line(tmp_path, text_file):
     assert result.exit_code == 1 and "Traceback" not in result.output
     result = runner.invoke(app, ["generate", "--model", "smollm2-135m"])
     assert result.exit_code == 1 and "give a prompt" in result.output
+
+
+def test_pretrained_causal_lm_fine_tunes_into_a_transformers_folder(tmp_path, tiny_llama):
+    """Transfer learning for generation: `--arch hf` fine-tunes a causal LM; the run folder is
+    also a plain transformers folder."""
+    from transformers import AutoModelForCausalLM
+
+    data = tmp_path / "cats.txt"
+    data.write_text("the cat sat on the mat\n" * 200, encoding="utf-8")
+    cfg = lm_config(tmp_path, data, "model.arch=hf", f"model.model={tiny_llama}", "train.lr=0.01", "train.epochs=2",
+                    "train.precision=32-true")
+    run = api.train(cfg, progress="off")
+    metrics = json.loads((run / "metrics.json").read_text())
+    before = api.load_generator(str(tiny_llama)).perplexity("the cat sat on the mat\n" * 20)["loss"]
+    assert metrics["valid"]["loss"] < before  # it learnt the file
+    reloaded = AutoModelForCausalLM.from_pretrained(run)  # transformers reads the run folder as it is
+    assert reloaded.config.num_hidden_layers == 2
+    pipe = api.load_generator(run)
+    assert pipe.generate("the cat", max_new_tokens=3)[0].split() == ["sat", "on", "the"]
+
+
+def test_gpt2_weights_run_in_seqlabs_own_gpt(tmp_path):
+    """A GPT-2 folder (tiny, random) generates the same greedy text in transformers and in
+    seqlab's GPT; a Llama folder is refused by the seqlab engine."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.train_from_iterator([TEXT], trainers.WordLevelTrainer(special_tokens=["[UNK]", "<|endoftext|>"]))
+    folder = tmp_path / "gpt2"
+    PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", eos_token="<|endoftext|>").save_pretrained(folder)
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=backend.get_vocab_size(), n_layer=2, n_head=2, n_embd=32, n_positions=64, eos_token_id=1, bos_token_id=1)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    hf, own = api.load_generator(folder), api.load_generator(folder, engine="seqlab")
+    assert type(own.model).__name__ == "GPT"
+    prompts = ["the cat sat", "the dog"]
+    assert hf.generate(prompts, max_new_tokens=10) == own.generate(prompts, max_new_tokens=10)
+    with pytest.raises(SeqlabError, match="engine"):
+        api.load_generator(folder, engine="tpu")
+
+
+def test_seqlab_engine_refuses_other_architectures(tiny_llama):
+    with pytest.raises(SeqlabError, match="GPT-2-format weights only"):
+        api.load_generator(tiny_llama, engine="seqlab")

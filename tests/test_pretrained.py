@@ -88,7 +88,8 @@ def test_bad_model_sources_are_one_line(tmp_path):
 
 
 def test_hub_id_offline_names_the_builtins(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # huggingface_hub reads it once, at import (already done):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)  # so set what it read, or it retries
     with pytest.raises(SeqlabError, match="minilm-l6"):
         api.train(hf_config(tmp_path, "no-such-org/no-such-model"), progress="off")
 

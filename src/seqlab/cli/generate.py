@@ -38,6 +38,7 @@ def generate(
     stop: Annotated[Optional[list[str]], typer.Option(help="Stop when the text produces this string (repeatable).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for reproducible sampling.")] = None,
     dtype: Annotated[str, typer.Option(help="Weights for pretrained models: fp32 or bf16 (faster on CPUs with bf16 instructions).")] = "fp32",
+    engine: Annotated[str, typer.Option(help="hf: run the model in transformers; seqlab: run GPT-2-format weights in seqlab's own GPT.")] = "hf",
     input: Annotated[Optional[Path], typer.Option("--input", help="A file with one prompt per line.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per prompt.")] = False,
 ) -> None:
@@ -59,7 +60,7 @@ def generate(
                 "no_repeat_ngram_size": no_repeat_ngram_size, "num_beams": num_beams, "length_penalty": length_penalty,
                 "stop": stop or [], "seed": seed}
     settings.update({k: v for k, v in {"temperature": temperature, "top_k": top_k, "top_p": top_p}.items() if v is not None})
-    pipe = api.load_generator(model, dtype=dtype)
+    pipe = api.load_generator(model, dtype=dtype, engine=engine)
     if len(texts) == 1 and num_beams == 1 and not as_json:
         _out.print(texts[0], end="", style="bold")
         for piece in pipe.stream(texts[0], **settings):

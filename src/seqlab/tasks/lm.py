@@ -116,6 +116,8 @@ class Codec:
         """A long text → (N,) ids, encoded line by line (so memory stays small) with line ends kept."""
         lines = text.splitlines(keepends=True)
         chunks = ["".join(lines[i : i + 256]) for i in range(0, len(lines), 256)]
+        if not chunks:
+            return torch.zeros(0, dtype=torch.long)
         if self.pretrained:
             encoded = self.tokenizer(chunks, add_special_tokens=False)["input_ids"]
         else:
