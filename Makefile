@@ -25,6 +25,7 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/classify_cv.py
 	$(BIN)/python benchmarks/throughput.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/ner_speed.py
 
 clean:
 	rm -rf $(VENV) runs build src/*.egg-info .pytest_cache

@@ -100,7 +100,7 @@ def test_label_only_in_test_data(tmp_path):
     [
         (["train", "classify", "--arch", "lstmm"], "unknown architecture 'lstmm'"),
         (["train", "classify", "train.epochz=1"], "train.epochz: unknown key"),
-        (["train", "translate"], "unknown task"),
+        (["train", "summarise"], "unknown task"),
         (["train", "classify", "--arch", "hf", "--model", "./no/such/folder"], "not a folder"),
         (["train", "missing.yaml"], "does not exist"),
         (["predict", "no/such/run", "hi"], "does not exist"),

@@ -47,7 +47,7 @@ def test_tour_toy_step_reproduces_the_course(tmp_path):
 def test_learning_curve_over_training_sizes(tmp_path):
     data = write_csv(tmp_path / "d.csv", sentiment_rows(150))
     rows, folder = api.compare({"data": {"train": str(data)}}, ["cnn"], ["model.preset=tiny", "train.epochs=1"],
-                               output_dir=tmp_path / "lc", train_sizes="20,50,all")
+                               output_dir=tmp_path / "lc", train_sizes="20,50,all", min_epoch_examples=100)
     assert [(r["arch"], r["train_size"]) for r in rows] == [("cnn", 20), ("cnn", 50), ("cnn", 120)]
     assert (folder / "learning_curve.png").stat().st_size > 1000
 
@@ -74,3 +74,10 @@ def test_seeds_repeat_each_run_with_a_different_seed_and_sample(tmp_path):
     assert len((folder / "partial.jsonl").read_text().splitlines()) == 2
     with pytest.raises(SeqlabError, match="--seeds"):
         api.compare({"data": {"train": str(data)}}, ["cnn"], [], output_dir=tmp_path / "t", seeds=0)
+
+
+def test_small_training_sets_are_repeated_within_an_epoch():
+    from seqlab.tasks.compare import epoch_repeats
+
+    assert [epoch_repeats(n, 2000) for n in (100, 500, 1999, 2000, 8000)] == [20, 4, 2, 1, 1]
+    assert epoch_repeats(100, 0) == 1

@@ -25,6 +25,8 @@ from seqlab.data.readers import Example
 from seqlab.data.tokenize import encode
 from seqlab.errors import SeqlabError
 from seqlab import generation, pretraining
+from seqlab import ner as named_entities
+from seqlab import translation
 from seqlab.tasks import classify
 from seqlab.tasks import finetune
 from seqlab.tasks import compare as comparison
@@ -35,12 +37,13 @@ log = logging.getLogger("seqlab")
 class ClassifierPipeline:
     """A trained classifier: text in, label and probabilities out."""
 
-    def __init__(self, files: runs.RunFiles, model: nn.Module):
+    def __init__(self, files: runs.RunFiles, model: nn.Module, backend: str = "torch"):
         self.path = files.path
         self.config = files.config
         self.tokenizer = files.tokenizer
         self.labels = files.labels
         self.model = model.eval()
+        self.backend = backend  # "torch", or "onnx"/"onnx-int8": `model` is an export.OnnxClassifier
 
     @property
     def sigmoid(self) -> bool:
@@ -92,8 +95,9 @@ class ClassifierPipeline:
         (ids,), _ = encode(self.tokenizer, [text], self.config.tokenizer.max_length)
         tokens = [self.tokenizer.id_to_token(i) for i in ids]
         input_ids = torch.tensor([ids])
+        model = self.model if self.backend == "torch" else _torch_model(runs.open_run(self.path))  # ONNX has no weights to show
         with torch.inference_mode():
-            out = self.model(input_ids, torch.ones_like(input_ids, dtype=torch.bool), need_weights=True)
+            out = model(input_ids, torch.ones_like(input_ids, dtype=torch.bool), need_weights=True)
         if out.attentions is None:
             raise SeqlabError(f"a {self.config.model.arch} model has no attention weights; use a transformer run")
         if self.config.model.arch == "transformer" and self.config.model.pooling == "cls" and not self.config.model.init:
@@ -101,16 +105,47 @@ class ClassifierPipeline:
         return tokens, [layer[0] for layer in out.attentions]
 
 
-def load(path: str | Path) -> ClassifierPipeline:
-    """Open a finished run folder; predictions equal those made right after training."""
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+
+
+def load(path: str | Path, backend: str = "auto") -> ClassifierPipeline:
+    """Open a finished run folder.
+
+    Args:
+        backend: "torch" (the PyTorch model: predictions equal those made right after
+            training); "onnx" (RUN/model.onnx through ONNX Runtime, logits within 1e-4 of
+            PyTorch's); "onnx-int8" (RUN/model.int8.onnx, int8); both written by `seqlab export`.
+            "auto", the default inference path, takes the fastest exported graph whose accuracy is
+            known: an `hf` run's model.int8.onnx (about 3× Hugging Face fp32 eager on MiniLM at
+            batch 32×128, MR accuracy within 0.5 point: benchmarks/minilm_inference.py), else
+            model.onnx (fp32, 2-8× PyTorch on this CPU: benchmarks/onnx_vs_torch.py), else PyTorch.
+    """
+    if backend not in BACKENDS:
+        raise SeqlabError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    from seqlab import export  # (export_onnx loads the PyTorch model through this function)
+
     files = runs.open_run(path)
+    if backend == "auto":
+        if files.config.model.arch == "hf" and (files.path / export.INT8_FILE).is_file():
+            backend = "onnx-int8"  # int8 only where its accuracy was measured: the pretrained encoders
+        else:
+            backend = "onnx" if (files.path / export.ONNX_FILE).is_file() else "torch"
+    if backend == "torch":
+        return ClassifierPipeline(files, _torch_model(files))
+    name, flag = (export.ONNX_FILE, "") if backend == "onnx" else (export.INT8_FILE, " --quantize int8")
+    if not (files.path / name).is_file():
+        raise SeqlabError(f"run {files.path} has no {name}; write it with `seqlab export {files.path}{flag}`")
+    return ClassifierPipeline(files, export.OnnxClassifier(files.path / name, labels=files.labels), backend)
+
+
+def _torch_model(files: runs.RunFiles) -> nn.Module:
     pretrained = files.config.model.arch == "hf"
     if pretrained and not (files.path / runs.ENCODER / "config.json").is_file():
         raise SeqlabError(f"run {files.path} has no {runs.ENCODER}/config.json: the fine-tuned encoder is missing")
     encoder = str(files.path / runs.ENCODER) if pretrained else None
     model = classify.make_model(files.config, files.tokenizer, files.labels, encoder_source=encoder)
     runs.load_weights(model, files.path / runs.WEIGHTS, skip_prefix="encoder." if pretrained else None)
-    return ClassifierPipeline(files, model)
+    return model.eval()
 
 
 def train(cfg: RunConfig | None, *, resume: str | Path | None = None, progress: str | None = None) -> Path:
@@ -127,6 +162,10 @@ def train(cfg: RunConfig | None, *, resume: str | Path | None = None, progress: 
         return pretrain(cfg, resume=resume, progress=progress)
     if task == "lm":
         return generation.train_lm(cfg, resume=resume, progress=progress)
+    if task == "tag":
+        return named_entities.train_tagger(cfg, resume=resume, progress=progress)
+    if task == "translate":
+        return translation.train_translator(cfg, resume=resume, progress=progress)
     started = time.perf_counter()
     tokenizer = labels = None
     if resume is not None:
@@ -188,6 +227,44 @@ def generate(model: str | Path, prompts: str | Sequence[str], **settings) -> lis
     return generation.load_generator(model).generate(prompts, **settings)
 
 
+def load_ner(spec: str | Path = "en_core_web_sm") -> named_entities.SpacyNER | named_entities.TaggerPipeline:
+    """A named-entity recogniser: a spaCy pipeline (`en_core_web_sm`, `en_core_web_md`, an
+    installed package or a folder) or a tag run folder; `.entities(texts)` for both."""
+    return named_entities.load_ner(spec)
+
+
+def load_tagger(path: str | Path) -> named_entities.TaggerPipeline:
+    """Open a finished tag run: `.tag(word_lists)`, `.entities(texts)`, `.evaluate(sentences)`."""
+    return named_entities.load_tagger(path)
+
+
+def ner(texts: str | Sequence[str], model: str | Path = "en_core_web_sm", batch_size: int | None = None,
+        n_process: int = 1) -> list[list[named_entities.Entity]]:
+    """The named entities of each text (`Entity(text, label, start, end)`, character offsets);
+    an empty text has none."""
+    return named_entities.load_ner(model).entities(texts, batch_size=batch_size, n_process=n_process)
+
+
+def load_translator(path: str | Path) -> translation.TranslatorPipeline:
+    """Open a finished translate run: `.translate(texts, beam=5, return_attention=False)`,
+    `.save_attention(texts, "out.png"|"out.html")`, `.evaluate(pairs)`."""
+    return translation.load_translator(path)
+
+
+def translate(run: str | Path, texts: str | Sequence[str], beam: int | None = None, **settings) -> list:
+    """Translate `texts` with the translate run `run` (greedy with beam=1; default: the run's
+    `translate.beam`); `settings`: length_penalty, max_length_ratio, return_attention."""
+    return translation.load_translator(run).translate(texts, beam=beam, **settings)
+
+
+def compare_translation(base: dict, archs: Sequence[str], overrides: Sequence[str] = (), output_dir: str | Path | None = None,
+                        seeds: int = 1) -> tuple[list[dict], Path]:
+    """Train translation models (`seq2seq`, `seq2seq-attn`, `transformer`, or an attention
+    kind: `bahdanau`, `luong-dot`, `luong-general`, `dot`) on the same pairs; write
+    results.json, table.md (with exact match and BLEU by source length) and comparison.png."""
+    return translation.compare(base, archs, overrides, output_dir, seeds)
+
+
 def _resumable(run_dir: Path) -> runs.RunFiles:
     cfg = runs.resumable_config(run_dir, "classify")
     return runs.RunFiles(run_dir, cfg, runs.load_tokenizer(run_dir / runs.TOKENIZER), runs.read_labels(run_dir))
@@ -227,11 +304,14 @@ def compare(
     output_dir: str | Path | None = None,
     train_sizes: str | None = None,
     seeds: int = 1,
+    min_epoch_examples: int = 2000,
 ) -> tuple[list[dict], Path]:
     """Train every entry of `archs` (architectures or recipes such as `minilm-frozen`) on the
     same data, `seeds` times each; write results.json, table.md and a chart (comparison.png, or
     learning_curve.png when several `train_sizes` are given, e.g. "100,500,all") into
-    `output_dir`. Finished runs are appended to partial.jsonl as they come.
+    `output_dir`. Finished runs are appended to partial.jsonl as they come. A training set
+    smaller than `min_epoch_examples` is repeated within each epoch (0: never), so small sets
+    get as many optimiser steps per epoch as a set of that size.
 
     Returns:
         (one summary row per entry and size, the output folder).
@@ -245,9 +325,10 @@ def compare(
         with open(output / "partial.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(vars(result)) + "\n")
 
-    results = comparison.compare(base, archs, list(overrides), cv, sizes, seeds, save_partial)
+    results = comparison.compare(base, archs, list(overrides), cv, sizes, seeds, save_partial, min_epoch_examples)
     rows = comparison.summarise(results)
-    runs.write_json(output / "results.json", {"cv": cv, "train_sizes": train_sizes, "seeds": seeds, "summary": rows, "runs": [vars(r) for r in results]})
+    runs.write_json(output / "results.json", {"cv": cv, "train_sizes": train_sizes, "seeds": seeds, "min_epoch_examples": min_epoch_examples,
+                                              "summary": rows, "runs": [vars(r) for r in results]})
     (output / "table.md").write_text(comparison.markdown_table(rows) + "\n", encoding="utf-8")
     protocol = f"{cv}-fold CV" if cv else "held-out test split"
     title = f"{base.get('data', {}).get('train', 'rt-polarity')} · {protocol}"

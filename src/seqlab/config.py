@@ -120,6 +120,16 @@ class RNNModelConfig(_WordModelBase):
         return self.arch.startswith("bi")
 
 
+class BiLSTMCRFModelConfig(_WordModelBase):
+    """A sequence tagger (task tag): word embeddings → BiLSTM → per-word scores → CRF (Huang et
+    al., 2015; Lample et al., 2016). `tag.crf=false` makes it a softmax BiLSTM tagger."""
+
+    arch: Literal["bilstm-crf"]
+    embed_dim: int = Field(gt=0)
+    hidden_dim: int = Field(gt=0, description="per direction")
+    num_layers: int = Field(1, gt=0)
+
+
 class CNNModelConfig(_WordModelBase):
     arch: Literal["cnn"]
     embed_dim: int = Field(gt=0)
@@ -178,12 +188,69 @@ class HFModelConfig(_ModelBase):
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
 
 
+class Seq2SeqModelConfig(_ModelBase):
+    """An RNN encoder-decoder (task translate; Sutskever et al., 2014): the encoder's final states
+    start the decoder. `seq2seq-attn` adds attention over the encoder outputs (Bahdanau et al.,
+    2015: additive; Luong et al., 2015: dot or general, with input feeding; `dot`: plain dot
+    product on the decoder outputs, as the course builds it)."""
+
+    arch: Literal["seq2seq", "seq2seq-attn"]
+    cell: Literal["lstm", "gru", "rnn"] = "lstm"
+    embed_dim: int = Field(gt=0)
+    hidden_dim: int = Field(gt=0, description="decoder state, and encoder output (both directions together)")
+    num_layers: int = Field(1, gt=0)
+    bidirectional: bool = Field(True, description="the encoder reads both ways (hidden_dim / 2 per direction)")
+    attention: Literal["bahdanau", "luong-dot", "luong-general", "dot"] | None = Field(
+        None, validate_default=True, description="seq2seq-attn: the score function (default bahdanau); seq2seq has none"
+    )
+    tie_embeddings: bool = Field(False, description="the output layer reuses the target embedding (needs embed_dim)")
+
+    @field_validator("attention")
+    @classmethod
+    def _attention_fits_arch(cls, attention: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("arch") == "seq2seq-attn":
+            return attention or "bahdanau"
+        if attention is not None:
+            raise PydanticCustomError("no_attention", "arch seq2seq has no attention; use model.arch=seq2seq-attn")
+        return None
+
+    @model_validator(mode="after")
+    def _halves(self) -> "Seq2SeqModelConfig":
+        if self.bidirectional and self.hidden_dim % 2:
+            raise ValueError(f"hidden_dim={self.hidden_dim} must be even: a bidirectional encoder gives each direction half")
+        return self
+
+
+class TransformerSeq2SeqModelConfig(_ModelBase):
+    """A Transformer encoder-decoder (task translate; Vaswani et al., 2017), pre-norm."""
+
+    arch: Literal["transformer-seq2seq"]
+    d_model: int = Field(gt=0)
+    num_heads: int = Field(gt=0)
+    num_layers: int = Field(gt=0, description="encoder layers, and as many decoder layers")
+    ff_dim: int = Field(gt=0)
+    positional: Literal["sinusoidal", "learned"] = "sinusoidal"
+    max_len: int = Field(512, gt=0, description="longest source or target in tokens (learned positions stop here)")
+    tie_embeddings: bool = Field(True, description="the output layer is the target embedding (Press & Wolf, 2017)")
+    share_embeddings: bool = Field(False, description="one embedding for source and target (needs translate.shared_vocab)")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "TransformerSeq2SeqModelConfig":
+        if self.d_model % self.num_heads:
+            raise ValueError(f"d_model={self.d_model} must be divisible by num_heads={self.num_heads}")
+        return self
+
+
 ModelConfig = Annotated[
-    Union[RNNModelConfig, CNNModelConfig, TransformerModelConfig, GPTModelConfig, HFModelConfig], Field(discriminator="arch")
+    Union[RNNModelConfig, CNNModelConfig, TransformerModelConfig, GPTModelConfig, HFModelConfig, BiLSTMCRFModelConfig,
+          Seq2SeqModelConfig, TransformerSeq2SeqModelConfig],
+    Field(discriminator="arch"),
 ]
 ARCHS = ("rnn", "lstm", "gru", "bilstm", "bigru", "cnn", "transformer", "hf")  # the classifiers
 LM_ARCHS = ("rnn", "lstm", "gru", "gpt", "hf")  # the architectures of task lm
-MODEL_ARCHS = (*ARCHS, "gpt")  # every value of model.arch
+TAG_ARCHS = ("bilstm-crf", "transformer", "hf")  # the sequence taggers of task tag
+TRANSLATE_ARCHS = ("seq2seq", "seq2seq-attn", "transformer-seq2seq")  # the encoder-decoders of task translate
+MODEL_ARCHS = (*ARCHS, "gpt", "bilstm-crf", *TRANSLATE_ARCHS)  # every value of model.arch
 
 # Training defaults that differ by architecture, applied unless the user sets the key:
 # pretrained encoders fine-tune with a small learning rate for a few epochs (Devlin et al. 2019),
@@ -192,7 +259,13 @@ ARCH_TRAIN_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     ("hf", "full"): {"lr": 5e-5, "epochs": 3, "batch_size": 32, "precision": "auto", "patience": 2},
     ("hf", "llrd"): {"lr": 1e-4, "epochs": 3, "batch_size": 32, "precision": "auto", "patience": 2},
     ("hf", "frozen"): {"lr": 2e-3, "epochs": 5, "batch_size": 32, "precision": "auto", "patience": 2},
+    # RNN encoder-decoders learn numbers-en-fr several times faster at 3e-3 than at 1e-3 (Adam)
+    ("seq2seq", "full"): {"lr": 3e-3},
+    ("seq2seq-attn", "full"): {"lr": 3e-3},
 }
+
+
+Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
 class TrainConfig(StrictModel):
@@ -200,19 +273,43 @@ class TrainConfig(StrictModel):
 
     epochs: int = Field(10, gt=0, description="maximum epochs")
     batch_size: int = Field(50, gt=0)
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(1e-3, gt=0, description="peak learning rate (after any warm-up)")
     optimizer: Literal["adam", "adamw", "sgd", "adadelta"] = "adam"
+    betas: tuple[Beta, Beta] = Field((0.9, 0.999), description="adam/adamw: the moving-average rates β1, β2")
     weight_decay: float = Field(0.0, ge=0)
+    max_steps: int | None = Field(None, gt=0, description="stop after this many optimiser steps (or epochs, or max_minutes: the first reached)")
+    lr_schedule: Literal["constant", "cosine", "linear"] = Field(
+        "constant", description="after warm-up: lr throughout, or decayed to min_lr by the last step (max_steps, else epochs × batches)"
+    )
+    warmup_steps: int = Field(0, ge=0, description="optimiser steps of linear warm-up to lr")
+    min_lr: float = Field(0.0, ge=0, description="cosine/linear: the learning rate at the end of the schedule")
+    eval_every_steps: int | None = Field(None, gt=0, description="validate every this many optimiser steps (default: after each epoch)")
     grad_clip: float | None = Field(5.0, gt=0)
     seed: int = 13
     max_minutes: float | None = Field(None, gt=0, description="stop training after this much wall-clock time")
-    patience: int | None = Field(3, ge=1, description="early-stopping epochs without improvement; null: off")
+    patience: int | None = Field(3, ge=1, description="early-stopping validations (epochs, or eval_every_steps) without improvement; null: off")
     monitor: Literal["val_acc", "val_f1", "val_loss"] = "val_acc"
     bucket: bool = Field(True, description="length-bucketed batches (less padding)")
     precision: Literal["32-true", "bf16-mixed", "auto"] = Field(
         "32-true", description="auto: bf16 autocast where the CPU/GPU has bf16 instructions, else fp32"
     )
     log_every_n_steps: int = Field(50, gt=0)
+
+    @field_validator("warmup_steps")
+    @classmethod
+    def _warmup_fits(cls, value: int, info: ValidationInfo) -> int:
+        max_steps = info.data.get("max_steps")
+        if max_steps is not None and value >= max_steps:
+            raise PydanticCustomError("warmup", "must be fewer than train.max_steps={max_steps}", {"max_steps": max_steps})
+        return value
+
+    @field_validator("min_lr")
+    @classmethod
+    def _min_lr_fits(cls, value: float, info: ValidationInfo) -> float:
+        lr = info.data.get("lr")
+        if lr is not None and value > lr:
+            raise PydanticCustomError("min_lr", "must not exceed train.lr={lr}", {"lr": lr})
+        return value
 
 
 class PretrainConfig(StrictModel):
@@ -223,10 +320,33 @@ class PretrainConfig(StrictModel):
     short_seq_prob: float = Field(0.1, ge=0.0, le=1.0, description="share of examples packed to a random shorter length")
 
 
+class TagConfig(StrictModel):
+    """Sequence tagging (task tag): the label scheme the model learns and its output layer."""
+
+    scheme: Literal["bio", "iobes"] = Field("bio", description="tags the model learns; data in BIO/IOB1/IOBES is converted")
+    crf: bool | None = Field(None, description="a CRF output layer; default: on for bilstm-crf, off for transformer and hf")
+
+
+class TranslateConfig(StrictModel):
+    """Translation (task translate): vocabularies, training tricks and the decoding defaults."""
+
+    shared_vocab: bool = Field(False, description="one vocabulary learned on both sides; else one per side")
+    scheduled_sampling: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="RNN decoders: the chance of feeding the decoder its own previous prediction instead of the true "
+                    "token, ramped up linearly from 0 to this over the epochs (Bengio et al., 2015)",
+    )
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="of the target distribution (Szegedy et al., 2016)")
+    beam: int = Field(5, ge=1, description="beam size for the test split and the default of translate (1: greedy)")
+    length_penalty: float = Field(1.0, description="beam search: score / length^penalty (> 1 favours longer output)")
+    max_length_ratio: float = Field(2.0, gt=0, description="a translation stops at ratio × source tokens + offset")
+    max_length_offset: int = Field(10, ge=0)
+
+
 class RunConfig(StrictModel):
     """Everything that defines a training run."""
 
-    task: Literal["classify", "pretrain-mlm", "lm"] = "classify"
+    task: Literal["classify", "pretrain-mlm", "lm", "tag", "translate"] = "classify"
     name: str | None = Field(None, description="run folder name; default: <task>-<arch>-<time>")
     output_dir: str = "runs"
     data: DataConfig = DataConfig()
@@ -234,6 +354,8 @@ class RunConfig(StrictModel):
     model: ModelConfig = Field(default_factory=lambda: RNNModelConfig(arch="lstm"))
     train: TrainConfig = TrainConfig()
     pretrain: PretrainConfig | None = Field(None, validate_default=True, description="task pretrain-mlm only")
+    tag: TagConfig | None = Field(None, validate_default=True, description="task tag only")
+    translate: TranslateConfig | None = Field(None, validate_default=True, description="task translate only")
 
     @field_validator("tokenizer")
     @classmethod
@@ -242,6 +364,10 @@ class RunConfig(StrictModel):
             raise _task_error("masked-LM pretraining needs tokenizer.level=wordpiece (it has [MASK], [CLS], [SEP])")
         if info.data.get("task") == "lm" and tokenizer.level == "wordpiece":
             raise _task_error("a language model reads word, char or bpe tokens; wordpiece is for masked-LM pretraining")
+        if info.data.get("task") == "translate" and tokenizer.level == "wordpiece":
+            raise _task_error("translation reads char, bpe or word tokens; wordpiece is for masked-LM pretraining")
+        if info.data.get("task") == "tag" and tokenizer.level != "word":
+            raise _task_error("a tagger labels the words of its data: tokenizer.level=word (arch hf uses its own sub-words)")
         return tokenizer
 
     @field_validator("model")
@@ -252,6 +378,21 @@ class RunConfig(StrictModel):
             raise _task_error(f"a language model is one of {', '.join(LM_ARCHS)}, not {model.arch!r} (it reads left to right)")
         if task != "lm" and model.arch == "gpt":
             raise _task_error("gpt is a language model: train it with task lm (seqlab train lm --arch gpt)")
+        if task == "tag" and model.arch not in TAG_ARCHS:
+            raise _task_error(f"a sequence tagger is one of {', '.join(TAG_ARCHS)}, not {model.arch!r}")
+        if task != "tag" and model.arch == "bilstm-crf":
+            raise _task_error("bilstm-crf is a sequence tagger: train it with task tag (seqlab train tag --arch bilstm-crf)")
+        if task == "tag" and getattr(model, "init", None):
+            raise _task_error("model.init fine-tunes a pretrained encoder for classification; a tagger starts fresh (or use arch hf)")
+        if task == "tag" and model.head == "sigmoid":
+            raise _task_error("a tagger scores every tag of every word: model.head=softmax")
+        if task == "tag" and getattr(model, "strategy", None) == "llrd":
+            raise _task_error("a tagger fine-tunes with strategy full or frozen, not llrd")
+        if task == "translate" and model.arch not in TRANSLATE_ARCHS:
+            hint = " (the Transformer encoder-decoder is transformer-seq2seq)" if model.arch == "transformer" else ""
+            raise _task_error(f"a translation model is one of {', '.join(TRANSLATE_ARCHS)}, not {model.arch!r}{hint}")
+        if task != "translate" and model.arch in TRANSLATE_ARCHS:
+            raise _task_error(f"{model.arch} is an encoder-decoder: train it with task translate (seqlab train translate --arch {model.arch})")
         if task == "lm" and model.arch == "gpt" and info.data.get("tokenizer") and model.max_len < info.data["tokenizer"].max_length:
             raise _task_error(f"model.max_len={model.max_len} is shorter than the training context tokenizer.max_length={info.data['tokenizer'].max_length}")
         if task == "pretrain-mlm":
@@ -268,6 +409,8 @@ class RunConfig(StrictModel):
     def _monitor_fits_task(cls, train: TrainConfig, info: ValidationInfo) -> TrainConfig:
         if info.data.get("task") in ("pretrain-mlm", "lm") and train.monitor != "val_loss":
             raise _task_error(f"{info.data['task']} is monitored on val_loss, not {train.monitor}")
+        if info.data.get("task") == "tag" and train.monitor == "val_acc":
+            raise _task_error("a tagger is monitored on val_f1 (entity-level F1) or val_loss, not val_acc")
         return train
 
     @field_validator("pretrain")
@@ -282,6 +425,38 @@ class RunConfig(StrictModel):
         if pretrain.nsp and model is not None and model.num_segments < 2:
             raise _task_error("next-sentence prediction needs model.num_segments=2 (segments A and B)")
         return pretrain
+
+
+    @field_validator("tag")
+    @classmethod
+    def _tag_fits_task(cls, tag: TagConfig | None, info: ValidationInfo) -> TagConfig | None:
+        if info.data.get("task") != "tag":
+            if tag is not None:
+                raise _task_error("only for task tag")
+            return None
+        tag = tag or TagConfig()
+        model = info.data.get("model")
+        if tag.crf is None and model is not None:  # written out, so config.yaml says what was built
+            tag = tag.model_copy(update={"crf": model.arch == "bilstm-crf"})
+        return tag
+
+
+    @field_validator("translate")
+    @classmethod
+    def _translate_fits_task(cls, translate: TranslateConfig | None, info: ValidationInfo) -> TranslateConfig | None:
+        if info.data.get("task") != "translate":
+            if translate is not None:
+                raise _task_error("only for task translate")
+            return None
+        translate = translate or TranslateConfig()
+        model = info.data.get("model")
+        if model is not None and model.arch == "transformer-seq2seq":
+            if translate.scheduled_sampling:
+                raise _task_error("scheduled sampling feeds an RNN decoder its own predictions step by step; "
+                                  "a Transformer decoder reads the whole target at once: set it to 0")
+            if model.share_embeddings and not translate.shared_vocab:
+                raise _task_error("model.share_embeddings needs one vocabulary for both sides: translate.shared_vocab=true")
+        return translate
 
 
 def _task_error(message: str) -> PydanticCustomError:
@@ -307,6 +482,26 @@ TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
         "model": {"arch": "gpt"},
         "train": {"monitor": "val_loss", "optimizer": "adamw", "weight_decay": 0.1, "batch_size": 32, "patience": 3},
     },
+}
+# Sequence tagging: the silver NER corpus, cased word tokens (case is most of what marks a name;
+# words seen once are learned as their shape, see tasks/tag.py), sentences of up to 128 words
+# (arch hf: sub-words), entity-level F1 selects the epoch.
+TASK_DEFAULTS["tag"] = {
+    "data": {"train": "silver-ner"},
+    "tokenizer": {"level": "word", "lowercase": False, "min_frequency": 2, "max_length": 128},
+    "model": {"arch": "bilstm-crf"},
+    "train": {"monitor": "val_f1", "batch_size": 32},
+    "tag": {},
+}
+# Translation: the generated numbers-en-fr pairs (5% valid, 5% test), reversible BPE pieces that
+# keep case and spacing (the output is compared character for character), an attention seq2seq,
+# and teacher-forced token accuracy (val_acc) to pick the epoch.
+TASK_DEFAULTS["translate"] = {
+    "data": {"train": "numbers-en-fr", "valid_fraction": 0.05, "test_fraction": 0.05},
+    "tokenizer": {"level": "bpe", "vocab_size": 8000, "lowercase": False, "max_length": 128},
+    "model": {"arch": "seq2seq-attn"},
+    "train": {"monitor": "val_acc", "batch_size": 64},
+    "translate": {},
 }
 DEFAULT_CAUSAL_LM = "smollm2-135m"  # task lm, arch hf, when model.model is not given
 

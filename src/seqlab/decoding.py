@@ -47,8 +47,9 @@ class GenerationConfig(BaseModel):
     """Every decoding setting, validated when built: a bad value or combination raises
     `SeqlabError` with one line naming the setting and its valid range.
 
-    `top_k`, `top_p` and `temperature` apply only with `do_sample=True`, `length_penalty` only
-    with `num_beams > 1`; setting them otherwise is an error rather than silently ignored.
+    `top_k`, `top_p` and `temperature` apply only with `do_sample=True`, `length_penalty` (and
+    `early_stopping=False`) only with `num_beams > 1`; setting them otherwise is an error rather
+    than silently ignored.
     `seed` only matters for sampling (greedy and beam search are deterministic anyway).
     """
 
@@ -63,6 +64,7 @@ class GenerationConfig(BaseModel):
     no_repeat_ngram_size: int = 0
     num_beams: int = 1
     length_penalty: float = 1.0
+    early_stopping: bool = True
     stop: list[str] = Field(default_factory=list)
     seed: int | None = None
     eos_token_id: int | list[int] | None = None
@@ -146,6 +148,8 @@ class GenerationConfig(BaseModel):
                     raise ValueError(f"{name}={getattr(self, name)} needs do_sample=true (it only shapes sampling)")
         if self.num_beams == 1 and self.length_penalty != 1.0:
             raise ValueError(f"length_penalty={self.length_penalty} needs num_beams > 1 (it only ranks beams)")
+        if self.num_beams == 1 and not self.early_stopping:
+            raise ValueError("early_stopping=false needs num_beams > 1 (it says when beam search ends)")
         return self
 
     @property
@@ -284,7 +288,7 @@ class _GrowingMask:
 @dataclass
 class _CacheState:
     cache: Any
-    mask: _GrowingMask
+    mask: _GrowingMask | None  # None: no row is padded (seqlab's GPT then needs no mask)
     positions: Tensor | None = None  # (B,) the position of the next token of each row
 
 
@@ -365,20 +369,26 @@ class SeqlabGPT:
         self.model = model
         self.context_length = _context_length(model)
         accepts = inspect.signature(model.forward).parameters
-        self._cache_flag = {"use_cache": True} if "use_cache" in accepts else {}
+        self._options = {"use_cache": True} if "use_cache" in accepts else {}
+        if "logits_to_keep" in accepts:  # only the last position's logits are needed
+            self._options["logits_to_keep"] = 1
 
     @torch.inference_mode()
     def prefill(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, _CacheState]:
         _require_eval(self.model)
         mask = attention_mask.bool()
-        out = self.model(input_ids, attention_mask=mask, cache=None, **self._cache_flag)
+        # Without padding the model needs no mask: positions count from the cache length, and a
+        # single new token may see every cached key, so each step skips building one.
+        padded = not bool(mask.all())
+        out = self.model(input_ids, attention_mask=mask if padded else None, cache=None, **self._options)
         if out.cache is None:
             raise SeqlabError("decoding: the GPT returned no KV cache; it cannot decode incrementally")
-        return out.logits[:, -1].float(), _CacheState(out.cache, _GrowingMask(mask))
+        return out.logits[:, -1].float(), _CacheState(out.cache, _GrowingMask(mask) if padded else None)
 
     @torch.inference_mode()
     def step(self, tokens: Tensor, state: _CacheState) -> tuple[Tensor, _CacheState]:
-        out = self.model(tokens[:, None], attention_mask=state.mask.grow(), cache=state.cache, **self._cache_flag)
+        mask = state.mask.grow() if state.mask is not None else None
+        out = self.model(tokens[:, None], attention_mask=mask, cache=state.cache, **self._options)
         state.cache = out.cache
         return out.logits[:, -1].float(), state
 
@@ -386,7 +396,8 @@ class SeqlabGPT:
     def reorder(self, state: _CacheState, index: Tensor) -> _CacheState:
         reordered = state.cache.reorder(index)
         state.cache = state.cache if reordered is None else reordered  # in place or returned
-        state.mask.reorder(index)
+        if state.mask is not None:
+            state.mask.reorder(index)
         return state
 
 
@@ -733,6 +744,12 @@ def beam_search(
     done once it has `num_beams` hypotheses. Repetition penalty and no-repeat-n-gram apply to
     the log-probabilities.
 
+    With `early_stopping=False` a prompt goes on until no running beam can beat its best
+    hypothesis any more (the beam's sum of log p so far, over the most favourable length
+    allowed, cannot reach it), and a better hypothesis replaces the worst. A very confident
+    model (a trained translation model) needs it: its unlikely endings fill `num_beams`
+    hypotheses before the likely, longer one ends.
+
     Returns:
         The best hypothesis of each prompt, in `generate`'s format.
     """
@@ -758,6 +775,7 @@ def beam_search(
     if config.no_repeat_ngram_size:
         history = [list(h) for h in _real_tokens(input_ids, mask) for _ in range(beams)]
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
+    done = [False] * B
 
     for step in range(N):
         logprobs = logits.log_softmax(-1)
@@ -779,8 +797,16 @@ def beam_search(
         if config.stop:
             _stop_candidates(running, parents, tokens, ends, step, config.stop, decode, cuts)
 
-        _add_hypotheses(finished, ends[:, :beams], top_scores, parents, tokens, running, step, config, cuts)
-        if step + 1 == N or all(len(f) == beams for f in finished):
+        _add_hypotheses(finished, ends[:, :beams], top_scores, parents, tokens, running, step, config, cuts, done)
+        if config.early_stopping:
+            done = [len(f) == beams for f in finished]
+        else:
+            # log p only falls as a beam grows, so its best possible score is its sum so far over
+            # the length that divides it most (N with a positive length penalty)
+            reach = max((step + 1) ** config.length_penalty, N**config.length_penalty)
+            best = ((top_scores + ends * _BLOCKED).max(dim=1).values / reach).tolist()
+            done = [d or (bool(f) and f[0][0] >= s) for d, f, s in zip(done, finished, best)]
+        if step + 1 == N or all(done):
             break
 
         # The best `beams` continuations that did not end go on.
@@ -816,15 +842,15 @@ def _stop_candidates(
 def _add_hypotheses(
     finished: list[list[tuple[float, list[int]]]], ends: Tensor, top_scores: Tensor, parents: Tensor,
     tokens: Tensor, running: Tensor, step: int, config: GenerationConfig, cuts: dict[tuple[int, int], int],
+    done: list[bool],
 ) -> None:
     """Add the candidates among the best `num_beams` that ended to their prompt's hypotheses,
-    keeping the best `num_beams`; a prompt that already has them takes no more."""
+    keeping the best `num_beams`; a prompt that is done takes no more."""
     if not bool(ends.any()):
         return
     norm = (step + 1) ** config.length_penalty
-    full = [len(f) == config.num_beams for f in finished]
     for b, k in ends.nonzero().tolist():
-        if full[b]:
+        if done[b]:
             continue
         tokens_so_far = running[parents[b, k], :step].tolist() + [int(tokens[b, k])]
         if (b, k) in cuts:

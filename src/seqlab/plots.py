@@ -98,14 +98,52 @@ def learning_curves(metrics_csv: str | Path, path: str | Path, title: str = "") 
     return _save(fig, path)
 
 
-def attention_heatmap(weights, row_tokens: Sequence[str], col_tokens: Sequence[str], path: str | Path, title: str = "") -> Path:
-    """A (rows × cols) attention matrix: each row is one query's distribution over the keys."""
+def attention_heatmap(weights, row_tokens: Sequence[str], col_tokens: Sequence[str], path: str | Path, title: str = "",
+                      xlabel: str = "attended to (keys)", ylabel: str = "query", vmax: float | None = None) -> Path:
+    """A (rows × cols) attention matrix: each row is one query's distribution over the keys.
+    For a translation's alignment the rows are target tokens and the columns source tokens
+    (`alignment_heatmap`)."""
     fig, ax = plt.subplots(figsize=(1.5 + 0.45 * len(col_tokens), 1.2 + 0.45 * len(row_tokens)))
-    image = ax.imshow(weights, cmap="viridis", vmin=0.0)
+    image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=vmax)
     ax.set_xticks(range(len(col_tokens)), col_tokens, rotation=60, ha="right")
     ax.set_yticks(range(len(row_tokens)), row_tokens)
-    ax.set_xlabel("attended to (keys)")
-    ax.set_ylabel("query")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     fig.colorbar(image, ax=ax, fraction=0.046)
     ax.set_title(title)
+    return _save(fig, path)
+
+
+def alignment_heatmap(weights, target_tokens: Sequence[str], source_tokens: Sequence[str], path: str | Path, title: str = "") -> Path:
+    """A translation's alignment: (target × source) attention, each row one output token's
+    weights over the source tokens (0 to 1). A long title is wrapped to the picture's width."""
+    import textwrap
+
+    width = max(30, int(6.5 * len(source_tokens)))
+    title = "\n".join(textwrap.fill(line, width) for line in title.splitlines())
+    return attention_heatmap(weights, target_tokens, source_tokens, path, title, xlabel="source", ylabel="output", vmax=1.0)
+
+
+def translation_comparison(rows: Sequence[dict], path: str | Path, title: str = "") -> Path:
+    """Exact match by source length (one line per architecture), training time and decoding
+    speed (batched beam search) side by side."""
+    fig, (match_ax, time_ax, speed_ax) = plt.subplots(1, 3, figsize=(13, 3.8), gridspec_kw={"width_ratios": [2, 1, 1]})
+    for row in rows:
+        buckets = row["by_length"]
+        match_ax.plot([f"{b['source_chars']}\n({b['examples']:,})" for b in buckets], [100 * b["exact_match"] for b in buckets],
+                      "-o", label=row["arch"])
+    match_ax.set_xlabel("source length in characters (test pairs)")
+    match_ax.set_ylabel("exact match (%)")
+    lowest = min(100 * b["exact_match"] for row in rows for b in row["by_length"])
+    match_ax.set_ylim(max(0.0, lowest - 5), 100.5)
+    match_ax.grid(alpha=0.3)
+    match_ax.legend(fontsize=8)
+    names = [row["arch"] for row in rows]
+    time_ax.bar(names, [row["train_seconds"] for row in rows], color="#DD8452")
+    time_ax.set_ylabel("training time (s)")
+    speed_ax.bar(names, [row["beam_sentences_per_second"] for row in rows], color="#4C72B0")
+    speed_ax.set_ylabel("beam decoding (sentences/s)")
+    for ax in (time_ax, speed_ax):
+        ax.tick_params(axis="x", rotation=30)
+    fig.suptitle(title)
     return _save(fig, path)

@@ -188,7 +188,11 @@ def open_run(path: str | Path) -> RunFiles:
         raise SeqlabError(f"run {run_dir} has no {WEIGHTS}: it did not finish; continue it with `seqlab train --resume {run_dir}`")
     config = load_config(run_dir / CONFIG)
     if config.task == "lm":
-        raise SeqlabError(f"{run_dir} is a language model, not a classifier; use `seqlab generate --model {run_dir} PROMPT`")
+        raise SeqlabError(f"{run_dir} is a language model, not a classifier; use `seqlab generate --model {run_dir} PROMPT` or `seqlab perplexity --model {run_dir} --data FILE`")
+    if config.task == "tag":
+        raise SeqlabError(f"{run_dir} is a tagger, not a classifier; use `seqlab ner --model {run_dir} TEXT`")
+    if config.task == "translate":
+        raise SeqlabError(f"{run_dir} is a translation model, not a classifier; use `seqlab translate {run_dir} TEXT`")
     if config.task != "classify":
         raise SeqlabError(f"{run_dir} is a {config.task} run, not a classifier; use `seqlab fill-mask {run_dir} TEXT`, "
                           f"or fine-tune it with `seqlab train classify --arch transformer --init {run_dir}`")

@@ -151,6 +151,23 @@ def gpt_sampling(out: Path, console: Console) -> str:
     return f"SmolLM2-135M sampled 80 tokens in {seconds:.1f} s (temperature 0.7, top-k 50, top-p 0.95)"
 
 
+NER_SENTENCE = "Apple is looking at buying U.K. startup for $1 billion"
+NER_EXPECTED = [("Apple", "ORG"), ("U.K.", "GPE"), ("$1 billion", "MONEY")]
+
+
+def spacy_ner(out: Path, console: Console) -> str:
+    """The course's spaCy example: en_core_web_sm's entities in one sentence, and a displaCy page."""
+    from seqlab import ner
+
+    (entities,) = api.ner(NER_SENTENCE, model="en_core_web_sm")
+    pairs = [e.pair for e in entities]
+    console.print(f"  {pairs}")
+    page = out / "ner.html"
+    page.write_text(ner.as_html([NER_SENTENCE], [entities], title="seqlab tour: named entities"), encoding="utf-8")
+    verdict = "as in the course" if pairs == NER_EXPECTED else f"the course has {NER_EXPECTED}"
+    return f"spaCy en_core_web_sm found {len(pairs)} entities ({verdict}); displaCy page {page}"
+
+
 STEPS: list[tuple[str, Callable[[Path, Console], str]]] = [
     ("1. LSTM text classifier on the course's five sentences", toy_lstm),
     ("2. The course's CNN sentiment model on real movie reviews", course_cnn),
@@ -158,7 +175,37 @@ STEPS: list[tuple[str, Callable[[Path, Console], str]]] = [
     ("4. LSTM vs BiLSTM vs CNN vs Transformer, side by side", architecture_comparison),
     ("5. A word-level LSTM language model continues 'I love'", rnn_generation),
     ("6. GPT-style sampling from a pretrained causal LM", gpt_sampling),
+    ("7. Named entities with spaCy's en_core_web_sm", spacy_ner),
 ]
+
+
+# A held-out-style number whose French needs reordering and agreement: "quatre-vingts" loses its
+# s before "mille", and "ninety-seven" becomes "quatre-vingt-dix-sept".
+TRANSLATION_SENTENCE = "two hundred and eighty thousand and ninety-seven"
+
+
+def translation_attention(out: Path, console: Console) -> str:
+    """An attention seq2seq (Bahdanau) learns to write numbers in French (numbers-en-fr: 10,800
+    training pairs, 3 epochs), translates one with beam search and draws where it looked."""
+    _fresh(out / "translate")
+    cfg = build_config({"task": "translate"}, [
+        "data.train=numbers-en-fr:12000", "model.arch=seq2seq-attn", "model.attention=bahdanau", "train.epochs=3",
+        f"output_dir={out}", "name=translate",
+    ])
+    run = api.train(cfg, progress="off")
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["test"]
+    pipe = api.load_translator(run)
+    (translation,) = pipe.translate([TRANSLATION_SENTENCE], beam=5)
+    image = pipe.save_attention([TRANSLATION_SENTENCE], out / "translate-attention.png", beam=5)
+    page = pipe.save_attention([TRANSLATION_SENTENCE, "ninety-seven", "one thousand, two hundred and eighty"],
+                               out / "translate-attention.html", beam=5)
+    console.print(f"  {TRANSLATION_SENTENCE!r} → {translation!r}")
+    console.print(f"  alignments: {image}, {page}")
+    return (f"attention seq2seq on numbers-en-fr: test exact match {100 * metrics['exact_match']:.1f}%, "
+            f"BLEU {metrics['bleu']:.1f} ({metrics['examples']:,} held-out numbers, beam {metrics['beam']})")
+
+
+STEPS.append((f"{len(STEPS) + 1}. An attention seq2seq writes numbers in French, and shows its alignments", translation_attention))
 
 
 def run_tour(out: Path, console: Console) -> list[str]:

@@ -18,9 +18,13 @@ from rich.table import Table
 
 from seqlab import __version__
 from seqlab.cli._errors import handle_errors, print_error
+from seqlab.cli.bench import bench_app
 from seqlab.cli.data import data_app
+from seqlab.cli.export import export_run
 from seqlab.cli.generate import generate, perplexity, report_language_model
+from seqlab.cli.ner import evaluate_tagger, ner, report_tagger
 from seqlab.cli.pretrain import fill_mask, pretrain_app, report_pretrained
+from seqlab.cli.translate import compare_translation, evaluate_translation, report_translation, translate
 from seqlab.errors import SeqlabError
 
 app = typer.Typer(
@@ -31,6 +35,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data", help="Built-in datasets: list, fetch, verify.")
 app.add_typer(pretrain_app, name="pretrain", help="Pretrain a BERT-style encoder here (masked-LM, optionally NSP).")
+app.add_typer(bench_app, name="bench", help="Benchmarks: seqlab bench generate.")
 console = Console(soft_wrap=True)  # never re-wrap result lines in logs and pipes
 
 OverridesArg = Annotated[
@@ -74,9 +79,9 @@ def main_callback(
 @app.command(context_settings={"allow_extra_args": False})
 @handle_errors
 def train(
-    target: Annotated[Optional[str], typer.Argument(help="Task name (classify, lm) or a CONFIG.yaml file.", show_default=False)] = None,
+    target: Annotated[Optional[str], typer.Argument(help="Task name (classify, lm, tag, translate) or a CONFIG.yaml file.", show_default=False)] = None,
     overrides: OverridesArg = None,
-    arch: Annotated[Optional[str], typer.Option(help="classify: lstm, gru, rnn, bilstm, bigru, cnn, transformer, hf (a pretrained encoder); lm: rnn, lstm, gru, gpt, hf (a pretrained causal LM).")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="classify: lstm, gru, rnn, bilstm, bigru, cnn, transformer, hf (a pretrained encoder); lm: rnn, lstm, gru, gpt, hf (a pretrained causal LM); tag: bilstm-crf, transformer, hf (token classification); translate: seq2seq, seq2seq-attn, transformer (encoder-decoders).")] = None,
     model: Annotated[Optional[str], typer.Option(help="--arch hf: built-in minilm-l6 (classify) or smollm2-135m (lm), a model folder or a hub id.")] = None,
     data: Annotated[Optional[str], typer.Option(help="Built-in dataset (see `seqlab data list`) or a file: .csv/.tsv/.jsonl (classify), also .txt (lm).")] = None,
     level: Annotated[Optional[str], typer.Option(help="Tokens: word, char or bpe (lm default: char).")] = None,
@@ -122,10 +127,12 @@ def train(
         raise SeqlabError("say what to train: `seqlab train classify --arch cnn --data rt-polarity` or `seqlab train CONFIG.yaml`")
     if target.endswith((".yaml", ".yml")):
         cfg = load_config(target, everything)
-    elif target in ("classify", "lm"):
+    elif target in ("classify", "lm", "tag", "translate"):
+        if target == "translate" and arch == "transformer":
+            everything[everything.index('model.arch="transformer"')] = "model.arch=transformer-seq2seq"  # the encoder-decoder
         cfg = build_config({"task": target}, everything)
     else:
-        raise SeqlabError(f"unknown task {target!r}; seqlab trains: classify, lm (or give a CONFIG.yaml)")
+        raise SeqlabError(f"unknown task {target!r}; seqlab trains: classify, lm, tag, translate (or give a CONFIG.yaml)")
     run_dir = api.train(cfg)
     _report_run(run_dir)
 
@@ -138,12 +145,20 @@ def _report_run(run_dir: Path) -> None:
         return report_pretrained(run_dir)
     if task == "lm":
         return report_language_model(run_dir)
+    if task == "tag":
+        return report_tagger(run_dir)
+    if task == "translate":
+        return report_translation(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     parts = [f"{split} accuracy {100 * metrics[split]['accuracy']:.2f}%" for split in ("valid", "test") if split in metrics]
     console.print(f"[green]trained[/green] {run_dir}  ({', '.join(parts) or 'no held-out data'}, {metrics['epochs']} epochs)")
 
 
 # --------------------------------------------------------------------------- evaluate / predict
+
+BackendOption = Annotated[str, typer.Option(
+    help="torch; onnx or onnx-int8 (RUN/model.onnx, model.int8.onnx from `seqlab export`); auto: an hf run's "
+         "model.int8.onnx, else model.onnx, else torch.")]
 
 
 @app.command()
@@ -155,12 +170,19 @@ def evaluate(
     label_column: Annotated[Optional[str], typer.Option(help="Column holding the label.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Confusion-matrix PNG (default RUN/confusion_matrix.png).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    backend: BackendOption = "auto",
 ) -> None:
-    """Accuracy, macro-F1 and a confusion matrix of a run on labelled data."""
+    """Accuracy, macro-F1 and a confusion matrix of a run on labelled data (a tag run: entity
+    precision, recall and F1 per type on a .conll/.jsonl/.spacy file or silver-ner)."""
     from seqlab import api, plots
     from seqlab.data.datasets import load_examples
+    from seqlab.runs import task_of
 
-    pipe = api.load(run)
+    if task_of(run) == "tag":
+        return evaluate_tagger(run, data, as_json)
+    if task_of(run) == "translate":  # BLEU, chrF, exact match, ... on a generated task's test split or a TSV/Moses file
+        return evaluate_translation(run, data, as_json=as_json)
+    pipe = api.load(run, backend=backend)
     examples = load_examples(data, text_column=text_column, label_column=label_column, max_chars=pipe.config.data.max_chars)
     metrics = pipe.evaluate(examples)
     image = plots.confusion_matrix(metrics["confusion_matrix"], metrics["labels"], plot or run / "confusion_matrix.png", title=f"{run.name} on {data}")
@@ -184,12 +206,13 @@ def predict(
     input: Annotated[Optional[Path], typer.Option("--input", "-i", help="A .txt file (one text per line) or .csv/.tsv/.jsonl with a text column.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write one JSON line per text here instead of printing.")] = None,
     text_column: Annotated[Optional[str], typer.Option(help="Text column of --input.")] = None,
+    backend: BackendOption = "auto",
 ) -> None:
     """Label and class probabilities for each text."""
     from seqlab import api
     from seqlab.data.readers import read_texts
 
-    pipe = api.load(run)
+    pipe = api.load(run, backend=backend)
     items = list(texts or [])
     if input is not None:
         items += read_texts(input, text_column=text_column, max_chars=pipe.config.data.max_chars)
@@ -215,13 +238,14 @@ def predict(
 @app.command()
 @handle_errors
 def compare(
-    task: Annotated[str, typer.Argument(help="Task to compare on: classify.")],
+    task: Annotated[str, typer.Argument(help="Task to compare on: classify or translate (--archs seq2seq,seq2seq-attn,transformer --data numbers-en-fr).")],
     overrides: OverridesArg = None,
     data: Annotated[str, typer.Option(help="Built-in dataset or a .csv/.tsv/.jsonl file.")] = "rt-polarity",
     archs: Annotated[str, typer.Option(help="Comma-separated architectures or recipes (minilm, minilm-frozen, minilm-llrd, cnn+spacy-md, transformer+mlm).")] = "lstm,bilstm,cnn,transformer",
     cv: Annotated[Optional[int], typer.Option(help="k-fold cross-validation (Kim 2014 used 10 on MR); default: one held-out split.")] = None,
     train_sizes: Annotated[Optional[str], typer.Option(help="Learning curve: train on these many examples, e.g. 100,500,2000,all.")] = None,
     seeds: Annotated[int, typer.Option(help="Repeat every run with this many training seeds (and subsamples): mean ± std without --cv.")] = 1,
+    min_epoch_examples: Annotated[int, typer.Option(help="Repeat a smaller training set within each epoch up to this many examples, so small sets get enough steps (0: off).")] = 2000,
     output: Annotated[Optional[Path], typer.Option(help="Folder for results.json, table.md, comparison.png.")] = None,
 ) -> None:
     """Train several architectures on the same data and compare them in a table and a chart.
@@ -231,9 +255,12 @@ def compare(
     """
     from seqlab import api
 
+    if task == "translate":  # the classify defaults of --data and --archs mean "the translate defaults"
+        return compare_translation(None if data == "rt-polarity" else data, None if archs == "lstm,bilstm,cnn,transformer" else archs,
+                                   overrides or [], seeds, output)
     if task != "classify":
-        raise SeqlabError(f"unknown task {task!r}; seqlab compares: classify")
-    rows, folder = api.compare({"data": {"train": data}}, archs.split(","), overrides or [], cv, output, train_sizes, seeds)
+        raise SeqlabError(f"unknown task {task!r}; seqlab compares: classify, translate")
+    rows, folder = api.compare({"data": {"train": data}}, archs.split(","), overrides or [], cv, output, train_sizes, seeds, min_epoch_examples)
     table = Table("arch", "train ex.", "runs", "accuracy", "macro-F1", "parameters", "train s/run", "sent/s", title=f"{data} · {f'{cv}-fold CV' if cv else 'test split'}{f' · {seeds} seeds' if seeds > 1 else ''}")
     for r in rows:
         table.add_row(r["arch"], f"{r['train_size']:,}", str(r["runs"]), f"{100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f}",
@@ -257,6 +284,9 @@ def tour(
 app.command("fill-mask")(fill_mask)
 app.command()(generate)
 app.command()(perplexity)
+app.command("export")(export_run)
+app.command()(ner)
+app.command()(translate)
 
 
 def main() -> None:

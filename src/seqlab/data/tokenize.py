@@ -31,6 +31,7 @@ def train_tokenizer(
     min_frequency: int = 1,
     lowercase: bool = True,
     special_tokens: Sequence[str] = SPECIAL_TOKENS,
+    reversible: bool = False,
 ) -> Tokenizer:
     """Learn a vocabulary of at most `vocab_size` entries from `texts`.
 
@@ -42,16 +43,21 @@ def train_tokenizer(
         min_frequency: rarer words/merges are left out (they become [UNK]).
         lowercase: fold case in the normaliser (also applied at prediction time).
         special_tokens: added first, so [PAD] = 0 and [UNK] = 1.
+        reversible: word and bpe levels mark word starts with "▁" (SentencePiece's convention)
+            instead of dropping the spaces, so `decode(encode(text))` gives the (normalised,
+            stripped) text back exactly, punctuation and hyphens included; what a translation
+            target needs. The char level is always reversible.
     """
     if level not in _PIECES:
         raise SeqlabError(f"unknown tokenizer level {level!r}; choose word, char, bpe or wordpiece")
     if level == "wordpiece":
         special_tokens = [*special_tokens, *(t for t in (CLS, SEP, MASK) if t not in special_tokens)]
-    tokenizer, trainer_class, extra = _PIECES[level]()
+    tokenizer, trainer_class, extra = _reversible(level) if reversible and level in ("word", "bpe") else _PIECES[level]()
     tokenizer.normalizer = (
         normalizers.BertNormalizer(lowercase=lowercase)  # also strips accents when lowercasing
         if level == "wordpiece"
-        else normalizers.Sequence([normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else []))
+        else normalizers.Sequence([normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
+                                  + ([normalizers.Strip()] if reversible else []))
     )
     trainer = trainer_class(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(special_tokens), **extra)
     tokenizer.train_from_iterator(texts, trainer=trainer)
@@ -89,6 +95,22 @@ def _wordpiece() -> tuple:
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.decoder = decoders.WordPiece(prefix="##")
     return tokenizer, trainers.WordPieceTrainer, {"continuing_subword_prefix": "##"}
+
+
+def _reversible(level: str) -> tuple:
+    """Word or BPE pieces that keep their spacing: "▁" marks a piece that follows a space, and
+    punctuation (hyphens too) is its own piece, so "quatre-vingt-dix" is ▁quatre - vingt - dix
+    and decodes back to itself."""
+    if level == "word":
+        tokenizer, trainer_class, extra = Tokenizer(models.WordLevel(unk_token=UNK)), trainers.WordLevelTrainer, {}
+    else:
+        tokenizer, trainer_class, extra = Tokenizer(models.BPE(unk_token=UNK)), trainers.BpeTrainer, {}
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first"),
+        pre_tokenizers.Split(Regex(r"▁?[^\W_▁]+|▁|[^\w▁]|_"), behavior="isolated"),  # words, each punctuation mark
+    ])
+    tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+    return tokenizer, trainer_class, extra
 
 
 # level → an untrained tokenizer (model, pre-tokenizer, decoder), its trainer class and extra options

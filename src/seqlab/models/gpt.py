@@ -58,29 +58,85 @@ class GPTConfig:
 class KVCache:
     """Every layer's keys and values for the tokens seen so far, each (B, H, length, head_dim).
 
-    `GPT.forward` updates it in place (and returns it): each step's keys and values are
-    concatenated after the earlier ones. An empty `KVCache()` may be passed at the first step.
+    The keys and values live in preallocated buffers, (B, H, capacity, head_dim) per layer, that
+    `GPT.forward` writes each step's keys and values into in place, so a decoding step copies
+    only the new token's keys rather than concatenating the whole past again. A full buffer
+    doubles. An empty `KVCache()` may be passed at the first step.
     """
 
-    def __init__(self, layers: list[tuple[torch.Tensor, torch.Tensor]] | None = None):
-        self.layers: list[tuple[torch.Tensor, torch.Tensor]] = list(layers or [])
+    def __init__(self, layers: list[tuple[torch.Tensor, torch.Tensor]] | None = None, capacity: int = 0):
+        self.capacity = capacity  # positions to make room for at the first write (0: just enough + 64)
+        self.length = 0  # positions cached so far (T_past), padding included
+        self._keys: list[torch.Tensor] = []
+        self._values: list[torch.Tensor] = []
+        for keys, values in layers or []:
+            self._keys.append(keys.clone())
+            self._values.append(values.clone())
+            self.length = keys.size(2)
 
     @property
-    def length(self) -> int:
-        """Positions cached so far (T_past), padding included."""
-        return self.layers[0][0].size(2) if self.layers else 0
+    def layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer (keys, values), each (B, H, length, head_dim): views into the buffers."""
+        end = self.length
+        return [(k[:, :, :end], v[:, :, :end]) for k, v in zip(self._keys, self._values)]
+
+    def layer(self, index: int) -> _LayerCache:
+        """What layer `index`'s attention writes to (its `past_key_value`)."""
+        return _LayerCache(self, index)
+
+    def update(self, index: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write layer `index`'s new keys and values ((B, H, T, head_dim)) after the cached ones
+        → all of them, (B, H, length + T, head_dim) views. `advance(T)` then moves `length`."""
+        start, end = self.length, self.length + keys.size(2)
+        if index == len(self._keys):  # the first write of this layer
+            batch, heads, _, dim = keys.shape
+            room = max(end, self.capacity or end + 64)
+            self._keys.append(keys.new_empty(batch, heads, room, dim))
+            self._values.append(values.new_empty(batch, heads, room, dim))
+        elif end > self._keys[index].size(2):
+            self._keys[index] = _grow(self._keys[index], end)
+            self._values[index] = _grow(self._values[index], end)
+        cached_keys, cached_values = self._keys[index], self._values[index]
+        cached_keys[:, :, start:end] = keys
+        cached_values[:, :, start:end] = values
+        return cached_keys[:, :, :end], cached_values[:, :, :end]
+
+    def advance(self, steps: int) -> None:
+        """Count `steps` new positions as cached (after every layer has written them)."""
+        self.length += steps
 
     def reorder(self, index: torch.Tensor) -> KVCache:
         """Keep batch rows `index` ((B',) long), in that order, in place: beam search calls it
         with the beams it keeps, so a row may be repeated or dropped. Returns self."""
-        self.layers = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self.layers]
+        self._keys = [k.index_select(0, index) for k in self._keys]
+        self._values = [v.index_select(0, index) for v in self._values]
         return self
 
     def crop(self, length: int) -> KVCache:
         """Forget every position from `length` on, in place (e.g. to roll back rejected draft
         tokens). Returns self."""
-        self.layers = [(k[:, :, :length], v[:, :, :length]) for k, v in self.layers]
+        self.length = min(self.length, length)
         return self
+
+
+class _LayerCache:
+    """One layer's view of a `KVCache`: `update(keys, values)` → all keys and values so far."""
+
+    __slots__ = ("cache", "index")
+
+    def __init__(self, cache: KVCache, index: int):
+        self.cache, self.index = cache, index
+
+    def update(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cache.update(self.index, keys, values)
+
+
+def _grow(buffer: torch.Tensor, needed: int) -> torch.Tensor:
+    """A (B, H, room, D) buffer with at least `needed` positions (doubling), the old ones kept."""
+    room = max(needed, 2 * buffer.size(2))
+    grown = buffer.new_empty(*buffer.shape[:2], room, buffer.size(3))
+    grown[:, :, : buffer.size(2)] = buffer
+    return grown
 
 
 class Block(nn.Module):
@@ -103,18 +159,19 @@ class Block(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        mask: torch.Tensor,
-        past: tuple[torch.Tensor, torch.Tensor] | None,
+        mask: torch.Tensor | None,
+        cache: _LayerCache | None,
         need_weights: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]:
-        """x: (B, T, d); mask: (T, T_all) or (B, T, T_all) bool, True = may attend; past: cached
-        (keys, values) or None → (x, weights (B, H, T, T_all) | None, (keys, values) incl. x's)."""
-        attended, weights, present = self.attention(
-            self.attn_norm(x), attn_mask=mask, need_weights=need_weights, past_key_value=past, use_cache=True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x: (B, T, d); mask: (T, T_all) or (B, T, T_all) bool, True = may attend, or None (all
+        keys); cache: this layer's slot of a `KVCache` (x's keys and values are written to it)
+        or None → (x, weights (B, H, T, T_all) | None)."""
+        attended, weights = self.attention(
+            self.attn_norm(x), attn_mask=mask, need_weights=need_weights, past_key_value=cache
         )
         x = x + self.dropout(attended)
         x = x + self.dropout(self.mlp(self.mlp_norm(x)))
-        return x, weights, present
+        return x, weights
 
 
 class GPT(nn.Module):
@@ -196,6 +253,7 @@ class GPT(nn.Module):
         position_ids: torch.Tensor | None = None,
         need_weights: bool = False,
         use_cache: bool = False,
+        logits_to_keep: int = 0,
     ) -> LMOutput:
         """Next-token logits for every input position.
 
@@ -209,6 +267,8 @@ class GPT(nn.Module):
                 without one, T_past..T_past + T - 1.
             need_weights: also return every layer's attention weights.
             use_cache: return a cache even when none was passed in (a new `KVCache`).
+            logits_to_keep: compute the logits of only the last this many positions (decoding
+                needs just the last one); 0 = every position.
 
         Returns:
             `LMOutput(logits (B, T, V), cache: the updated KVCache, or None when neither `cache`
@@ -238,29 +298,33 @@ class GPT(nn.Module):
 
         x = self.token_embedding(input_ids) * self.embed_scale + self.positions.at(position_ids)  # (B, T, d)
         x = self.dropout(x)
-        mask = self._mask(attention_mask, length, total, input_ids.device)  # (T, T_all) or (B, T, T_all)
+        mask = self._mask(attention_mask, length, total, input_ids.device)  # (T, T_all), (B, T, T_all) or None
         attentions = [] if need_weights else None
-        presents = []
         for i, block in enumerate(self.blocks):
-            x, weights, present = block(x, mask, cache.layers[i] if past else None, need_weights)
-            presents.append(present)
+            x, weights = block(x, mask, cache.layer(i) if cache is not None else None, need_weights)
             if need_weights:
                 attentions.append(weights)
         if cache is not None:
-            cache.layers = presents
+            cache.advance(length)
+        if logits_to_keep:
+            x = x[:, -logits_to_keep:]  # (B, T_kept, d): the output layer is the costliest product
         x = self.final_norm(x)
-        weight = self.token_embedding.weight if self.lm_head is None else self.lm_head.weight
-        logits = F.linear(x, weight)  # (B, T, V)
+        if self.lm_head is None:  # tied: the token embedding is the output layer
+            logits = F.linear(x, self.token_embedding.weight)  # (B, T, V)
+        else:  # its own layer (which inference may have replaced by a quantised one)
+            logits = self.lm_head(x)
         return LMOutput(logits, cache, attentions)
 
     @staticmethod
-    def _mask(attention_mask: torch.Tensor | None, length: int, total: int, device: torch.device) -> torch.Tensor:
+    def _mask(
+        attention_mask: torch.Tensor | None, length: int, total: int, device: torch.device
+    ) -> torch.Tensor | None:
         """Who may attend to whom: the new queries are the last `length` of `total` positions;
-        each sees real keys at its own position or earlier → (T, T_all) or (B, T, T_all) bool."""
-        mask = causal_mask(length, total, device)  # (T, T_all)
+        each sees real keys at its own position or earlier → (T, T_all) or (B, T, T_all) bool,
+        or None when every query sees every key (one new token and no padding)."""
         if attention_mask is None:
-            return mask
-        mask = mask & attention_mask[:, None, :]  # (B, T, T_all)
+            return None if length == 1 else causal_mask(length, total, device)  # (T, T_all)
+        mask = causal_mask(length, total, device) & attention_mask[:, None, :]  # (B, T, T_all)
         # A query on a left-padding token sees no real key at or before itself. An all-masked
         # row gives NaN, and NaN spreads even through zero weights (0·NaN) once it is a masked
         # value in the next layer, so every query may always see itself; real queries already do.

@@ -53,3 +53,19 @@ def init_embeddings(embedding: nn.Embedding, bound: float = 0.25) -> None:
         embedding.weight.uniform_(-bound, bound)
         if embedding.padding_idx is not None:
             embedding.weight[embedding.padding_idx].zero_()
+
+
+class Seq2SeqOutput(NamedTuple):
+    """What every encoder-decoder returns for a teacher-forced target.
+
+    logits: (B, T, V), the next target token's scores after each decoder input position.
+    alignments: (B, T, S) attention of each target position over the source tokens (rows sum
+        to 1, padded source at 0): the RNN's attention, or a Transformer's last cross-attention
+        layer averaged over heads; None for a model without attention or when not asked for.
+    cross_attentions: a Transformer's per-layer (B, H, T, S) cross-attention weights, when
+        asked for; else None.
+    """
+
+    logits: torch.Tensor
+    alignments: torch.Tensor | None = None
+    cross_attentions: list[torch.Tensor] | None = None

@@ -27,15 +27,25 @@ PRESETS: dict[str, dict[str, dict]] = {
         "small": {"d_model": 128, "num_heads": 4, "num_layers": 4, "ff_dim": 512},
         "base": {"d_model": 768, "num_heads": 12, "num_layers": 12, "ff_dim": 3072},
     },
+    # RNN encoder-decoders (task translate): hidden_dim is the decoder's, and the encoder's
+    # output (both directions together). The Transformer encoder-decoder uses "transformer".
+    "seq2seq": {
+        "tiny": {"embed_dim": 16, "hidden_dim": 32, "num_layers": 1},
+        "small": {"embed_dim": 128, "hidden_dim": 256, "num_layers": 1},
+        "base": {"embed_dim": 256, "hidden_dim": 512, "num_layers": 2},
+    },
 }
 
 
-DROPOUT = {"rnn": 0.5, "cnn": 0.5, "transformer": 0.1, "gpt": 0.1}
+DROPOUT = {"rnn": 0.5, "cnn": 0.5, "transformer": 0.1, "gpt": 0.1, "seq2seq": 0.2}
 for _family, _sizes in PRESETS.items():
     for _preset in _sizes.values():
         _preset.setdefault("dropout", DROPOUT[_family])
 
 
 def family_of(arch: str) -> str:
-    """'bilstm' → 'rnn', 'cnn' → 'cnn', 'transformer' → 'transformer', 'gpt' → 'gpt'."""
-    return {"cnn": "cnn", "transformer": "transformer", "gpt": "gpt", "hf": "hf"}.get(arch, "rnn")
+    """'bilstm' → 'rnn', 'cnn' → 'cnn', 'transformer' → 'transformer', 'gpt' → 'gpt',
+    'seq2seq-attn' → 'seq2seq', 'transformer-seq2seq' → 'transformer'."""
+    families = {"cnn": "cnn", "transformer": "transformer", "gpt": "gpt", "hf": "hf",
+                "seq2seq": "seq2seq", "seq2seq-attn": "seq2seq", "transformer-seq2seq": "transformer"}
+    return families.get(arch, "rnn")

@@ -1,7 +1,12 @@
-"""A Transformer encoder written from scratch (Vaswani et al., 2017), used as a classifier.
+"""A Transformer encoder written from scratch (Vaswani et al., 2017), used as a classifier, and
+the encoder-decoder built on it for translation.
 
 token embedding · √d + positional encoding → N × [pre-norm self-attention, pre-norm feed-forward]
 → final LayerNorm → pooling ([CLS], mean or max) → dropout → linear.
+
+`TransformerSeq2Seq` (at the end) adds a decoder: N × [pre-norm causal self-attention, pre-norm
+cross-attention over the encoder's states, pre-norm feed-forward], decoded one token at a time
+with cached keys and values.
 
 Pre-norm blocks (Xiong et al., 2020) train stably without a learning-rate warm-up, which
 matters for small data. Attention comes from `seqlab.models.attention` and can return its
@@ -11,12 +16,14 @@ weights for every layer.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from seqlab.models.attention import MultiHeadAttention
-from seqlab.models.outputs import ClassifierOutput, masked_pool
+from seqlab.models.attention import MultiHeadAttention, causal_mask
+from seqlab.models.outputs import ClassifierOutput, Seq2SeqOutput, masked_pool
 
 
 class SinusoidalPositions(nn.Module):
@@ -214,3 +221,171 @@ class TransformerClassifier(nn.Module):
         states, attentions = self.encoder(embedded, mask, need_weights)
         features = states[:, 0] if self.pooling == "cls" else masked_pool(states, mask, self.pooling)
         return ClassifierOutput(self.head(self.dropout(features)), attentions)
+
+
+# ---------------------------------------------------------------------------------------------
+# The encoder-decoder (task translate): the encoder above, and a decoder whose layers add
+# cross-attention over the encoder's states to causal self-attention.
+
+
+class DecoderLayer(nn.Module):
+    """x + CausalSelfAttention(LN(x)), x + CrossAttention(LN(x), memory), then x + FFN(LN(x))."""
+
+    def __init__(self, d_model: int, num_heads: int, ff_dim: int, dropout: float):
+        super().__init__()
+        self.self_norm = nn.LayerNorm(d_model)
+        self.self_attention = MultiHeadAttention(d_model, num_heads, dropout=dropout)
+        self.cross_norm = nn.LayerNorm(d_model)
+        self.cross_attention = MultiHeadAttention(d_model, num_heads, dropout=dropout)
+        self.ff_norm = nn.LayerNorm(d_model)
+        self.feed_forward = nn.Sequential(
+            nn.Linear(d_model, ff_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff_dim, d_model)
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        self_mask: torch.Tensor | None,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor,
+        past: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cross: tuple[torch.Tensor, torch.Tensor] | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """x: (B, T, d); self_mask: (T, T_past + T) causal mask, or None for one new token after a
+        cache; memory: (B, S, d) encoder states; memory_mask: (B, S), True = real; past: cached
+        self-attention (keys, values); cross: the memory's projected (keys, values) from the first
+        step, so they are projected once per sentence
+        → (x, cross-attention weights (B, H, T, S) or None, self (keys, values), cross (keys, values))."""
+        attended, _, present = self.self_attention(
+            self.self_norm(x), attn_mask=self_mask, past_key_value=past, use_cache=True
+        )
+        x = x + self.dropout(attended)
+        attended, weights, cross = self.cross_attention(  # the memory's keys and values: projected at the first step
+            self.cross_norm(x), memory, key_padding_mask=memory_mask, need_weights=need_weights, use_cache=True,
+            static_key_value=cross,
+        )
+        x = x + self.dropout(attended)
+        x = x + self.dropout(self.feed_forward(self.ff_norm(x)))
+        return x, weights, present, cross
+
+
+@dataclass
+class TransformerDecoderState:
+    """Per row: the encoder states and mask, and per layer the cached self-attention and
+    cross-attention (keys, values), each (B, H, length or S, head_dim); `length` tokens decoded
+    so far; `sentence` (B,) the source sentence of each row."""
+
+    memory: torch.Tensor  # (B, S, d)
+    mask: torch.Tensor  # (B, S)
+    sentence: torch.Tensor  # (B,)
+    past: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    cross: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    length: int = 0
+
+    def reorder(self, index: torch.Tensor) -> TransformerDecoderState:
+        """Keep batch rows `index` ((B',) long), in that order (beam search). Rows of one
+        sentence share its memory, so when every row keeps its sentence (beams reordered within
+        their prompt) only the self-attention cache is copied."""
+        pick = lambda kv: None if kv is None else [(k.index_select(0, index), v.index_select(0, index)) for k, v in kv]  # noqa: E731
+        sentence = self.sentence.index_select(0, index)
+        if torch.equal(sentence, self.sentence):
+            return TransformerDecoderState(self.memory, self.mask, sentence, pick(self.past), self.cross, self.length)
+        return TransformerDecoderState(self.memory.index_select(0, index), self.mask.index_select(0, index), sentence,
+                                       pick(self.past), pick(self.cross), self.length)
+
+
+class TransformerSeq2Seq(nn.Module):
+    """A Transformer encoder-decoder (Vaswani et al., 2017), pre-norm like the encoder above.
+
+        source → TransformerEncoder → memory (B, S, d)
+        [BOS] y_1 … → embedding · √d + positions → N × DecoderLayer(memory) → LN → · Eᵀ → logits
+
+    Args:
+        source_vocab, target_vocab: token ids on each side.
+        d_model, num_heads, num_layers, ff_dim, dropout, positional, max_len: sizes; the
+            decoder has as many layers as the encoder.
+        pad_id: the padding id of both vocabularies.
+        tie_embeddings: the output layer is the target embedding (Press & Wolf, 2017).
+        share_embeddings: source and target use the encoder's embedding (one shared
+            vocabulary; then source_vocab == target_vocab).
+    """
+
+    def __init__(self, source_vocab: int, target_vocab: int, d_model: int = 128, num_heads: int = 4, num_layers: int = 2,
+                 ff_dim: int = 256, dropout: float = 0.1, positional: str = "sinusoidal", max_len: int = 512, pad_id: int = 0,
+                 tie_embeddings: bool = True, share_embeddings: bool = False):
+        super().__init__()
+        if share_embeddings and source_vocab != target_vocab:
+            raise ValueError(f"shared embeddings need one vocabulary (got {source_vocab} and {target_vocab} ids)")
+        self.d_model = d_model
+        self.encoder = TransformerEncoder(source_vocab, d_model, num_heads, num_layers, ff_dim, dropout, positional, max_len, pad_id)
+        # A shared embedding is the encoder's own module, not registered twice (one stored tensor).
+        self.target_embedding = None if share_embeddings else nn.Embedding(target_vocab, d_model, padding_idx=pad_id)
+        if self.target_embedding is not None:
+            nn.init.normal_(self.target_embedding.weight, std=d_model**-0.5)  # as the encoder's
+            with torch.no_grad():
+                self.target_embedding.weight[pad_id].zero_()
+        self.positions = POSITIONS[positional](d_model, max_len)
+        self.dropout = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(DecoderLayer(d_model, num_heads, ff_dim, dropout) for _ in range(num_layers))
+        self.final_norm = nn.LayerNorm(d_model)
+        self.output = None if tie_embeddings else nn.Linear(d_model, target_vocab, bias=False)
+
+    @property
+    def embedding(self) -> nn.Embedding:
+        """The target embedding (the encoder's when shared)."""
+        return self.encoder.embedding if self.target_embedding is None else self.target_embedding
+
+    def encode(self, source_ids: torch.Tensor, source_mask: torch.Tensor) -> TransformerDecoderState:
+        """(B, S) source ids and mask → the decoder's state before its first token."""
+        memory, _ = self.encoder(self.encoder.embedding(source_ids), source_mask)  # (B, S, d)
+        return TransformerDecoderState(memory, source_mask, torch.arange(source_ids.size(0), device=source_ids.device))
+
+    def _decode(self, x: torch.Tensor, state: TransformerDecoderState, self_mask: torch.Tensor | None, need_weights: bool
+                ) -> tuple[torch.Tensor, list[torch.Tensor] | None, TransformerDecoderState]:
+        """Embedded target positions (B, T, d) through every layer → (logits (B, T, V), per-layer
+        cross-attention weights or None, the state with this step's keys and values cached)."""
+        x = self.dropout(x)
+        weights, past, cross = [], [], []
+        for i, layer in enumerate(self.layers):
+            x, w, present, kv = layer(x, self_mask, state.memory, state.mask,
+                                      state.past[i] if state.past else None, state.cross[i] if state.cross else None, need_weights)
+            weights.append(w)
+            past.append(present)
+            cross.append(kv)
+        output = self.final_norm(x)
+        logits = F.linear(output, self.embedding.weight) if self.output is None else self.output(output)  # (B, T, V)
+        state = TransformerDecoderState(state.memory, state.mask, state.sentence, past, cross, state.length + x.size(1))
+        return logits, weights if need_weights else None, state
+
+    def _embed(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
+        """(B, T) target ids at positions start … start + T - 1 → (B, T, d)."""
+        positions = torch.arange(start, start + tokens.size(1), device=tokens.device).expand(tokens.size(0), -1)
+        return self.embedding(tokens) * math.sqrt(self.d_model) + self.positions.at(positions)
+
+    def step(self, tokens: torch.Tensor, state: TransformerDecoderState, need_weights: bool = False
+             ) -> tuple[torch.Tensor, TransformerDecoderState, torch.Tensor | None]:
+        """One decoding step: (B,) previous tokens → (next-token logits (B, V), state, the last
+        layer's cross-attention averaged over heads (B, S) when asked for)."""
+        # one new query after the cache sees every cached position: no causal mask needed
+        logits, weights, state = self._decode(self._embed(tokens[:, None], state.length), state, None, need_weights)
+        return logits[:, -1], state, weights[-1].mean(dim=1)[:, -1] if weights else None
+
+    @staticmethod
+    def reorder_state(state: TransformerDecoderState, index: torch.Tensor) -> TransformerDecoderState:
+        return state.reorder(index)
+
+    def forward(self, source_ids: torch.Tensor, source_mask: torch.Tensor, targets_in: torch.Tensor,
+                need_weights: bool = False, sampling_prob: float = 0.0) -> Seq2SeqOutput:
+        """Teacher-forced scores: source (B, S) ids and mask, targets_in (B, T) = [BOS] y_1 …
+        → `Seq2SeqOutput(logits (B, T, V), alignments (B, T, S), cross_attentions per layer)`,
+        the weights only when asked for. `sampling_prob` must be 0 (see the config)."""
+        if sampling_prob:
+            raise ValueError("scheduled sampling is for RNN decoders; a Transformer decoder reads the whole target at once")
+        T = targets_in.size(1)
+        state = self.encode(source_ids, source_mask)
+        logits, weights, _ = self._decode(self._embed(targets_in, 0), state, causal_mask(T, T, targets_in.device), need_weights)
+        if not need_weights:
+            return Seq2SeqOutput(logits)
+        return Seq2SeqOutput(logits, weights[-1].mean(dim=1), weights)

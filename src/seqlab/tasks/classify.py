@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -33,7 +34,7 @@ from seqlab.models import build_classifier
 from seqlab.models.pretrained import HFEncoderClassifier
 from seqlab.tasks import finetune
 from seqlab.tasks.word_vectors import apply_word_vectors
-from seqlab.train import FitResult, fit, resolve_precision
+from seqlab.train import FitResult, fit, with_lr_schedule
 
 log = logging.getLogger("seqlab")
 
@@ -166,7 +167,10 @@ class ClassifierModule(L.LightningModule):
         self._val_probs.clear()
         self._val_labels.clear()
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> Any:
+        return with_lr_schedule(self, self._optimizer(), self.train_cfg)
+
+    def _optimizer(self) -> torch.optim.Optimizer:
         cfg = self.train_cfg
         params = [p for p in self.parameters() if p.requires_grad]
         if self.layer_decay is not None:
@@ -178,9 +182,7 @@ class ClassifierModule(L.LightningModule):
         optimizer = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         # The fused kernel updates all parameters in one pass: 7× faster than the loop over
         # tensors on a 300-d embedding table, where the optimiser step dominates a CPU batch.
-        # (Lightning cannot clip gradients of a fused optimiser under mixed precision.)
-        fused = resolve_precision(cfg.precision) == "32-true"
-        return optimizer(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+        return optimizer(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=True)
 
 
 def probabilities(logits: torch.Tensor, sigmoid: bool) -> torch.Tensor:

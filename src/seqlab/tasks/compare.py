@@ -13,6 +13,7 @@ An entry is an architecture (`cnn`) or a named recipe (`minilm-frozen`, `cnn+spa
 from __future__ import annotations
 
 import logging
+import math
 import random
 import statistics
 import tempfile
@@ -116,10 +117,17 @@ def subsample(train: list[Example], size: int | None, seed: int) -> list[Example
     return [train[i] for i in order[:size]]
 
 
-def run_one(cfg: RunConfig, name: str, subset: str, train: list[Example], valid: list[Example], test: list[Example], fold: int) -> FoldResult:
+def epoch_repeats(size: int, min_epoch_examples: int) -> int:
+    """How many times a training set of `size` examples is repeated in one epoch."""
+    return max(1, math.ceil(min_epoch_examples / size)) if size else 1
+
+
+def run_one(cfg: RunConfig, name: str, subset: str, train: list[Example], valid: list[Example], test: list[Example], fold: int,
+            min_epoch_examples: int = 0) -> FoldResult:
     """Train one entry on `train` (early stopping on `valid`) and score it on `test`."""
+    epoch = train * epoch_repeats(len(train), min_epoch_examples)
     with tempfile.TemporaryDirectory(prefix="seqlab-compare-") as work:
-        fitted = classify.fit_classifier(cfg, train, valid, Path(work), progress="off", loggers=False)
+        fitted = classify.fit_classifier(cfg, epoch, valid, Path(work), progress="off", loggers=False)
     metrics = classify.evaluate_examples(
         fitted.model, fitted.tokenizer, fitted.labels, test, cfg.tokenizer.max_length, cfg.model.head == "sigmoid"
     )
@@ -157,8 +165,10 @@ def compare(
     train_sizes: list[int | None] = (None,),
     seeds: int = 1,
     on_result: Callable[[FoldResult], None] | None = None,
+    min_epoch_examples: int = 0,
 ) -> list[FoldResult]:
-    """Train and test every entry on every fold, training-set size and seed.
+    """Train and test every entry on every fold, training-set size and seed (an epoch holds at
+    least `min_epoch_examples` examples, see the module docstring).
 
     `on_result` sees each run as it finishes (the CLI saves partial results with it, so a long
     experiment that stops early keeps what it measured).
@@ -174,7 +184,7 @@ def compare(
                 for repeat in range(seeds):
                     seeded = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": cfg.train.seed + repeat})})
                     train = subsample(split.train, size, cfg.data.split_seed + index + 1000 * repeat)
-                    r = run_one(seeded, entry, str(size or "all"), train, split.valid, split.test, index)
+                    r = run_one(seeded, entry, str(size or "all"), train, split.valid, split.test, index, min_epoch_examples)
                     results.append(r)
                     log.info("%s, %d examples, fold %d/%d, seed %d: accuracy %.4f (%.0f s)",
                              entry, r.train_size, index + 1, len(folds), r.seed, r.accuracy, r.train_seconds)

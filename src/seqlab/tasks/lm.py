@@ -9,8 +9,9 @@
 - **Tokens**: a char, word or BPE vocabulary learned on the training part (`data.tokenize`), or
   a pretrained model's own tokenizer (`arch: hf`). `Codec` gives both one interface.
 - **Training windows** (`RandomWindows`): `tokenizer.max_length` tokens starting at random
-  offsets, the target being the same window shifted by one (nanoGPT's sampling). Held-out text
-  is read in consecutive windows (`heldout_windows`), so every token is scored exactly once.
+  offsets, the target being the same window shifted by one (nanoGPT's sampling); a batch is cut
+  out of the token tensor with one index, unpadded. Held-out text is read in consecutive
+  windows (`heldout_windows`), so every token is scored exactly once.
 - **Loss**: mean cross-entropy per token; `evaluate` reports perplexity and bits per character
   (the total loss in bits over the number of characters, comparable across vocabularies).
 """
@@ -21,6 +22,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -38,7 +40,7 @@ from seqlab.data.tokenize import PAD_ID, train_tokenizer
 from seqlab.errors import SeqlabError
 from seqlab.models.gpt import GPT
 from seqlab.models.rnn import RNNLanguageModel
-from seqlab.train import FitResult, fit, make_optimizer
+from seqlab.train import FitResult, fit, make_optimizer, with_lr_schedule
 
 IGNORE = -100  # target of padded positions (F.cross_entropy's ignore_index)
 
@@ -144,7 +146,11 @@ def learn_tokenizer(cfg: RunConfig, train_text: str) -> Tokenizer:
 
 
 class RandomWindows(Dataset):
-    """`len(ids) // block` training windows per epoch, each at a random offset (seeded)."""
+    """`len(ids) // block` training windows per epoch, each at a random offset (seeded).
+
+    The DataLoader fetches a whole batch with `__getitems__`: one draw of B offsets and one
+    gather, a (B, block + 1) tensor, instead of B Python-level slices.
+    """
 
     def __init__(self, ids: torch.Tensor, block: int, seed: int):
         if len(ids) < 2:
@@ -152,13 +158,18 @@ class RandomWindows(Dataset):
         self.ids = ids
         self.block = min(block, len(ids) - 1)
         self.generator = torch.Generator().manual_seed(seed)
+        self.offsets = torch.arange(self.block + 1)  # (block + 1,)
 
     def __len__(self) -> int:
         return max(1, (len(self.ids) - 1) // self.block)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        start = int(torch.randint(0, len(self.ids) - self.block, (1,), generator=self.generator))
-        return self.ids[start : start + self.block + 1]
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> torch.Tensor:
+        """(B, block + 1) windows at B fresh random offsets (the indices only count them)."""
+        starts = torch.randint(0, len(self.ids) - self.block, (len(indices), 1), generator=self.generator)  # (B, 1)
+        return self.ids[starts + self.offsets]  # (B, block + 1)
 
 
 def heldout_windows(ids: torch.Tensor, block: int) -> list[torch.Tensor]:
@@ -167,10 +178,16 @@ def heldout_windows(ids: torch.Tensor, block: int) -> list[torch.Tensor]:
     return [ids[start : start + block + 1] for start in range(0, max(len(ids) - 1, 0), block)]
 
 
-def collate_windows(windows: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Windows of n + 1 tokens → inputs (B, n) and targets (B, n), padding targets ignored."""
-    inputs, mask = pad_batch([w[:-1].tolist() for w in windows])
-    targets, _ = pad_batch([w[1:].tolist() for w in windows], pad_id=IGNORE)
+def collate_windows(windows: torch.Tensor | Sequence[torch.Tensor]) -> dict[str, torch.Tensor | None]:
+    """Windows of n + 1 tokens → inputs (B, n) and targets (B, n).
+
+    A (B, n + 1) tensor (`RandomWindows`) needs no padding: its mask is None. A list of windows
+    (`heldout_windows`, whose last one may be shorter) is right-padded, padding targets ignored.
+    """
+    if isinstance(windows, torch.Tensor):
+        return {"input_ids": windows[:, :-1], "attention_mask": None, "targets": windows[:, 1:]}
+    inputs, mask = pad_batch([w[:-1] for w in windows])
+    targets, _ = pad_batch([w[1:] for w in windows], pad_id=IGNORE)
     return {"input_ids": inputs, "attention_mask": mask, "targets": targets}
 
 
@@ -202,12 +219,15 @@ def next_token_logits(model: nn.Module, input_ids: torch.Tensor, attention_mask:
     return model(input_ids=input_ids, attention_mask=None if attention_mask is None else attention_mask.long()).logits
 
 
-def token_nats(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-    """(summed cross-entropy in nats, number of target tokens) of one batch."""
+def token_nats(model: nn.Module, batch: dict[str, torch.Tensor | None], reduction: str = "sum") -> tuple[torch.Tensor, int]:
+    """(cross-entropy in nats, number of target tokens) of one batch: summed over the tokens,
+    or with `reduction="mean"` their mean (the count is then not computed: 0)."""
     logits = next_token_logits(model, batch["input_ids"], batch["attention_mask"])
     targets = batch["targets"]
-    total = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE, reduction="sum")
-    return total, int((targets != IGNORE).sum())
+    loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE, reduction=reduction)
+    if reduction == "mean":
+        return loss, 0
+    return loss, targets.numel() if batch["attention_mask"] is None else int((targets != IGNORE).sum())
 
 
 class LanguageModelModule(L.LightningModule):
@@ -220,8 +240,7 @@ class LanguageModelModule(L.LightningModule):
         self._val = [0.0, 0]
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        total, count = token_nats(self.model, batch)
-        loss = total / max(count, 1)
+        loss, _ = token_nats(self.model, batch, reduction="mean")  # ignores padding; no count to sync on
         self.log("train_loss", loss, prog_bar=True, batch_size=batch["input_ids"].size(0))
         return loss
 
@@ -238,8 +257,8 @@ class LanguageModelModule(L.LightningModule):
         self.log("val_loss", loss, prog_bar=True)
         self.log("val_ppl", math.exp(min(loss, 50.0)))
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return make_optimizer(self, self.train_cfg)
+    def configure_optimizers(self) -> Any:
+        return with_lr_schedule(self, make_optimizer(self, self.train_cfg), self.train_cfg)
 
 
 @dataclass
@@ -250,7 +269,7 @@ class FittedLM:
 
 def fit_lm(cfg: RunConfig, model: nn.Module, train_ids: torch.Tensor, valid_ids: torch.Tensor, work_dir: Path, *,
            resume: bool = False, progress: str | None = None) -> FittedLM:
-    """Train `model` on random windows of `train_ids`, keeping the epoch best on `valid_ids`."""
+    """Train `model` on random windows of `train_ids`, keeping the best validation on `valid_ids`."""
     train_loader, valid_loader = make_loaders(cfg, train_ids, valid_ids)
     result = fit(LanguageModelModule(model, cfg.train), train_loader, valid_loader, work_dir, cfg.train, resume=resume, progress=progress)
     return FittedLM(model.eval(), result)

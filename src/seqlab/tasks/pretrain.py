@@ -27,6 +27,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -40,7 +41,7 @@ from seqlab.data.corpus import Corpus, load_corpus
 from seqlab.data.tokenize import CLS, MASK, PAD, SEP, UNK, train_tokenizer
 from seqlab.errors import SeqlabError
 from seqlab.models.bert import BertForPretraining
-from seqlab.train import FitResult, fit, make_optimizer
+from seqlab.train import FitResult, fit, make_optimizer, with_lr_schedule
 
 PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = range(5)  # a wordpiece vocabulary's first five ids
 NUM_SPECIAL = 5
@@ -402,8 +403,8 @@ class MaskedLMModule(L.LightningModule):
             self.log("val_nsp_acc", losses["nsp_correct"] / size, batch_size=size)
         self.log("val_loss", losses["loss"], batch_size=size)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return make_optimizer(self, self.train_cfg)
+    def configure_optimizers(self) -> Any:
+        return with_lr_schedule(self, make_optimizer(self, self.train_cfg), self.train_cfg)
 
 
 def build_model(cfg: RunConfig, vocab_size: int) -> BertForPretraining:

@@ -1,0 +1,137 @@
+"""`seqlab translate`, and the translate parts of `seqlab evaluate`, `seqlab compare translate`
+and `seqlab train translate`'s report: a thin skin over `api.load_translator` and
+`api.compare_translation`.
+
+Registered by the main CLI: `app.command()(translate)`; `evaluate`, `compare` and `train` call
+`evaluate_translation`, `compare_translation` and `report_translation` for translate runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from seqlab.cli._errors import handle_errors
+from seqlab.errors import SeqlabError
+
+_out = Console(soft_wrap=True, highlight=False)
+
+
+@handle_errors
+def translate(
+    run: Annotated[Path, typer.Argument(help="A translate run folder (seqlab train translate).")],
+    texts: Annotated[Optional[list[str]], typer.Argument(help="Sentences to translate.", show_default=False)] = None,
+    beam: Annotated[Optional[int], typer.Option(help="Beam size (1: greedy); default: the run's translate.beam.")] = None,
+    length_penalty: Annotated[Optional[float], typer.Option(help="Beam search: score / length^penalty (> 1 favours longer output).")] = None,
+    max_length_ratio: Annotated[Optional[float], typer.Option(help="Stop a translation at this many times its source tokens (+ translate.max_length_offset).")] = None,
+    attention: Annotated[Optional[Path], typer.Option(help="Draw the alignments: out.png (the first sentence) or out.html (every sentence, one offline page).")] = None,
+    input: Annotated[Optional[Path], typer.Option("--input", "-i", help="A .txt file, one sentence per line (or a .tsv of pairs: its sources).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write one JSON line per sentence here instead of printing.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per sentence.")] = False,
+) -> None:
+    """Translate sentences with a trained model: `seqlab translate runs/numbers "ninety-seven" --beam 5 --attention a.html`."""
+    from seqlab import api
+
+    pipe = api.load_translator(run)
+    items = list(texts or [])
+    if input is not None:
+        items += _read_sentences(input, pipe.config.data.max_chars)
+    if not items:
+        raise SeqlabError('nothing to translate: give sentences as arguments or --input FILE')
+    settings = {"beam": beam, "length_penalty": length_penalty, "max_length_ratio": max_length_ratio}
+    if attention is not None:  # first, so a wrong file type or a model without attention fails fast
+        image = pipe.save_attention(items, attention, **settings)
+        _out.print(f"alignments: {image}", style="dim")
+    translations = pipe.translate(items, **settings)
+    if output is not None:
+        tmp = output.with_name(output.name + ".tmp")
+        with tmp.open("w", encoding="utf-8") as handle:
+            for text, out in zip(items, translations):
+                handle.write(json.dumps({"source": text, "translation": out}, ensure_ascii=False) + "\n")
+        tmp.replace(output)
+        _out.print(f"wrote {len(translations):,} translations to {output}")
+        return
+    for text, out in zip(items, translations):
+        if as_json:
+            _out.print(json.dumps({"source": text, "translation": out}, ensure_ascii=False), markup=False)
+        else:
+            _out.print(f"[dim]{text}[/dim] → [bold]{out}[/bold]")
+
+
+def _read_sentences(path: Path, max_chars: int) -> list[str]:
+    from seqlab.data.parallel import read_tsv
+    from seqlab.data.readers import read_texts
+
+    if path.suffix.lower() == ".tsv":
+        return [pair.source for pair in read_tsv(path, max_chars=max_chars)]
+    return read_texts(path, max_chars=max_chars)
+
+
+def load_test_pairs(run: Path, data: str) -> list:
+    """The pairs to evaluate on: a generated task's test split (with the run's split seed and
+    fractions, so it is the run's own test split), or every pair of a TSV / Moses file."""
+    from seqlab.config import load_config
+    from seqlab.data import parallel
+
+    cfg = load_config(run / "config.yaml")
+    if parallel.parse_generated(data):
+        d = cfg.data
+        return parallel.generate_splits(data, d.split_seed, d.valid_fraction, d.test_fraction, train_limit=0)["test"]
+    return parallel.read_pairs(data, max_chars=cfg.data.max_chars)
+
+
+def evaluate_translation(run: Path, data: str, beam: int | None = None, as_json: bool = False) -> None:
+    """`seqlab evaluate RUN --data ...` for a translate run."""
+    from seqlab import api
+
+    pipe = api.load_translator(run)
+    metrics = pipe.evaluate(load_test_pairs(run, data), beam=beam)
+    if as_json:
+        print(json.dumps(metrics, indent=2, ensure_ascii=False))
+        return
+    entropy = ("" if metrics["attention_entropy"] is None else
+               f", attention entropy {metrics['attention_entropy']:.2f} nats ({metrics['attention_entropy_normalized']:.2f} of uniform)")
+    _out.print(f"{run} on {data}: BLEU [bold]{metrics['bleu']:.2f}[/bold], chrF {metrics['chrf']:.2f}, "
+               f"exact match [bold]{100 * metrics['exact_match']:.2f}%[/bold] ({metrics['examples']:,} pairs, beam {metrics['beam']}, "
+               f"{metrics['sentences_per_second']:,.0f} sentences/s)")
+    _out.print(f"token accuracy: teacher-forced {100 * metrics['teacher_forced_accuracy']:.2f}%, "
+               f"free-running {100 * metrics['free_running_accuracy']:.2f}%{entropy}")
+    if metrics["unknown_source_tokens"] or metrics["truncated_sources"]:
+        _out.print(f"{metrics['unknown_source_tokens']:,} unknown source tokens, {metrics['truncated_sources']:,} sources truncated")
+    table = Table("source chars", "pairs", "exact match", "BLEU", title="by source length")
+    for row in metrics["by_length"]:
+        table.add_row(row["source_chars"], f"{row['examples']:,}", f"{100 * row['exact_match']:.2f}%", f"{row['bleu']:.2f}")
+    _out.print(table)
+
+
+def compare_translation(data: str | None, archs: str | None, overrides: list[str], seeds: int, output: Path | None) -> None:
+    """`seqlab compare translate --archs seq2seq,seq2seq-attn,transformer --data numbers-en-fr`."""
+    from seqlab import api
+    from seqlab.tasks.translate_compare import DEFAULT_ENTRIES
+
+    data = data or "numbers-en-fr"
+    rows, folder = api.compare_translation({"data": {"train": data}}, (archs or ",".join(DEFAULT_ENTRIES)).split(","),
+                                           overrides, output, seeds)
+    table = Table("model", "parameters", "train s", "exact match", "BLEU", "chrF", "TF acc.", "FR acc.", "beam sent/s", "speed-up",
+                  title=f"{data} · test split · beam {rows[0]['beam']}")
+    for r in rows:
+        table.add_row(r["arch"], f"{r['parameters']:,}", f"{r['train_seconds']:.0f}", f"{100 * r['exact_match']:.2f}%", f"{r['bleu']:.2f}",
+                      f"{r['chrf']:.2f}", f"{100 * r['teacher_forced_accuracy']:.2f}%", f"{100 * r['free_running_accuracy']:.2f}%",
+                      f"{r['beam_sentences_per_second']:,.0f}", f"{r['batched_speedup']:.1f}×")
+    _out.print(table)
+    _out.print(f"results: {folder}/results.json, {folder}/table.md (with exact match by source length), chart: {folder}/comparison.png")
+
+
+def report_translation(run_dir: Path) -> None:
+    """One line: the run folder, test BLEU and exact match, epochs."""
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    split = "test" if "test" in metrics else "valid"
+    held = metrics.get(split)
+    shown = (f"{split} BLEU {held['bleu']:.2f}, exact match {100 * held['exact_match']:.2f}% (beam {held['beam']})"
+             if held else "no held-out pairs")
+    _out.print(f"[green]trained[/green] {run_dir}  ({shown}, {metrics['epochs']} epochs)")
