@@ -280,7 +280,10 @@ def run_nanogpt(data: Path, seconds: float, every: float) -> tuple[Curve, int, s
         return x, y
 
     curve = Curve("nanoGPT", c.block_size, c.batch_size)
-    evaluate = lambda: nanogpt_heldout_loss(model, val_data, c.block_size)  # noqa: E731
+
+    def evaluate() -> float:
+        return nanogpt_heldout_loss(model, val_data, c.block_size)
+
     began = time.perf_counter()
     curve.start()
     curve.record(0, evaluate)
@@ -318,7 +321,12 @@ def uptime() -> str:
         return "(uptime unavailable)"
 
 
-def plot(curves: list[Curve], goal: float, path: Path) -> None:
+def load_of(uptime_line: str) -> str:
+    """'16:01:03 up 2:51, 0 user, load average: 7.57, 6.52, 4.31' → '7.57, 6.52, 4.31'."""
+    return uptime_line.split("load average:")[-1].strip()
+
+
+def plot(curves: list[Curve], goal: float, path: Path, note: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -331,8 +339,8 @@ def plot(curves: list[Curve], goal: float, path: Path) -> None:
     ax.axhline(goal, color="grey", linestyle="--", linewidth=1, label=f"goal ≤ {goal:.2f}")
     ax.set_xlabel("training seconds (evaluation excluded)")
     ax.set_ylabel("validation loss (nats/char, whole held-out 10%)")
-    ax.set_title("tiny-shakespeare, char-level GPT, CPU")
-    low = min(min(p[2] for p in c.points) for c in curves)
+    ax.set_title(f"tiny-shakespeare, char-level GPT, CPU\n{note}", fontsize=10)
+    low = min(goal, *(p[2] for c in curves for p in c.points))
     ax.set_ylim(low - 0.1, 3.0)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -378,14 +386,14 @@ def main() -> None:
     for curve, params, described, before, after in rows:
         seconds, steps, loss = curve.points[-1]
         speed = steps * curve.batch * curve.block / max(seconds, 1e-9)
-        load = lambda s: s.split("load average:")[-1].strip()  # noqa: E731
         print(f"| {curve.name} | {described} | {params:,} | {steps:,} | {seconds:.1f} | {speed:,.0f} | **{loss:.3f}** | "
-              f"{'✓' if loss <= args.goal else '✗'} | {load(before)} → {load(after)} |")
+              f"{'✓' if loss <= args.goal else '✗'} | {load_of(before)} → {load_of(after)} |")
     print()
     for curve, *_ in rows:
         shown = ", ".join(f"{s:.0f}s {v:.3f}" for s, _, v in curve.points)
         print(f"{curve.name} curve: {shown}  (wall {curve.wall:.0f} s incl. evaluation)")
-    plot([r[0] for r in rows], args.goal, args.plot)
+    loads = ", ".join(f"{r[0].name} {load_of(r[3]).split(',')[0]}" for r in rows)
+    plot([r[0] for r in rows], args.goal, args.plot, f"{torch.get_num_threads()} thread(s); 1-min load before each run: {loads}")
     print(f"\nplot: {args.plot}")
     if args.json:
         args.json.write_text(json.dumps([{"name": c.name, "block": c.block, "batch": c.batch, "points": c.points}
