@@ -43,7 +43,6 @@ import torch
 from seqlab.errors import SeqlabError
 
 
-
 @dataclass(frozen=True)
 class DecodePath:
     """One way to decode: who drives it, the weights' dtype, and whether a KV cache is kept."""
@@ -280,7 +279,7 @@ def _serve(conn: Any, model: str, path: DecodePath, settings: BenchSettings, inp
             else:
                 result = runner.perplexity()
             conn.send(("ok", result))
-    except Exception as err:  # reported to the parent, which raises it
+    except Exception as err:  # noqa: BLE001 (any failure is reported to the parent, which raises it)
         conn.send(("error", f"{type(err).__name__}: {err}"))
 
 

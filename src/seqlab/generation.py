@@ -318,7 +318,10 @@ def _quantize_dynamic(model: nn.Module) -> nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao
         try:
-            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+            from torch.ao.quantization import (
+                per_channel_dynamic_qconfig,
+                quantize_dynamic,
+            )
         except ImportError:
             raise SeqlabError(f"dtype int8 needs torch.ao.quantization, which torch {torch.__version__} no longer has; "
                               "use bf16-int8") from None

@@ -44,7 +44,14 @@ def generate_cmd(
 
     `seqlab bench generate --threads 1,2 --output bench.md` runs both thread counts.
     """
-    from seqlab.bench import COLUMNS, BenchSettings, bench_generate, markdown_table, settings_dict, table_cells
+    from seqlab.bench import (
+        COLUMNS,
+        BenchSettings,
+        bench_generate,
+        markdown_table,
+        settings_dict,
+        table_cells,
+    )
 
     if output is not None and output.suffix.lower() not in (".json", ".md"):
         raise SeqlabError(f"--output {output}: give a .json or .md file")
