@@ -20,6 +20,7 @@ from seqlab import __version__
 from seqlab.cli._errors import handle_errors, print_error
 from seqlab.cli.bench import bench_app
 from seqlab.cli.data import data_app
+from seqlab.cli.experiment import experiment_app
 from seqlab.cli.export import export_run
 from seqlab.cli.generate import generate, perplexity, report_language_model
 from seqlab.cli.ner import evaluate_tagger, ner, report_tagger
@@ -36,6 +37,7 @@ app = typer.Typer(
 app.add_typer(data_app, name="data", help="Built-in datasets: list, fetch, verify.")
 app.add_typer(pretrain_app, name="pretrain", help="Pretrain a BERT-style encoder here (masked-LM, optionally NSP).")
 app.add_typer(bench_app, name="bench", help="Benchmarks: seqlab bench generate.")
+app.add_typer(experiment_app, name="experiment", help="The course's theory claims as experiments (seqlab experiment NAME --quick).")
 console = Console(soft_wrap=True)  # never re-wrap result lines in logs and pipes
 
 OverridesArg = Annotated[
