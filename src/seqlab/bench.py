@@ -62,6 +62,7 @@ PATHS = {
         DecodePath("seqlab-bf16", "seqlab", "bf16"),
         DecodePath("seqlab-int8", "seqlab", "int8"),
         DecodePath("seqlab-bf16-int8", "seqlab", "bf16-int8"),
+        DecodePath("seqlab-bf16-int4", "seqlab", "bf16-int4"),
     )
 }
 
@@ -108,10 +109,8 @@ class _Runner:
             self.model = hf_model
             self.lm = None
             return
-        if model in GPT2_SHAPES:
-            from seqlab.models.gpt import GPT
-
-            hf_model = GPT.from_gpt2(hf_model)
+        # seqlab's own GPT (GPT-2 shapes) or Llama (SmolLM2) with the same weights
+        hf_model = generation._as_seqlab_gpt(hf_model, model)
         self.model = generation.with_dtype(hf_model, path.dtype)
         self.lm = decoding.as_incremental(self.model) if path.cache else _Recompute(self.model)
 
@@ -158,8 +157,9 @@ class _Recompute:
     @torch.inference_mode()
     def _last_logits(self, ids: torch.Tensor) -> torch.Tensor:
         from seqlab.models.gpt import GPT
+        from seqlab.models.llama import Llama
 
-        if isinstance(self.model, GPT):
+        if isinstance(self.model, (GPT, Llama)):
             return self.model(ids, logits_to_keep=1).logits[:, -1].float()
         return self.model(input_ids=ids, use_cache=False, logits_to_keep=1).logits[:, -1].float()
 

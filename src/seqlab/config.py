@@ -294,6 +294,22 @@ class TrainConfig(StrictModel):
         "32-true", description="auto: bf16 autocast where the CPU/GPU has bf16 instructions, else fp32"
     )
     log_every_n_steps: int = Field(50, gt=0)
+    checkpoint_every_steps: int | None = Field(
+        None, gt=0, description="also write checkpoints/last.ckpt every this many optimiser steps, mid-epoch "
+                                "(--resume then continues from that batch, as if never stopped); default: after each validation",
+    )
+    devices: int = Field(1, gt=0, description="processes (CPU) or GPUs per machine; > 1 trains data-parallel (DDP)")
+    num_nodes: int = Field(1, gt=0, description="machines taking part in DDP training (launch one process per GPU with torchrun)")
+    strategy: Literal["auto", "ddp", "ddp_spawn", "ddp_fork"] = Field(
+        "auto", description="with devices or num_nodes > 1: ddp re-runs the command once per extra process (CLI, "
+                            "scripts, torchrun); ddp_spawn/ddp_fork start them from inside the Python call "
+                            "(api.train in a program or notebook; fork: CPU only, no start-up cost)",
+    )
+
+    @property
+    def world_size(self) -> int:
+        """Training processes in all: devices × num_nodes."""
+        return self.devices * self.num_nodes
 
     @field_validator("warmup_steps")
     @classmethod
@@ -407,6 +423,10 @@ class RunConfig(StrictModel):
     @field_validator("train")
     @classmethod
     def _monitor_fits_task(cls, train: TrainConfig, info: ValidationInfo) -> TrainConfig:
+        if info.data.get("task", "classify") != "classify" and train.world_size > 1:
+            # (the other tasks' vocabularies and run-folder writers are not yet shared between ranks)
+            raise _task_error(f"distributed training (train.devices/num_nodes > 1) is implemented for task classify, "
+                              f"not {info.data.get('task')}; train it with train.devices=1")
         if info.data.get("task") in ("pretrain-mlm", "lm") and train.monitor != "val_loss":
             raise _task_error(f"{info.data['task']} is monitored on val_loss, not {train.monitor}")
         if info.data.get("task") == "tag" and train.monitor == "val_acc":
@@ -538,6 +558,8 @@ def build_config(base: dict[str, Any] | None = None, overrides: list[str] | tupl
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Read a YAML config file and apply overrides."""
     path = Path(path)
+    if path.is_dir():
+        raise SeqlabError(f"config file {path} is a directory, not a file; give the YAML file itself")
     if not path.is_file():
         raise SeqlabError(f"config file {path} does not exist")
     try:

@@ -361,7 +361,7 @@ class HFCausalLM:
 
 
 class SeqlabGPT:
-    """seqlab's own GPT (`seqlab.models.gpt`): `forward(input_ids, attention_mask (B, T_past + T),
+    """seqlab's own GPT (`seqlab.models.gpt`) or Llama (`seqlab.models.llama`): `forward(input_ids, attention_mask (B, T_past + T),
     cache) -> LMOutput(logits, cache, attentions)`, positions computed from the mask by the model,
     `KVCache.reorder(index)`."""
 
@@ -442,13 +442,14 @@ def as_incremental(model: Any) -> IncrementalLM:
     from transformers import PreTrainedModel
 
     from seqlab.models.gpt import GPT
+    from seqlab.models.llama import Llama
     from seqlab.models.rnn import RNNLanguageModel
 
     if isinstance(model, IncrementalLM):
         return model
     if isinstance(model, PreTrainedModel):
         return HFCausalLM(model)
-    if isinstance(model, GPT):
+    if isinstance(model, (GPT, Llama)):
         return SeqlabGPT(model)
     if isinstance(model, RNNLanguageModel):
         return SeqlabRNN(model)

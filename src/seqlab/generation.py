@@ -137,11 +137,11 @@ class GeneratorPipeline:
 def load_generator(spec: str | Path, dtype: str = "fp32", engine: str = "hf") -> GeneratorPipeline:
     """An `lm` run folder, a built-in causal LM (smollm2-135m), a transformers folder or a hub id.
 
-    `engine="seqlab"` runs GPT-2-format weights in seqlab's own GPT (same logits as transformers)
-    instead of the transformers model.
+    `engine="seqlab"` runs GPT-2 weights in seqlab's own GPT and Llama weights (SmolLM2) in
+    seqlab's own Llama (same logits as transformers) instead of the transformers model.
     """
     if engine not in ("hf", "seqlab"):
-        raise SeqlabError(f"unknown engine {engine!r}; choose hf (transformers) or seqlab (seqlab's own GPT, GPT-2 weights)")
+        raise SeqlabError(f"unknown engine {engine!r}; choose hf (transformers) or seqlab (seqlab's own GPT / Llama)")
     dtype = resolve_dtype(dtype)
     path = Path(spec)
     if (path / runs.CONFIG).is_file():
@@ -153,12 +153,20 @@ def load_generator(spec: str | Path, dtype: str = "fp32", engine: str = "hf") ->
 
 
 def _as_seqlab_gpt(model: nn.Module, name: str) -> nn.Module:
-    """A transformers GPT-2 → seqlab's GPT with the same weights."""
+    """A transformers GPT-2 → seqlab's GPT, a Llama (SmolLM2, ...) → seqlab's Llama, with the
+    same weights."""
     from seqlab.models.gpt import GPT
+    from seqlab.models.llama import Llama
 
-    if type(model).__name__ != "GPT2LMHeadModel":
-        raise SeqlabError(f"{name} is a {type(model).__name__}; seqlab's own GPT runs GPT-2-format weights only, use --engine hf")
-    return GPT.from_gpt2(model)
+    kind = type(model).__name__
+    if kind == "GPT2LMHeadModel":
+        return GPT.from_gpt2(model)
+    if kind == "LlamaForCausalLM":
+        try:
+            return Llama.from_llama(model)
+        except ValueError as error:
+            raise SeqlabError(f"{name}: {error}") from None
+    raise SeqlabError(f"{name} is a {kind}; seqlab's own engine runs GPT-2 and Llama weights, use --engine hf")
 
 
 def _load_run(path: Path, dtype: str = "fp32") -> GeneratorPipeline:
@@ -167,6 +175,7 @@ def _load_run(path: Path, dtype: str = "fp32") -> GeneratorPipeline:
         raise SeqlabError(f"run {path} is a {cfg.task} run; text generation needs an lm run (seqlab train lm)")
     if not (path / runs.WEIGHTS).is_file():
         raise SeqlabError(f"run {path} did not finish (no {runs.WEIGHTS}); continue it with `seqlab train --resume {path}`")
+    runs.check_finished(path)
     if cfg.model.arch == "hf":
         model, codec = lm.load_pretrained_lm(str(path))
         return GeneratorPipeline(with_dtype(model, dtype), codec, str(path), cfg)
@@ -184,6 +193,8 @@ DTYPES = {
     "int8": "int8 weights and int8 activations (dynamic quantisation of the linear layers): fastest, "
             "but models with outlier activations (SmolLM2: perplexity +14% and more) lose accuracy",
     "bf16-int8": "int8 weights (weight-only, one scale per output) with bfloat16 activations",
+    "bf16-int4": "int4 weights (weight-only, groups of 32 with a step and an offset, llama.cpp's Q4_1 "
+                 "layout; the output layer int8) with bfloat16 activations: the fewest bytes per step",
     "auto": "bf16-int8 where the CPU has bf16 instructions, else fp32",
 }
 
@@ -218,6 +229,16 @@ def with_dtype(model: nn.Module, dtype: str) -> nn.Module:
         _linear_layers(model)
         if dtype == "int8":
             _own_memory(_quantize_dynamic(model.float()))
+        elif dtype == "bf16-int4":
+            output = getattr(model, "lm_head", None)
+            for parent, name, layer in _linears(model):
+                # The output layer keeps 255 levels per row: 16 per group cost SmolLM2 +3%
+                # perplexity there (its embedding is not 4-bit), +0.07% with int8.
+                quantized = Int8Linear if layer is output else Int4Linear if Int4Linear.fits(layer) else None
+                if quantized is not None:
+                    setattr(parent, name, quantized(layer))
+            model.to(torch.bfloat16)
+            _own_memory(model)
         else:
             model.to(torch.bfloat16)
             for parent, name, layer in _linears(model):
@@ -254,21 +275,73 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, weight=int8"
 
 
+class Int4Linear(nn.Module):
+    """A linear layer with weight-only int4 quantisation in groups: each run of `GROUP` input
+    weights of an output row keeps 16 levels from its minimum to its maximum, w ≈ low + q·step
+    (q in 0..15), the layout of llama.cpp's Q4_1. Weights that already are Q4_1 (SmolLM2's pinned
+    GGUF) keep their levels; the step and offset are stored in bfloat16, as the kernel wants.
+    Activations are bfloat16: PyTorch's packed int4 CPU kernel (`_weight_int4pack_mm_for_cpu`)
+    is vectorised for bfloat16 only (float32 input runs ~30× slower here). A decoding step reads
+    an eighth of the float32 bytes."""
+
+    GROUP = 32
+
+    @classmethod
+    def fits(cls, linear: nn.Linear) -> bool:
+        """The packed kernel needs whole groups along the input."""
+        return linear.in_features % cls.GROUP == 0
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        weight = linear.weight.detach().float()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        padded = -(-self.out_features // 16) * 16  # the kernel packs output rows in sixteens
+        weight = torch.cat([weight, weight.new_zeros(padded - self.out_features, self.in_features)])
+        groups = weight.view(padded, self.in_features // self.GROUP, self.GROUP)
+        low, high = groups.amin(-1, keepdim=True), groups.amax(-1, keepdim=True)
+        step = ((high - low) / 15).clamp_min(1e-12)
+        levels = ((groups - low) / step).round().clamp(0, 15).to(torch.int32).view(padded, self.in_features)
+        self.register_buffer("weight", torch.ops.aten._convert_weight_to_int4pack_for_cpu(levels, 1))
+        # the kernel computes (q - 8)·scale + zero, so zero = low + 8·step: (in/GROUP, out, 2)
+        scale_zero = torch.cat([step, low + 8 * step], -1).transpose(0, 1).contiguous()
+        self.register_buffer("scale_zero", scale_zero.to(torch.bfloat16))
+        bias = linear.bias
+        self.register_buffer("bias", None if bias is None else bias.detach().to(torch.bfloat16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., in) → (..., out), in x's dtype (computed in bfloat16)."""
+        flat = x.reshape(-1, self.in_features).to(torch.bfloat16)
+        out = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.weight, self.GROUP, self.scale_zero)
+        out = out[:, : self.out_features]
+        if self.bias is not None:
+            out = out + self.bias
+        return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, weight=int4 (groups of {self.GROUP})"
+
+
 def _column_major(model: nn.Module) -> nn.Module:
     """Store every linear layer's weight, and the embedding seqlab's GPT uses as its output
     layer, transposed in memory with the same shape and values (`w.t().contiguous().t()`): a
     decoding step multiplies one vector by each matrix, and the float32 kernel streams an
     (in, out) layout markedly faster (about 2× on GPT-2's 50257 × 768 output layer here).
     Only the order of the summations changes, so logits agree to rounding."""
-    from seqlab.models.gpt import GPT
-
     weights = [layer.weight for _, _, layer in _linears(model)]
-    if isinstance(model, GPT) and model.lm_head is None:
+    if _tied_seqlab_lm(model):
         weights.append(model.token_embedding.weight)
     for weight in {id(w): w for w in weights}.values():  # a tied weight once
         weight.data = weight.data.t().contiguous().t()
     _own_memory(model, skip={id(w) for w in weights})
     return model
+
+
+def _tied_seqlab_lm(model: nn.Module) -> bool:
+    """seqlab's GPT or Llama computing its logits from the token embedding (no `lm_head`)."""
+    from seqlab.models.gpt import GPT
+    from seqlab.models.llama import Llama
+
+    return isinstance(model, (GPT, Llama)) and model.lm_head is None
 
 
 def _own_memory(model: nn.Module, skip: set[int] = frozenset()) -> None:
@@ -291,9 +364,7 @@ def _linear_layers(model: nn.Module) -> None:
     """Make every matrix product of the model an `nn.Linear`, which quantisation replaces: a
     tied output layer that seqlab's GPT computes from the embedding matrix gets a layer sharing
     those weights, and GPT-2's `Conv1D` layers (weights stored transposed) become `nn.Linear`."""
-    from seqlab.models.gpt import GPT
-
-    if isinstance(model, GPT) and model.lm_head is None:
+    if _tied_seqlab_lm(model):
         embedding = model.token_embedding.weight
         model.lm_head = nn.Linear(embedding.size(1), embedding.size(0), bias=False)
         model.lm_head.weight = embedding
@@ -353,7 +424,8 @@ def train_lm(cfg: RunConfig | None, *, resume: str | Path | None = None, progres
             codec.tokenizer.save(str(run_dir / runs.TOKENIZER))  # saved first: --resume needs the same ids
         fitted = lm.fit_lm(cfg, model, ids["train"], ids["valid"], run_dir, resume=resume is not None, progress=progress)
         runs.raise_if_interrupted(fitted.result.interrupted, run_dir, "seqlab train")
-    _write_finished_run(run_dir, cfg, splits, ids, codec, fitted, started, prepared)
+        _write_finished_run(run_dir, cfg, splits, ids, codec, fitted, started, prepared)
+        runs.finish_run(run_dir)  # last: complete.json marks the folder finished
     return run_dir
 
 

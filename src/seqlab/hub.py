@@ -12,11 +12,14 @@ quantised GGUF file; on first use it is dequantised once to an fp32 `save_pretra
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
 import shutil
+import socket
 import tempfile
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +84,34 @@ def _quiet_transformers() -> None:
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    import huggingface_hub
+
+    huggingface_hub.utils.logging.set_verbosity_error()  # (its retry warnings, one per attempt)
+
+
+def _hub_kwargs(source: str) -> dict:
+    """`local_files_only=True` for a hub id while the hub cannot be reached: a cached model then
+    loads at once and an unknown name fails at once, where transformers would retry every file
+    for ~40 s first."""
+    return {} if Path(source).is_dir() or _hub_reachable() else {"local_files_only": True}
+
+
+@functools.cache
+def _hub_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether the hub's host accepts a connection (asked once per process). Behind a proxy
+    the direct probe proves nothing, so the hub is assumed reachable there."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urllib.parse.urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout_s).close()
+    except OSError:
+        return False
+    return True
 
 
 def resolve(name_or_path: str) -> str:
@@ -132,7 +163,7 @@ def load_encoder(name_or_path: str):
 
     source = resolve(name_or_path)
     try:
-        return AutoModel.from_pretrained(source, attn_implementation="sdpa")
+        return AutoModel.from_pretrained(source, attn_implementation="sdpa", **_hub_kwargs(source))
     except (OSError, ValueError) as err:
         if Path(source).is_dir():
             raise SeqlabError(f"{source} could not be loaded as a transformers encoder ({str(err).splitlines()[0][:200]})") from None
@@ -147,7 +178,7 @@ def load_tokenizer(name_or_path: str) -> Tokenizer:
 
     source = resolve(name_or_path)
     try:
-        hf_tokenizer = AutoTokenizer.from_pretrained(source)
+        hf_tokenizer = AutoTokenizer.from_pretrained(source, **_hub_kwargs(source))
     except (OSError, ValueError) as err:
         if Path(source).is_dir():
             raise SeqlabError(f"{source} has no usable tokenizer ({str(err).splitlines()[0][:200]})") from None
@@ -166,7 +197,8 @@ def save_for_transformers(encoder, tokenizer_source: str, folder: Path) -> None:
     from transformers import AutoTokenizer
 
     encoder.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(resolve(tokenizer_source)).save_pretrained(folder)
+    source = resolve(tokenizer_source)
+    AutoTokenizer.from_pretrained(source, **_hub_kwargs(source)).save_pretrained(folder)
 
 
 # --- causal language models (generation) -----------------------------------------------------
@@ -200,14 +232,14 @@ def load_causal_lm(name_or_path: str, dtype: torch.dtype = torch.float32):
     source = resolve_causal_lm(name_or_path)
     local = Path(source).is_dir()
     try:
-        config = AutoConfig.from_pretrained(source)
+        config = AutoConfig.from_pretrained(source, **_hub_kwargs(source))
     except (OSError, ValueError) as err:
         if local:
             raise SeqlabError(f"{source} has no usable config.json ({_first_line(err)})") from None
         raise _offline_error(name_or_path, err, "causal LM", _causal_names()) from None
     _check_causal(config, name_or_path)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, **_hub_kwargs(source))
     except (OSError, ValueError, TypeError) as err:
         if local:
             raise SeqlabError(f"{source} has no usable tokenizer ({_first_line(err)})") from None
@@ -215,7 +247,7 @@ def load_causal_lm(name_or_path: str, dtype: torch.dtype = torch.float32):
     if not getattr(tokenizer, "is_fast", False):
         raise SeqlabError(f"{name_or_path} has only a slow (Python) tokenizer; seqlab needs a fast tokenizer.json")
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **_hub_kwargs(source))
     except (OSError, ValueError) as err:
         if local:
             raise SeqlabError(f"{source} could not be loaded as a causal LM ({_first_line(err)})") from None

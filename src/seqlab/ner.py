@@ -236,6 +236,7 @@ def load_tagger(path: str | Path) -> TaggerPipeline:
         raise SeqlabError(f"run {path} is a {cfg.task} run, not a tagger; train one with `seqlab train tag`")
     if not (path / runs.WEIGHTS).is_file():
         raise SeqlabError(f"run {path} did not finish (no {runs.WEIGHTS}); continue it with `seqlab train --resume {path}`")
+    runs.check_finished(path)
     tokenizer, names = load_tokenizer(path / runs.TOKENIZER), runs.read_labels(path)
     pretrained = cfg.model.arch == "hf"
     if pretrained and not (path / runs.ENCODER / "config.json").is_file():
@@ -306,7 +307,8 @@ def train_tagger(cfg: RunConfig | None, *, resume: str | Path | None = None, pro
         fitted = tag.fit_tagger(cfg, splits.train, splits.valid, run_dir, tokenizer, names,
                                 resume=resume is not None, progress=progress)
         runs.raise_if_interrupted(fitted.result.interrupted, run_dir, "seqlab train")
-    _write_finished_run(run_dir, cfg, splits, tokenizer, names, fitted, started, prepared)
+        _write_finished_run(run_dir, cfg, splits, tokenizer, names, fitted, started, prepared)
+        runs.finish_run(run_dir)  # last: complete.json marks the folder finished
     return run_dir
 
 

@@ -4,6 +4,7 @@ learning curves, attention heat maps. Each function writes one PNG and returns i
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,13 +13,23 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 
+from seqlab.errors import SeqlabError
+
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:
+    """Save through a temporary file and a rename (never half a PNG); an unwritable path is one line."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")  # beside it: the rename stays on one file system
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.tight_layout()
+        fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".").lower() or "png")
+        os.replace(tmp, path)
+    except (OSError, ValueError) as err:  # (ValueError: a suffix matplotlib cannot write)
+        raise SeqlabError(f"cannot write {path} ({getattr(err, 'strerror', None) or err})") from None
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -88,7 +88,8 @@ def pretrain(cfg: RunConfig | None, *, resume: str | Path | None = None, progres
             tokenizer.save(str(run_dir / runs.TOKENIZER))  # saved first: --resume needs the same ids
         fitted = mlm.fit_masked_lm(cfg, data, tokenizer.get_vocab_size(), run_dir, resume=resume is not None, progress=progress)
         runs.raise_if_interrupted(fitted.result.interrupted, run_dir, "seqlab pretrain mlm")
-    _write_finished_run(run_dir, cfg, splits, data, fitted, started, prepared)
+        _write_finished_run(run_dir, cfg, splits, data, fitted, started, prepared)
+        runs.finish_run(run_dir)  # last: complete.json marks the folder finished
     return run_dir
 
 

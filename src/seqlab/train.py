@@ -5,12 +5,24 @@ seeding, checkpoints (best + last, for `--resume`), early stopping on a validati
 CSV and TensorBoard logs, and progress: a rich bar for a person at a terminal, one plain line
 per epoch otherwise. Every task's `configure_optimizers` returns `with_lr_schedule(...)`, so
 `train.lr_schedule`/`warmup_steps`/`min_lr` mean the same everywhere (`lr_factor`).
+
+Two things hold for every task:
+- Exact resume: checkpoints are written atomically (temporary file, then `os.replace`), also
+  every `train.checkpoint_every_steps` steps mid-epoch, and carry the RNG states and the
+  training sampler's place in the epoch (`BucketBatchSampler` loaders); a classifier killed at
+  any point and continued with `--resume` ends with the metrics of a run never stopped.
+- Data parallelism: `train.devices`/`num_nodes` > 1 runs Lightning's DDP (gloo on CPUs, NCCL
+  on GPUs). The training sampler hands each process its slice of every global batch, so
+  `train.batch_size` is the global batch whatever the number of processes.
 """
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
+import os
+import random
 import signal
 import sys
 import time
@@ -23,8 +35,10 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 from lightning.pytorch.utilities import GradClipAlgorithmType
 from torch import nn
@@ -32,6 +46,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.data import DataLoader
 
 from seqlab.config import TrainConfig
+from seqlab.data.batching import ResumableLoader, training_loader
+from seqlab.errors import SeqlabError
 
 log = logging.getLogger("seqlab")
 
@@ -41,7 +57,8 @@ for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 for _pattern in (".*does not have many workers.*", ".*smaller than the logging interval.*",
                  ".*LeafSpec.*", ".*isinstance.*treespec.*", ".*Checkpoint directory .* exists.*",
-                 ".*have no `val_dataloader`.*", ".*module\\(s\\) in eval mode.*"):
+                 ".*have no `val_dataloader`.*", ".*module\\(s\\) in eval mode.*",
+                 ".*Experiment logs directory .* exists and is not empty.*"):  # (ResumedCSVLogger keeps the rows)
     warnings.filterwarnings("ignore", _pattern)
 
 
@@ -60,10 +77,141 @@ class EpochLines(Callback):
     """One plain log line per epoch: for logs, pipes and CI, where a live bar is noise."""
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:  # (DDP: the metrics are reduced across ranks; say them once)
+            return
         # Lightning 2 runs validation inside the training epoch, so both sets of metrics are in.
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if "_step" not in k}
         shown = "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
         log.info("epoch %d/%d  %s", trainer.current_epoch + 1, trainer.max_epochs, shown)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file beside the target, flushed to disk, then
+    renamed over it: a process killed while saving leaves the previous checkpoint intact."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with tmp.open("wb") as handle:
+            torch.save(checkpoint, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """`checkpoints/last.ckpt`, the state `--resume` continues from: after every validation
+    (at the epoch's end), every `every_steps` optimiser steps mid-epoch (if set), and when
+    training ends.
+
+    (Lightning's own `save_last=True` writes last.ckpt only when the monitored metric improved,
+    so a resumed run could restart epochs back.) A ModelCheckpoint subclass because Lightning
+    runs those after all other callbacks, after the best-checkpoint callback has updated the
+    best score that this checkpoint must carry. The last batch of an epoch is left to the
+    checkpoint after its validation, so a resumed run does not validate an epoch twice.
+    """
+
+    def __init__(self, path: Path, every_steps: int | None):
+        super().__init__(dirpath=path.parent, filename=path.stem, save_top_k=0, enable_version_counter=False)
+        self.path, self.every_steps = path, every_steps
+        self._saved_step: int | None = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if (self.every_steps and trainer.global_step % self.every_steps == 0
+                and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch):
+            self._save_last(trainer)
+
+    # When validation runs once per epoch, save at the epoch's end (as Lightning's own
+    # checkpoints do): a checkpoint taken between validation and the end of the epoch would
+    # resume into an epoch end without its validation metrics.
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not trainer.sanity_checking and not self._should_save_on_train_epoch_end(trainer):
+            self._save_last(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._save_last(trainer)
+
+    def _save_last(self, trainer: L.Trainer) -> None:
+        if self._saved_step == trainer.global_step:  # (the same on every rank: saving is collective)
+            return
+        self._saved_step = trainer.global_step
+        trainer.save_checkpoint(self.path)  # (every rank calls it; only rank 0 writes)
+
+
+class ResumeState(Callback):
+    """What Lightning's checkpoint leaves out and an exact resume needs: the RNG states (dropout
+    masks, masking, sampling) and the training sampler's place in its epoch.
+
+    Lightning restores a stateful loader only when the checkpoint ends mid-epoch; restoring it
+    here too means the epoch after an end-of-epoch checkpoint gets the same order as well.
+    """
+
+    def __init__(self, train_loader: DataLoader):
+        self.train_loader = train_loader
+
+    def on_save_checkpoint(self, trainer: L.Trainer, module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        checkpoint["seqlab"] = {"rng": _rng_states(), "sampler": _loader_state(self.train_loader)}
+
+    def on_load_checkpoint(self, trainer: L.Trainer, module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("seqlab")
+        if not saved:  # a checkpoint from before seqlab saved this: resume as before
+            return
+        _set_rng_states(saved["rng"])
+        if saved["sampler"] is not None and isinstance(self.train_loader, ResumableLoader):
+            self.train_loader.load_state_dict(saved["sampler"])
+
+
+class ResumedCSVLogger(CSVLogger):
+    """Lightning's CSVLogger deletes an existing metrics.csv; a resumed run keeps the rows that
+    its checkpoint had already seen (those up to `until_step`: later ones are logged again)."""
+
+    def __init__(self, save_dir: Path, until_step: int | None):
+        super().__init__(save_dir, name="logs", version="")
+        path = Path(self.log_dir) / "metrics.csv"
+        self._kept: list[dict[str, str]] = []
+        if until_step is not None and path.is_file():
+            with path.open(newline="", encoding="utf-8") as handle:
+                self._kept = [row for row in csv.DictReader(handle) if int(row.get("step") or 0) <= until_step]
+
+    @property
+    def experiment(self) -> Any:
+        fresh = self._experiment is None
+        writer = super().experiment
+        if fresh and self._kept and isinstance(writer, ExperimentWriter):  # (a dummy on ranks other than 0)
+            writer.metrics[:0] = self._kept
+            writer.save()  # at once: the writer has just deleted the file
+            self._kept = []
+        return writer
+
+
+def _rng_states() -> dict[str, Any]:
+    import numpy as np
+
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"python": random.getstate(), "torch": torch.get_rng_state(),
+            "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],  # (lists: checkpoints load with weights_only)
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    import numpy as np
+
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(states["torch"])
+    kind, keys, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    if states["cuda"] and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _loader_state(loader: DataLoader) -> dict[str, int] | None:
+    return loader.state_dict() if isinstance(loader, ResumableLoader) else None
 
 
 def resolve_precision(precision: str) -> str:
@@ -214,21 +362,29 @@ def fit(
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     progress = progress or ("bar" if sys.stdout.isatty() else "lines")
     monitor = cfg.monitor if val_loader is not None else "train_loss"
+    train_loader = training_loader(train_loader)
     checkpoint = ModelCheckpoint(
         dirpath=work_dir / "checkpoints", filename="best", monitor=monitor,
-        mode=monitor_mode(monitor), save_last=True, save_top_k=1, enable_version_counter=False,
+        mode=monitor_mode(monitor), save_top_k=1, enable_version_counter=False,
     )
-    callbacks = [checkpoint, *_progress_callbacks(progress), *callbacks]
+    last_path = work_dir / "checkpoints" / "last.ckpt"
+    resume_from = last_path if resume and last_path.exists() else None
+    resume_step = _global_step(resume_from)  # (also: a damaged checkpoint is one clear line, before anything starts)
+    last = LastCheckpoint(last_path, cfg.checkpoint_every_steps)
+    callbacks = [checkpoint, last, ResumeState(train_loader), *_progress_callbacks(progress), *callbacks]
     if val_loader is not None and cfg.patience:
         callbacks.append(EarlyStopping(monitor=monitor, mode=monitor_mode(monitor), patience=cfg.patience))
     logger_list = (
-        [CSVLogger(work_dir, name="logs", version=""), TensorBoardLogger(work_dir, name="logs", version="tensorboard")]
+        [ResumedCSVLogger(work_dir, resume_step), TensorBoardLogger(work_dir, name="logs", version="tensorboard")]
         if loggers else False
     )
     if loggers and (cfg.lr_schedule != "constant" or cfg.warmup_steps):
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     precision = resolve_precision(cfg.precision)
     every_steps = cfg.eval_every_steps if val_loader is not None else None
+    plugins: list[Any] = [AtomicCheckpointIO()]
+    if precision == "bf16-mixed":
+        plugins.append(_BF16Mixed("cuda" if torch.cuda.is_available() else "cpu"))
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
         max_steps=cfg.max_steps or -1,
@@ -237,8 +393,13 @@ def fit(
         val_check_interval=every_steps,
         check_val_every_n_epoch=None if every_steps else 1,
         accelerator="auto",
-        devices=1,
-        plugins=[_BF16Mixed("cuda" if torch.cuda.is_available() else "cpu")] if precision == "bf16-mixed" else None,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        # seqlab's batch sampler shards itself (see BucketBatchSampler); Lightning would try to
+        # rebuild it around a DistributedSampler
+        use_distributed_sampler=not isinstance(train_loader, ResumableLoader),
+        plugins=plugins,
         precision=None if precision == "bf16-mixed" else precision,
         gradient_clip_val=cfg.grad_clip,
         callbacks=callbacks,
@@ -249,10 +410,9 @@ def fit(
         num_sanity_val_steps=0,
         default_root_dir=work_dir,
     )
-    last = work_dir / "checkpoints" / "last.ckpt"
     started = time.perf_counter()
     try:
-        trainer.fit(module, train_loader, val_loader, ckpt_path=last if resume and last.exists() else None)
+        trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from)
     except SystemExit:
         # Lightning turns Ctrl-C into sys.exit(1) after a graceful shutdown; report it instead,
         # so the caller can say how to resume.
@@ -261,14 +421,38 @@ def fit(
         signal.signal(signal.SIGINT, signal.default_int_handler)
     seconds = time.perf_counter() - started
     best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
-    if best is not None and best.exists():
-        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-        module.load_state_dict(state)
-    score = checkpoint.best_model_score
+    score, epochs = checkpoint.best_model_score, trainer.current_epoch
+    if best is not None and best.exists():  # (under DDP on several machines, only rank 0's has it)
+        saved = torch.load(best, map_location="cpu", weights_only=True)
+        module.load_state_dict(saved["state_dict"])
+        if cfg.strategy in ("ddp_spawn", "ddp_fork") and score is None:
+            # the ranks ran in child processes: their callbacks' state comes back only on disk
+            score, epochs = _spawned_results(saved, work_dir / "checkpoints" / "last.ckpt")
     return FitResult(
         best_checkpoint=best,
         best_score=float(score) if score is not None else None,
-        epochs=trainer.current_epoch,
+        epochs=epochs,
         seconds=seconds,
         interrupted=trainer.interrupted,
     )
+
+
+def _global_step(checkpoint: Path | None) -> int | None:
+    """The optimiser step a checkpoint was taken at; one clear line if it cannot be read."""
+    if checkpoint is None:
+        return None
+    try:
+        return int(torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"])
+    except Exception as err:  # torch raises several kinds (pickle, zip, EOF) for a damaged file
+        reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+        raise SeqlabError(f"{checkpoint} is unreadable ({reason}); the run cannot be resumed from it: "
+                          "train it again") from None
+
+
+def _spawned_results(best: dict[str, Any], last_path: Path) -> tuple[Any, int]:
+    """The best score and the epochs trained, read from the checkpoints that rank 0 of a
+    `ddp_spawn`/`ddp_fork` run wrote (the launcher sends back the weights and best path, not these)."""
+    score = next((state["best_model_score"] for key, state in best.get("callbacks", {}).items()
+                  if key.startswith("ModelCheckpoint") and state.get("best_model_score") is not None), None)
+    last = torch.load(last_path, map_location="cpu", weights_only=True) if last_path.exists() else best
+    return score, int(last["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"]) + 1

@@ -150,6 +150,7 @@ def load_translator(path: str | Path) -> TranslatorPipeline:
         raise SeqlabError(f"run {run_dir} is a {cfg.task} run; translation needs a translate run (seqlab train translate)")
     if not (run_dir / runs.WEIGHTS).is_file():
         raise SeqlabError(f"run {run_dir} did not finish (no {runs.WEIGHTS}); continue it with `seqlab train --resume {run_dir}`")
+    runs.check_finished(run_dir)
     vocab = _read_vocabularies(run_dir)
     model = translate.build_model(cfg, vocab.source.get_vocab_size(), vocab.target.get_vocab_size())
     runs.load_weights(model, run_dir / runs.WEIGHTS)
@@ -189,7 +190,8 @@ def train_translator(cfg: RunConfig | None, *, resume: str | Path | None = None,
         model = translate.build_model(cfg, vocab.source.get_vocab_size(), vocab.target.get_vocab_size())
         fitted = translate.fit_translator(cfg, model, vocab, splits.train, splits.valid, run_dir, resume=resume is not None, progress=progress)
         runs.raise_if_interrupted(fitted.result.interrupted, run_dir, "seqlab train")
-    _write_finished_run(run_dir, cfg, splits, vocab, fitted, started, prepared)
+        _write_finished_run(run_dir, cfg, splits, vocab, fitted, started, prepared)
+        runs.finish_run(run_dir)  # last: complete.json marks the folder finished
     return run_dir
 
 

@@ -1,4 +1,5 @@
-"""`seqlab bench generate`: decoding speed of seqlab's paths against Hugging Face `generate`.
+"""`seqlab bench generate`: decoding speed of seqlab's paths against Hugging Face `generate`;
+`seqlab bench all`: every task's performance benchmark, written into docs/benchmarks.md.
 
 A thin skin over `seqlab.bench`; mounted by the main CLI with `app.add_typer(bench_app, name="bench")`.
 """
@@ -20,7 +21,7 @@ from rich.table import Table
 from seqlab.cli._errors import handle_errors
 from seqlab.errors import SeqlabError
 
-bench_app = typer.Typer(help="Benchmarks: seqlab bench generate.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks: seqlab bench generate, seqlab bench all.", no_args_is_help=True)
 # Wide when piped, so the table keeps one line per row in logs and files.
 _out = Console(highlight=False, width=None if sys.stdout.isatty() else 180)
 log = logging.getLogger("seqlab")
@@ -81,6 +82,36 @@ def generate_cmd(
         else:
             output.write_text(markdown_table(rows) + f"\n{load}\n", encoding="utf-8")
         _out.print(f"wrote {output}")
+
+
+@bench_app.command("all")
+@handle_errors
+def all_cmd(
+    quick: Annotated[bool, typer.Option("--quick", help="Each benchmark in a smoke configuration (minutes in all): checks that they run; the numbers are not for comparison.")] = False,
+    only: Annotated[Optional[str], typer.Option(help="Comma-separated benchmark names (default: all): throughput, onnx-vs-torch, minilm-inference, ner-speed, generate, lm-quality, ner-silver, classify-cv.", show_default=False)] = None,
+    output: Annotated[Path, typer.Option(help="Where each benchmark's files (stdout, stderr, plots, runs) go.")] = Path("runs/bench-all"),
+    docs: Annotated[Path, typer.Option(help="The Markdown file whose generated block (between the seqlab bench markers) is rewritten.")] = Path("docs/benchmarks.md"),
+    write: Annotated[bool, typer.Option("--write/--no-write", help="Rewrite the block in --docs, or only print it.")] = True,
+    timeout: Annotated[Optional[float], typer.Option(help="Seconds one benchmark may run before it is stopped and marked failed.", show_default=False)] = None,
+) -> None:
+    """Run every task's performance benchmark, one process each, and write their tables with the
+    machine (CPU, cores, SIMD flags), versions and load into docs/benchmarks.md, between
+    `<!-- seqlab bench:start -->` and `<!-- seqlab bench:end -->`. A full run takes hours (the
+    10-fold cross-validation and the silver NER taggers); `--only` picks some."""
+    from seqlab.bench_all import bench_all
+
+    runs, block = bench_all(quick, only, output, docs if write else None, say=log.info, timeout=timeout)
+    table = Table("benchmark", "status", "seconds", title="seqlab bench all" + (" --quick" if quick else ""))
+    for run in runs:
+        status = "skipped" if run.returncode is None else ("ok" if run.returncode == 0 else f"exit {run.returncode}")
+        table.add_row(run.benchmark.name, status, f"{run.seconds:.0f}")
+    _out.print(table)
+    if write:
+        _out.print(f"wrote the generated block of {docs}; each benchmark's output is under {output}")
+    else:
+        _out.print(block, markup=False)
+    if any(run.returncode for run in runs):
+        raise typer.Exit(1)
 
 
 def _thread_count(text: str) -> int | None:

@@ -49,6 +49,7 @@ def generate(
     a terminal streams its tokens as they come.
     """
     from seqlab import api
+    from seqlab.decoding import GenerationConfig
 
     texts = list(prompts or [])
     if input is not None:
@@ -60,6 +61,7 @@ def generate(
                 "no_repeat_ngram_size": no_repeat_ngram_size, "num_beams": num_beams, "length_penalty": length_penalty,
                 "stop": stop or [], "seed": seed}
     settings.update({k: v for k, v in {"temperature": temperature, "top_k": top_k, "top_p": top_p}.items() if v is not None})
+    GenerationConfig.create(**settings)  # a bad setting fails before the model loads (seconds for a large one)
     pipe = api.load_generator(model, dtype=dtype, engine=engine)
     if len(texts) == 1 and num_beams == 1 and not as_json:
         _out.print(texts[0], end="", style="bold")

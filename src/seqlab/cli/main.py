@@ -17,7 +17,9 @@ from rich.console import Console
 from rich.table import Table
 
 from seqlab import __version__
-from seqlab.cli._errors import handle_errors, print_error
+from seqlab.cli._errors import OneLineUsageErrors, handle_errors, print_error
+from seqlab.cli._output import check_writable, write_atomic
+from seqlab.cli.augment import augment
 from seqlab.cli.bench import bench_app
 from seqlab.cli.data import data_app
 from seqlab.cli.experiment import experiment_app
@@ -25,6 +27,7 @@ from seqlab.cli.export import export_run
 from seqlab.cli.generate import generate, perplexity, report_language_model
 from seqlab.cli.ner import evaluate_tagger, ner, report_tagger
 from seqlab.cli.pretrain import fill_mask, pretrain_app, report_pretrained
+from seqlab.cli.serve import serve
 from seqlab.cli.translate import compare_translation, evaluate_translation, report_translation, translate
 from seqlab.errors import SeqlabError
 
@@ -33,10 +36,11 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
+    cls=OneLineUsageErrors,  # click's usage errors as one `error:` line too (exit code 2)
 )
 app.add_typer(data_app, name="data", help="Built-in datasets: list, fetch, verify.")
 app.add_typer(pretrain_app, name="pretrain", help="Pretrain a BERT-style encoder here (masked-LM, optionally NSP).")
-app.add_typer(bench_app, name="bench", help="Benchmarks: seqlab bench generate.")
+app.add_typer(bench_app, name="bench", help="Benchmarks: seqlab bench generate, seqlab bench all [--quick].")
 app.add_typer(experiment_app, name="experiment", help="The course's theory claims as experiments (seqlab experiment NAME --quick).")
 console = Console(soft_wrap=True)  # never re-wrap result lines in logs and pipes
 
@@ -57,8 +61,17 @@ def setup_logging(verbose: bool = False) -> None:
         handler.setFormatter(logging.Formatter("seqlab: %(message)s"))
     root = logging.getLogger("seqlab")
     root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO if _rank_zero() else logging.WARNING)
     root.propagate = False
+
+
+def _rank_zero() -> bool:
+    """False in a DDP rank other than 0 (started by Lightning's launcher or torchrun), which
+    logs only warnings and errors: rank 0 speaks for the run. (`seqlab.runs.is_rank_zero`,
+    without importing torch at start-up.)"""
+    import os
+
+    return all(os.environ.get(key, "0") == "0" for key in ("RANK", "LOCAL_RANK", "NODE_RANK"))
 
 
 def _version(value: bool) -> None:
@@ -103,24 +116,29 @@ def train(
     name: Annotated[Optional[str], typer.Option(help="Run folder name under --output-dir.")] = None,
     output_dir: Annotated[Optional[str], typer.Option(help="Where run folders go (default runs/).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue an unfinished run folder from its last checkpoint.")] = None,
+    devices: Annotated[Optional[int], typer.Option(help="Training processes (CPU) or GPUs on this machine; > 1 trains data-parallel (DDP; task classify).")] = None,
+    num_nodes: Annotated[Optional[int], typer.Option(help="Machines in DDP training (start each rank with torchrun; see README).")] = None,
+    strategy: Annotated[Optional[str], typer.Option(help="auto or ddp (re-runs this command once per extra process), ddp_spawn.")] = None,
 ) -> None:
     """Train a model into a run folder: `seqlab train classify --arch cnn --data rt-polarity`,
     `seqlab train lm --arch gpt --level char --data shakespeare`."""
     from seqlab import api
     from seqlab.config import build_config, load_config
+    from seqlab.runs import is_rank_zero
 
     if resume is not None:
-        if target or overrides:
-            raise SeqlabError("--resume continues a run with its saved config; drop the task and overrides")
+        if target or overrides or devices or num_nodes or strategy:
+            raise SeqlabError("--resume continues a run with its saved config; drop the task, overrides and DDP options")
         run_dir = api.train(None, resume=resume)
-        _report_run(run_dir)
+        if is_rank_zero():  # (DDP: the other ranks wrote nothing to report)
+            _report_run(run_dir)
         return
     flags = {
         "model.arch": arch, "model.model": model, "data.train": data, "data.valid": valid, "data.test": test,
         "data.text_column": text_column, "data.label_column": label_column, "model.preset": preset, "model.init": init,
         "model.embeddings": embeddings, "model.embeddings_mode": embeddings_mode,
         "tokenizer.level": level, "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr, "train.seed": seed,
-        "train.max_minutes": max_minutes,
+        "train.max_minutes": max_minutes, "train.devices": devices, "train.num_nodes": num_nodes, "train.strategy": strategy,
         "name": name, "output_dir": output_dir,
     }
     given = [f"{key}={json.dumps(value) if isinstance(value, str) else value}" for key, value in flags.items() if value is not None]
@@ -136,7 +154,8 @@ def train(
     else:
         raise SeqlabError(f"unknown task {target!r}; seqlab trains: classify, lm, tag, translate (or give a CONFIG.yaml)")
     run_dir = api.train(cfg)
-    _report_run(run_dir)
+    if is_rank_zero():
+        _report_run(run_dir)
 
 
 def _report_run(run_dir: Path) -> None:
@@ -214,6 +233,8 @@ def predict(
     from seqlab import api
     from seqlab.data.readers import read_texts
 
+    if output is not None:
+        check_writable(output)  # before the model is loaded
     pipe = api.load(run, backend=backend)
     items = list(texts or [])
     if input is not None:
@@ -222,11 +243,8 @@ def predict(
         raise SeqlabError("nothing to predict: give texts as arguments or --input FILE")
     predictions = pipe.predict(items)
     if output is not None:
-        tmp = output.with_name(output.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as handle:
-            for text, pred in zip(items, predictions):
-                handle.write(json.dumps({"text": text, **pred}, ensure_ascii=False) + "\n")
-        tmp.replace(output)
+        write_atomic(output, "".join(json.dumps({"text": text, **pred}, ensure_ascii=False) + "\n"
+                                     for text, pred in zip(items, predictions)))
         console.print(f"wrote {len(predictions):,} predictions to {output}")
         return
     for text, pred in zip(items, predictions):
@@ -289,6 +307,8 @@ app.command()(perplexity)
 app.command("export")(export_run)
 app.command()(ner)
 app.command()(translate)
+app.command()(augment)
+app.command()(serve)
 
 
 def main() -> None:

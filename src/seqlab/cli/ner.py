@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from seqlab.cli._errors import handle_errors
+from seqlab.cli._output import check_writable, write_atomic
 from seqlab.errors import SeqlabError
 
 _out = Console(soft_wrap=True, highlight=False)
@@ -42,6 +43,8 @@ def ner(
 
     if format not in FORMATS:
         raise SeqlabError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+    if output is not None:
+        check_writable(output)  # before the pipeline is loaded
     items = list(texts or [])
     if input is not None:
         items += read_texts(input, text_column=text_column, max_chars=INPUT_MAX_CHARS)
@@ -55,11 +58,11 @@ def ner(
         if output is None:
             print(page)
             return
-        _write(output, page)
+        write_atomic(output, page)
         _out.print(f"wrote {len(items):,} texts with {sum(map(len, results)):,} entities to {output}")
         return
     if output is not None:
-        _write(output, "".join(json.dumps(named_entities.as_json(t, r), ensure_ascii=False) + "\n" for t, r in zip(items, results)))
+        write_atomic(output, "".join(json.dumps(named_entities.as_json(t, r), ensure_ascii=False) + "\n" for t, r in zip(items, results)))
         _out.print(f"wrote {len(items):,} texts with {sum(map(len, results)):,} entities to {output}")
         return
     for text, entities in zip(items, results):
@@ -67,15 +70,6 @@ def ner(
             print(json.dumps(named_entities.as_json(text, entities), ensure_ascii=False))
         else:
             print([e.pair for e in entities])
-
-
-def _write(path: Path, content: str) -> None:
-    """Write through a temporary file, so a failure never leaves half an output."""
-    if path.parent and not path.parent.is_dir():
-        raise SeqlabError(f"cannot write {path}: folder {path.parent} does not exist")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(content, encoding="utf-8")
-    tmp.replace(path)
 
 
 def evaluate_tagger(run: Path, data: str, as_json: bool) -> None:

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from seqlab.cli._errors import handle_errors
+from seqlab.cli._output import check_writable, write_atomic
 from seqlab.errors import SeqlabError
 
 _out = Console(soft_wrap=True, highlight=False)
@@ -37,6 +38,9 @@ def translate(
     """Translate sentences with a trained model: `seqlab translate runs/numbers "ninety-seven" --beam 5 --attention a.html`."""
     from seqlab import api
 
+    for path in (output, attention):
+        if path is not None:
+            check_writable(path)  # before the model is loaded
     pipe = api.load_translator(run)
     items = list(texts or [])
     if input is not None:
@@ -49,11 +53,8 @@ def translate(
         _out.print(f"alignments: {image}", style="dim")
     translations = pipe.translate(items, **settings)
     if output is not None:
-        tmp = output.with_name(output.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as handle:
-            for text, out in zip(items, translations):
-                handle.write(json.dumps({"source": text, "translation": out}, ensure_ascii=False) + "\n")
-        tmp.replace(output)
+        write_atomic(output, "".join(json.dumps({"source": text, "translation": out}, ensure_ascii=False) + "\n"
+                                     for text, out in zip(items, translations)))
         _out.print(f"wrote {len(translations):,} translations to {output}")
         return
     for text, out in zip(items, translations):

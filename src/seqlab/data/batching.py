@@ -59,6 +59,14 @@ class BucketBatchSampler(Sampler[list[int]]):
     and cut into batches; the batches are then shuffled. With `bucket=False` it is plain random
     batching (the baseline the benchmark compares against); with `shuffle=False` batches keep
     dataset order (for prediction, where outputs must line up with inputs).
+
+    Two things for training (`seqlab.train.fit` switches them on through `training_loader`):
+    - `shard`: under DDP every process builds the same global batches (same seed, same order)
+      and takes its own slice `batch[rank::world]`, so the global batch and the number of steps
+      per epoch are those of one process. (Lightning only injects a `DistributedSampler` into
+      plain samplers, not into a batch sampler like this one.)
+    - `state_dict`/`load_state_dict`: the epoch and how many batches of it were handed out, so
+      a run resumed from a mid-epoch checkpoint continues with the next unseen batch.
     """
 
     def __init__(
@@ -69,6 +77,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         bucket: bool = True,
         seed: int = 0,
         pool_batches: int = 50,
+        shard: bool = False,
     ):
         self.lengths = lengths
         self.batch_size = batch_size
@@ -76,14 +85,17 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.bucket = bucket
         self.seed = seed
         self.pool_size = batch_size * pool_batches
-        self.epoch = 0
+        self.shard = shard
+        self.epoch = 0  # the epoch the next __iter__ starts
+        self._position: tuple[int, int] | None = None  # (epoch, batches handed out) while iterating
+        self._skip = 0  # batches of the next epoch already seen before a resume
 
     def __len__(self) -> int:
         return (len(self.lengths) + self.batch_size - 1) // self.batch_size
 
-    def __iter__(self) -> Iterator[list[int]]:
-        rng = random.Random(self.seed + self.epoch)
-        self.epoch += 1  # a new order every epoch, reproducible from the seed
+    def batches(self, epoch: int) -> list[list[int]]:
+        """Epoch `epoch`'s global batches: a new order every epoch, reproducible from the seed."""
+        rng = random.Random(self.seed + epoch)
         order = list(range(len(self.lengths)))
         if self.shuffle:
             rng.shuffle(order)
@@ -93,7 +105,71 @@ class BucketBatchSampler(Sampler[list[int]]):
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         if self.shuffle:
             rng.shuffle(batches)
-        yield from batches
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch, skip = self.epoch, self._skip
+        self.epoch, self._skip = epoch + 1, 0
+        rank, world = _process_slot() if self.shard else (0, 1)
+        for count, batch in enumerate(self.batches(epoch)[skip:], start=skip + 1):
+            self._position = (epoch, count)
+            # A batch smaller than the world (a short last batch) gives the processes left
+            # without an example its last one again: every process must take every step.
+            yield batch[rank::world] or batch[-1:]
+        self._position = None
+
+    def state_dict(self) -> dict[str, int]:
+        """{"epoch", "batches"}: where the next batch comes from (batches = already handed out)."""
+        if self._position is None:
+            return {"epoch": self.epoch, "batches": self._skip}
+        epoch, count = self._position
+        return {"epoch": epoch + 1, "batches": 0} if count >= len(self) else {"epoch": epoch, "batches": count}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self._skip, self._position = int(state["epoch"]), int(state["batches"]), None
+
+
+def _process_slot() -> tuple[int, int]:
+    """(rank, world size) of this process in the DDP group; (0, 1) outside one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader over a `BucketBatchSampler` whose place in the data is saved with a
+    checkpoint: Lightning stores `state_dict()` and hands it back through `load_state_dict`.
+
+    Creating a DataLoader iterator draws a seed from the global torch RNG; this one puts the RNG
+    back, so a run resumed mid-epoch (which creates one more iterator) sees the same dropout
+    masks as a run never stopped. (A dedicated `torch.Generator` would do it too, but cannot be
+    sent to `ddp_spawn` processes.) The seed only matters to worker processes, which seqlab's
+    in-memory data does not use.
+    """
+
+    def __iter__(self) -> Iterator:
+        state = torch.get_rng_state()
+        try:
+            return super().__iter__()
+        finally:
+            torch.set_rng_state(state)
+
+    def state_dict(self) -> dict[str, int]:
+        return self.batch_sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.batch_sampler.load_state_dict(state)
+
+
+def training_loader(loader: DataLoader) -> DataLoader:
+    """`loader` made ready for training by `seqlab.train.fit`: resumable (see `ResumableLoader`)
+    and sharded across DDP processes. Loaders not built on `BucketBatchSampler` are returned as
+    they are (Lightning shards those itself)."""
+    sampler = loader.batch_sampler
+    if not isinstance(sampler, BucketBatchSampler):
+        return loader
+    sampler.shard = True
+    return ResumableLoader(loader.dataset, batch_sampler=sampler, collate_fn=loader.collate_fn, num_workers=loader.num_workers)
 
 
 def make_loader(

@@ -79,16 +79,23 @@ def read_examples(
 # --- file level --------------------------------------------------------------------------------
 
 
+# UTF-32 first: its little-endian mark begins with UTF-16's.
+_OTHER_BOMS = {"UTF-32": (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE), "UTF-16": (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)}
+
+
 def _read_utf8(p: Path) -> str:
     """The file's text without BOM; a decoding error names the line and byte offset."""
     if not p.exists():
         raise SeqlabError(f"data file {p} does not exist; check the path")
     if not p.is_file():
-        raise SeqlabError(f"{p} is not a file; pass a .csv, .tsv or .jsonl file")
+        raise SeqlabError(f"{p} is not a file (a directory?); pass the data file itself")
     try:
         raw = p.read_bytes()
     except OSError as err:
         raise SeqlabError(f"cannot read {p} ({err.strerror or err})") from None
+    for name, marks in _OTHER_BOMS.items():  # (Windows' "Unicode" is UTF-16: say so, not "byte 0xff")
+        if raw.startswith(marks):
+            raise SeqlabError(f"{p} is {name} (it starts with a {name} byte-order mark); re-save the file as UTF-8")
     bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
     try:
         return raw[bom:].decode("utf-8")

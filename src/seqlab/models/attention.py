@@ -29,8 +29,9 @@ def scaled_dot_product_attention(
 
     Args:
         query: (B, H, Tq, D).
-        key: (B, H, Tk, D).
-        value: (B, H, Tk, Dv).
+        key: (B, H, Tk, D), or (B, H_kv, Tk, D) with H a multiple of H_kv (grouped-query
+            attention: each key/value head serves H / H_kv consecutive query heads).
+        value: (B, H, Tk, Dv) or (B, H_kv, Tk, Dv).
         mask: boolean, broadcastable to (B, H, Tq, Tk); True = may attend. Every query row must
             allow at least one key (padded *queries* still see the real keys, so this holds).
         dropout: dropout on the attention weights (pass 0.0 at inference).
@@ -40,9 +41,13 @@ def scaled_dot_product_attention(
         (output (B, H, Tq, Dv), weights or None). Rows of the weights sum to 1 and masked keys
         get exactly zero weight.
     """
+    grouped = key.size(-3) != query.size(-3)  # grouped-query attention: H_kv key/value heads
     if not need_weights:
-        out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout)
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, enable_gqa=grouped)
         return out, None
+    if grouped:  # each key/value head serves H / H_kv consecutive query heads
+        key = key.repeat_interleave(query.size(-3) // key.size(-3), dim=-3)
+        value = value.repeat_interleave(query.size(-3) // value.size(-3), dim=-3)
     scores = query @ key.transpose(-2, -1) / math.sqrt(query.size(-1))  # (B, H, Tq, Tk)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
@@ -69,6 +74,9 @@ class MultiHeadAttention(nn.Module):
         self.k_proj = nn.Linear(d_model, d_model, bias=bias)
         self.v_proj = nn.Linear(d_model, d_model, bias=bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        # (H,) multipliers of each head's output before the heads are mixed; 0 removes a head
+        # (head ablation, Michel et al., 2019). Not a parameter or buffer: never saved or trained.
+        self.head_mask: torch.Tensor | None = None
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, _ = x.shape
@@ -129,6 +137,8 @@ class MultiHeadAttention(nn.Module):
         mask = combine_masks(key_padding_mask, attn_mask)
         dropout = self.dropout if self.training else 0.0
         out, weights = scaled_dot_product_attention(q, k, v, mask, dropout, need_weights)
+        if self.head_mask is not None:
+            out = out * self.head_mask.to(out)[None, :, None, None]  # (B, H, Tq, hd)
         batch, _, length, _ = out.shape
         out = out.transpose(1, 2).reshape(batch, length, -1)  # (B, Tq, d_model)
         if use_cache:

@@ -139,6 +139,23 @@ def _grow(buffer: torch.Tensor, needed: int) -> torch.Tensor:
     return grown
 
 
+def decoding_mask(
+    attention_mask: torch.Tensor | None, length: int, total: int, device: torch.device
+) -> torch.Tensor | None:
+    """Who may attend to whom in a decoder: the new queries are the last `length` of `total`
+    positions; each sees real keys at its own position or earlier → (T, T_all) or (B, T, T_all)
+    bool, or None when every query sees every key (one new token and no padding)."""
+    if attention_mask is None:
+        return None if length == 1 else causal_mask(length, total, device)  # (T, T_all)
+    mask = causal_mask(length, total, device) & attention_mask[:, None, :]  # (B, T, T_all)
+    # A query on a left-padding token sees no real key at or before itself. An all-masked
+    # row gives NaN, and NaN spreads even through zero weights (0·NaN) once it is a masked
+    # value in the next layer, so every query may always see itself; real queries already do.
+    query_positions = torch.arange(total - length, total, device=device)[:, None]  # (T, 1)
+    own = torch.arange(total, device=device)[None, :] == query_positions  # (T, T_all)
+    return mask | own
+
+
 class Block(nn.Module):
     """x + CausalSelfAttention(LN(x)), then x + MLP(LN(x))."""
 
@@ -298,7 +315,7 @@ class GPT(nn.Module):
 
         x = self.token_embedding(input_ids) * self.embed_scale + self.positions.at(position_ids)  # (B, T, d)
         x = self.dropout(x)
-        mask = self._mask(attention_mask, length, total, input_ids.device)  # (T, T_all), (B, T, T_all) or None
+        mask = decoding_mask(attention_mask, length, total, input_ids.device)  # (T, T_all), (B, T, T_all) or None
         attentions = [] if need_weights else None
         for i, block in enumerate(self.blocks):
             x, weights = block(x, mask, cache.layer(i) if cache is not None else None, need_weights)
@@ -314,23 +331,6 @@ class GPT(nn.Module):
         else:  # its own layer (which inference may have replaced by a quantised one)
             logits = self.lm_head(x)
         return LMOutput(logits, cache, attentions)
-
-    @staticmethod
-    def _mask(
-        attention_mask: torch.Tensor | None, length: int, total: int, device: torch.device
-    ) -> torch.Tensor | None:
-        """Who may attend to whom: the new queries are the last `length` of `total` positions;
-        each sees real keys at its own position or earlier → (T, T_all) or (B, T, T_all) bool,
-        or None when every query sees every key (one new token and no padding)."""
-        if attention_mask is None:
-            return None if length == 1 else causal_mask(length, total, device)  # (T, T_all)
-        mask = causal_mask(length, total, device) & attention_mask[:, None, :]  # (B, T, T_all)
-        # A query on a left-padding token sees no real key at or before itself. An all-masked
-        # row gives NaN, and NaN spreads even through zero weights (0·NaN) once it is a masked
-        # value in the next layer, so every query may always see itself; real queries already do.
-        query_positions = torch.arange(total - length, total, device=device)[:, None]  # (T, 1)
-        own = torch.arange(total, device=device)[None, :] == query_positions  # (T, T_all)
-        return mask | own
 
     @classmethod
     def from_gpt2(cls, source: Any, config: Any = None) -> GPT:

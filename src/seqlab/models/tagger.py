@@ -78,13 +78,16 @@ class TransformerTagger(nn.Module):
         d_model, num_heads, num_layers, ff_dim, dropout, positional, max_len: encoder sizes.
         pad_id: the padding word id.
         crf: an optional CRF output layer.
+        causal: every word sees only itself and the words before it (a left-to-right tagger of
+            the same size, for the `bidirectional` experiment).
     """
 
     def __init__(self, vocab_size: int, num_tags: int, d_model: int = 128, num_heads: int = 4, num_layers: int = 2,
                  ff_dim: int = 256, dropout: float = 0.1, positional: str = "sinusoidal", max_len: int = 512,
-                 pad_id: int = 0, crf: CRF | None = None):
+                 pad_id: int = 0, crf: CRF | None = None, causal: bool = False):
         super().__init__()
-        self.encoder = TransformerEncoder(vocab_size, d_model, num_heads, num_layers, ff_dim, dropout, positional, max_len, pad_id)
+        self.encoder = TransformerEncoder(vocab_size, d_model, num_heads, num_layers, ff_dim, dropout, positional, max_len, pad_id,
+                                          causal=causal)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(d_model, num_tags)
         self.crf = crf

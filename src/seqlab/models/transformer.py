@@ -81,7 +81,24 @@ class LearnedPositions(nn.Module):
         return self.embedding(position_ids)
 
 
-POSITIONS = {"sinusoidal": SinusoidalPositions, "learned": LearnedPositions}
+class NoPositions(nn.Module):
+    """No position information at all (zeros): a bidirectional encoder then sees a bag of
+    words, so it cannot tell word order (the `positions` experiment's control)."""
+
+    def __init__(self, d_model: int, max_len: int = 512):
+        super().__init__()
+        self.register_buffer("zero", torch.zeros(1, d_model), persistent=False)  # follows .to(device)
+
+    def forward(self, length: int) -> torch.Tensor:
+        """→ (length, d_model) zeros."""
+        return self.zero.expand(length, -1)
+
+    def at(self, position_ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) long → (B, T, d_model) zeros."""
+        return self.zero.expand(*position_ids.shape, -1)
+
+
+POSITIONS = {"sinusoidal": SinusoidalPositions, "learned": LearnedPositions, "none": NoPositions}
 
 
 class EncoderLayer(nn.Module):
@@ -98,11 +115,13 @@ class EncoderLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(
-        self, x: torch.Tensor, padding_mask: torch.Tensor, need_weights: bool = False
+        self, x: torch.Tensor, padding_mask: torch.Tensor, need_weights: bool = False,
+        attn_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x: (B, T, d_model); padding_mask: (B, T), True = real → (x, weights (B, H, T, T) | None)."""
+        """x: (B, T, d_model); padding_mask: (B, T), True = real; attn_mask: (T, T), True = may
+        attend (a causal mask), or None → (x, weights (B, H, T, T) | None)."""
         attended, weights = self.attention(
-            self.attn_norm(x), key_padding_mask=padding_mask, need_weights=need_weights
+            self.attn_norm(x), key_padding_mask=padding_mask, attn_mask=attn_mask, need_weights=need_weights
         )
         x = x + self.dropout(attended)
         x = x + self.dropout(self.feed_forward(self.ff_norm(x)))
@@ -112,7 +131,9 @@ class EncoderLayer(nn.Module):
 class TransformerEncoder(nn.Module):
     """Token + position (+ segment) embeddings and a stack of encoder layers → contextual states
     (B, T, d). `num_segments` > 0 adds BERT's token-type embeddings (segment A/B of a pair);
-    0, the default, has none, so models without segments keep their parameters."""
+    0, the default, has none, so models without segments keep their parameters. `causal`: each
+    position attends only to itself and earlier ones (a left-to-right model with exactly the
+    same parameters, for comparisons with the bidirectional default)."""
 
     def __init__(
         self,
@@ -126,9 +147,11 @@ class TransformerEncoder(nn.Module):
         max_len: int = 512,
         pad_id: int = 0,
         num_segments: int = 0,
+        causal: bool = False,
     ):
         super().__init__()
         self.d_model = d_model
+        self.causal = causal
         self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
         # std d^-1/2, so that after the √d scale in `forward` tokens and positions are both ~unit size
         nn.init.normal_(self.embedding.weight, std=d_model**-0.5)
@@ -159,9 +182,11 @@ class TransformerEncoder(nn.Module):
             else:
                 x = x + self.segments(token_type_ids)
         x = self.dropout(x)
+        length = embedded.size(1)
+        attn_mask = causal_mask(length, length, embedded.device) if self.causal else None  # (T, T)
         attentions = [] if need_weights else None
         for layer in self.layers:
-            x, weights = layer(x, padding_mask, need_weights)
+            x, weights = layer(x, padding_mask, need_weights, attn_mask)
             if need_weights:
                 attentions.append(weights)
         return self.final_norm(x), attentions

@@ -151,19 +151,22 @@ class ClassifierModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["input_ids"], batch["attention_mask"])
         loss = self.loss(logits, batch["labels"])
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(logits))
+        # sync_dist: under DDP the epoch's loss is averaged over every rank's shard
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(logits), sync_dist=True)
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         logits = self(batch["input_ids"], batch["attention_mask"])
-        self.log("val_loss", self.loss(logits, batch["labels"]), on_epoch=True, batch_size=len(logits))
+        self.log("val_loss", self.loss(logits, batch["labels"]), on_epoch=True, batch_size=len(logits), sync_dist=True)
         self._val_probs.append(probabilities(logits, self.sigmoid))
         self._val_labels.append(batch["labels"])
 
     def on_validation_epoch_end(self) -> None:
+        # Every DDP rank validates the whole (unsharded) validation split, so accuracy and F1
+        # are over all of it and the same on every rank (the mean over ranks changes nothing).
         scores = score(torch.cat(self._val_probs), torch.cat(self._val_labels), self.num_labels)
-        self.log("val_acc", scores["accuracy"])
-        self.log("val_f1", scores["macro_f1"])
+        self.log("val_acc", scores["accuracy"], sync_dist=True)
+        self.log("val_f1", scores["macro_f1"], sync_dist=True)
         self._val_probs.clear()
         self._val_labels.clear()
 

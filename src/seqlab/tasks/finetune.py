@@ -47,6 +47,7 @@ def open_pretrained(path: str | Path) -> PretrainedRun:
     if not (run_dir / runs.WEIGHTS).is_file():
         raise SeqlabError(f"pretrained run {run_dir} has no {runs.WEIGHTS}: it did not finish; continue it with "
                           f"`seqlab pretrain mlm --resume {run_dir}`")
+    runs.check_finished(run_dir)
     tokenizer = load_tokenizer(run_dir / runs.TOKENIZER)
     check_vocabulary(tokenizer, run_dir / runs.TOKENIZER)
     return PretrainedRun(run_dir, config, tokenizer)

@@ -1,0 +1,172 @@
+"""Load on `seqlab serve`: concurrent clients against /v1/classify, with micro-batching and
+with batch-size-1 serving, on loopback.
+
+    OMP_NUM_THREADS=1 python benchmarks/serve_load.py --run cnn=runs/cnn --run minilm=runs/minilm \
+        --clients 32 --duration 60
+
+For every run and mode this starts a real server process (`seqlab serve --max-batch-size 32` or
+`1`, `--threads 1`), warms it up, then keeps `--clients` keep-alive connections busy for
+`--duration` seconds, each sending one rt-polarity sentence per request and waiting for the
+answer before sending the next. It reports requests/s, p50/p99 latency, errors (any non-200 or
+broken connection), the server's resident memory before and after the load, and the mean batch
+the server actually ran (from /v1/models). The client is a few lines of asyncio over raw
+HTTP/1.1, so it costs far less CPU than the server it measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_server(name: str, run: str, port: int, batch: int, wait_ms: float) -> subprocess.Popen:
+    command = [sys.executable, "-m", "seqlab.cli.main", "serve", "--model", f"{name}={run}", "--port", str(port),
+               "--max-batch-size", str(batch), "--batch-wait-ms", str(wait_ms), "--threads", "1", "--log-level", "warning"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited: {server.stderr.read()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as answer:
+                if answer.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.2)
+    server.kill()
+    raise SystemExit("the server did not start within 180 s")
+
+
+async def client(port: int, texts: list[str], model: str, until: float, latencies: list[float], errors: list[str],
+                 seed: int) -> None:
+    """One keep-alive connection sending requests back to back until `until`."""
+    rng = random.Random(seed)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while time.perf_counter() < until:
+            body = json.dumps({"model": model, "texts": [rng.choice(texts)]}).encode()
+            head = (f"POST /v1/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n").encode()
+            started = time.perf_counter()
+            writer.write(head + body)
+            await writer.drain()
+            status_line = await reader.readline()
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            if b" 200 " not in status_line:
+                errors.append(status_line.decode(errors="replace").strip())
+    except (OSError, asyncio.IncompleteReadError) as err:
+        errors.append(f"connection: {err!r}")
+    finally:
+        writer.close()
+
+
+async def load(port: int, texts: list[str], model: str, clients: int, duration: float) -> tuple[list[float], list[str], float]:
+    latencies: list[float] = []
+    errors: list[str] = []
+    started = time.perf_counter()
+    await asyncio.gather(*(client(port, texts, model, started + duration, latencies, errors, seed) for seed in range(clients)))
+    return latencies, errors, time.perf_counter() - started
+
+
+def mean_batch(port: int, model: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models") as answer:
+        (info,) = [m for m in json.load(answer)["models"] if m["name"] == model]
+    batches = info["details"]["batches"]
+    return batches["items"] / max(batches["calls"], 1)
+
+
+def measure(name: str, run: str, mode: str, texts: list[str], clients: int, duration: float, port: int, batch: int,
+            wait_ms: float) -> dict:
+    server = start_server(name, run, port, batch if mode == "batched" else 1, wait_ms)
+    try:
+        process = psutil.Process(server.pid)
+        asyncio.run(load(port, texts, name, clients, 3))  # warm-up: first calls, allocator pools
+        rss_before = process.memory_info().rss
+        samples: list[int] = []  # RSS every tenth of the run: does it level off?
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(duration / 10):
+                samples.append(process.memory_info().rss)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        latencies, errors, seconds = asyncio.run(load(port, texts, name, clients, duration))
+        stop.set()
+        sampler.join()
+        rss_after = process.memory_info().rss
+        batch = mean_batch(port, name)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    ordered = sorted(latencies)
+    return {
+        "model": name, "run": run, "mode": mode, "clients": clients, "seconds": round(seconds, 1),
+        "requests": len(latencies), "requests_per_s": round(len(latencies) / seconds, 1),
+        "p50_ms": round(1000 * statistics.median(ordered), 1), "p99_ms": round(1000 * ordered[int(0.99 * (len(ordered) - 1))], 1),
+        "errors": len(errors), "first_errors": errors[:3], "mean_batch": round(batch, 1),
+        "rss_before_mb": round(rss_before / 2**20, 1), "rss_after_mb": round(rss_after / 2**20, 1),
+        "rss_during_mb": [round(rss / 2**20) for rss in samples],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", action="append", required=True, help="NAME=RUN folder of a classify run (repeatable)")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load per run and mode")
+    parser.add_argument("--modes", default="batched,single", help="batched (--max-batch-size --batch-size) and/or single (1)")
+    parser.add_argument("--batch-size", type=int, default=32, help="--max-batch-size of the batched server")
+    parser.add_argument("--wait-ms", type=float, default=5.0, help="--batch-wait-ms of the batched server")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--output", type=Path, help="also write the rows as JSON here")
+    args = parser.parse_args()
+
+    from seqlab.data.datasets import load_examples
+
+    texts = [example.text for example in load_examples("rt-polarity")]
+    rows = []
+    print(f"load average before: {os.getloadavg()}, {os.cpu_count()} CPUs", flush=True)
+    for spec in args.run:
+        name, _, run = spec.partition("=")
+        for mode in args.modes.split(","):
+            row = measure(name, run, mode, texts, args.clients, args.duration, args.port, args.batch_size, args.wait_ms)
+            row["load_average"] = [round(x, 2) for x in os.getloadavg()]
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    print("\n| model | serving | requests/s | p50 ms | p99 ms | errors | mean batch | server RSS before → after (MB) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['model']} | {row['mode']} | {row['requests_per_s']} | {row['p50_ms']} | {row['p99_ms']} | {row['errors']} "
+              f"| {row['mean_batch']} | {row['rss_before_mb']} → {row['rss_after_mb']} |")
+    for name in dict.fromkeys(row["model"] for row in rows):
+        modes = {row["mode"]: row for row in rows if row["model"] == name}
+        if {"batched", "single"} <= modes.keys():
+            ratio = modes["batched"]["requests_per_s"] / modes["single"]["requests_per_s"]
+            print(f"{name}: micro-batching serves {ratio:.2f}× the requests/s of batch-size-1")
+    if args.output:
+        args.output.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
