@@ -130,6 +130,29 @@ def measure(name: str, run: str, mode: str, texts: list[str], clients: int, dura
     }
 
 
+def pipeline_ceiling(run: str, texts: list[str], batch: int, seconds: float) -> dict:
+    """texts/s of `api.load(run).predict` itself, `batch` texts per call vs one per call (one
+    thread, no HTTP): the most any batching server can gain on this model."""
+    import torch
+
+    from seqlab import api
+
+    torch.set_num_threads(1)
+    pipe, rng = api.load(run), random.Random(0)
+    pipe.predict(texts[:batch])
+    rates = {}
+    for size in (batch, 1):
+        done, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            chosen = rng.sample(texts, batch)
+            for i in range(0, batch, size):
+                pipe.predict(chosen[i : i + size])
+            done += batch
+        rates[size] = done / (time.perf_counter() - started)
+    return {"batched_texts_per_s": round(rates[batch], 1), "single_texts_per_s": round(rates[1], 1),
+            "ratio": round(rates[batch] / rates[1], 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", action="append", required=True, help="NAME=RUN folder of a classify run (repeatable)")
@@ -139,21 +162,25 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="--max-batch-size of the batched server")
     parser.add_argument("--wait-ms", type=float, default=5.0, help="--batch-wait-ms of the batched server")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--ceiling-seconds", type=float, default=10.0, help="seconds per size of the in-process predict() measure (0: skip)")
     parser.add_argument("--output", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args()
 
     from seqlab.data.datasets import load_examples
 
     texts = [example.text for example in load_examples("rt-polarity")]
-    rows = []
+    rows, ceilings = [], {}
     print(f"load average before: {os.getloadavg()}, {os.cpu_count()} CPUs", flush=True)
     for spec in args.run:
         name, _, run = spec.partition("=")
-        for mode in args.modes.split(","):
+        for mode in [m for m in args.modes.split(",") if m]:
             row = measure(name, run, mode, texts, args.clients, args.duration, args.port, args.batch_size, args.wait_ms)
             row["load_average"] = [round(x, 2) for x in os.getloadavg()]
             print(json.dumps(row), flush=True)
             rows.append(row)
+        if args.ceiling_seconds > 0:
+            ceilings[name] = pipeline_ceiling(run, texts, args.batch_size, args.ceiling_seconds)
+            print(json.dumps({"model": name, "predict_in_process": ceilings[name]}), flush=True)
     print("\n| model | serving | requests/s | p50 ms | p99 ms | errors | mean batch | server RSS before → after (MB) |")
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
@@ -164,8 +191,12 @@ def main() -> None:
         if {"batched", "single"} <= modes.keys():
             ratio = modes["batched"]["requests_per_s"] / modes["single"]["requests_per_s"]
             print(f"{name}: micro-batching serves {ratio:.2f}× the requests/s of batch-size-1")
+        if name in ceilings:
+            c = ceilings[name]
+            print(f"{name}: predict() in process, {args.batch_size} texts per call {c['batched_texts_per_s']} texts/s, "
+                  f"one per call {c['single_texts_per_s']} texts/s ({c['ratio']}×)")
     if args.output:
-        args.output.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+        args.output.write_text(json.dumps({"rows": rows, "predict_in_process": ceilings}, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

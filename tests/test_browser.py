@@ -46,7 +46,7 @@ def server(tmp_path_factory, tiny_llama):
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", models
+    yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
 
@@ -59,7 +59,7 @@ def browser_page(server):
         pytest.fail(f"{CHROMIUM} is missing: run `make browser` (apt-get install chromium), or set SEQLAB_SKIP_BROWSER=1")
     from playwright.sync_api import sync_playwright
 
-    url, _ = server
+    url = server
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, viewport={"width": 1100, "height": 760})
@@ -84,7 +84,7 @@ def run_task(page, task: str, model: str | None, text: str) -> None:
 
 
 def test_every_task_in_the_browser(browser_page, server, tmp_path):
-    page, (url, models) = browser_page, server
+    page, url = browser_page, server
     api = httpx.Client(base_url=url, timeout=30)
     shots = Path(os.environ.get("SEQLAB_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)

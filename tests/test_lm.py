@@ -160,6 +160,12 @@ def test_gpt2_weights_run_in_seqlabs_own_gpt(tmp_path):
         api.load_generator(folder, engine="tpu")
 
 
-def test_seqlab_engine_refuses_other_architectures(tiny_llama):
-    with pytest.raises(SeqlabError, match="GPT-2-format weights only"):
-        api.load_generator(tiny_llama, engine="seqlab")
+def test_seqlab_engine_refuses_other_architectures():
+    from transformers import GPTNeoConfig, GPTNeoForCausalLM
+
+    from seqlab.generation import _as_seqlab_gpt
+
+    other = GPTNeoForCausalLM(GPTNeoConfig(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2,
+                                           attention_types=[[["global"], 1]], max_position_embeddings=32))
+    with pytest.raises(SeqlabError, match="GPT-2 and Llama weights"):
+        _as_seqlab_gpt(other, "tiny-neo")

@@ -19,14 +19,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import sentiment_rows, write_csv
 from typer.testing import CliRunner
 
 import seqlab
 from seqlab import runs
 from seqlab.cli.main import app
 from seqlab.errors import SeqlabError
-
-from conftest import sentiment_rows, write_csv
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -200,8 +199,9 @@ def test_a_second_writer_is_refused(finished_run, tmp_path):
     run = unfinished_run(finished_run, tmp_path / "busy")
     # another process holds the lock: a real one, so the refusal names a live pid
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
-         "from seqlab.runs import run_lock\nwith run_lock(Path(sys.argv[2])):\n print('held', flush=True); time.sleep(60)",
+        [sys.executable, "-c", ("import sys, time; sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
+                                "from seqlab.runs import run_lock\nwith run_lock(Path(sys.argv[2])):\n"
+                                " print('held', flush=True); time.sleep(60)"),
          str(REPO / "src"), str(run)],
         stdout=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
@@ -217,10 +217,9 @@ def test_a_second_writer_is_refused(finished_run, tmp_path):
 
 
 def test_the_lock_is_exclusive_within_a_process_too(tmp_path):
-    with runs.run_lock(tmp_path):
-        with pytest.raises(SeqlabError, match=f"being written by process {os.getpid()}"):
-            with runs.run_lock(tmp_path):
-                pass
+    refused = pytest.raises(SeqlabError, match=f"being written by process {os.getpid()}")
+    with runs.run_lock(tmp_path), refused, runs.run_lock(tmp_path):
+        pass
     assert not (tmp_path / runs.LOCK).exists()
 
 

@@ -50,11 +50,11 @@ class Benchmark:
 
 
 BENCHMARKS: tuple[Benchmark, ...] = (
-    Benchmark("throughput", "classification", "training tokens/s per architecture, length-bucketed vs random-order batches",
+    Benchmark("throughput", "task classify", "training tokens/s per architecture, length-bucketed vs random-order batches",
               "bucketed / random-order tokens/s",
               ("benchmarks/throughput.py", "--repeats", "5", "--batches", "40"),
               ("benchmarks/throughput.py", "--archs", "lstm,cnn,transformer", "--repeats", "1", "--batches", "2", "--batch-size", "8")),
-    Benchmark("onnx-vs-torch", "issue 3 (export)", "sentences/s of ONNX Runtime and PyTorch, fp32, same inputs",
+    Benchmark("onnx-vs-torch", "issue 3", "sentences/s of ONNX Runtime and PyTorch, fp32, same inputs",
               "ONNX Runtime / PyTorch sentences/s",
               ("benchmarks/onnx_vs_torch.py", "--archs", "cnn,bilstm,transformer", "--repeats", "5"),
               ("benchmarks/onnx_vs_torch.py", "--archs", "cnn", "--sentences", "32", "--repeats", "1")),
@@ -79,7 +79,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               "F1 and words/s of each tagger next to spaCy's",
               ("benchmarks/ner_silver.py", "--minutes", "15", "15", "25", "--output", "{out}/ner-silver"),
               None),
-    Benchmark("classify-cv", "issues 1-3", "MR 10-fold cross-validation accuracy of CNN, BiLSTM, Transformer (Kim's protocol)",
+    Benchmark("classify-cv", "task classify", "MR 10-fold cross-validation accuracy of CNN, BiLSTM, Transformer (Kim's protocol)",
               "accuracy against CNN-rand's published 76.1%",
               ("benchmarks/classify_cv.py", "--archs", "cnn,bilstm,transformer", "--output", "{out}/mr-cv10"),
               None),
@@ -242,7 +242,7 @@ def render_block(runs: Sequence[BenchRun], machine: dict, quick: bool, load: tup
                      "runs; these numbers are not measurements to compare. The hand-written sections above hold those.")
     for run in runs:
         bench = run.benchmark
-        lines += ["", f"#### {bench.name} ({bench.issue})", "", f"{bench.measures}. Ratio: {bench.ratio}.", ""]
+        lines += ["", f"#### {bench.name} ({bench.issue})", "", f"{bench.measures[:1].upper()}{bench.measures[1:]}. Ratio: {bench.ratio}.", ""]
         if run.returncode is None:
             lines.append("Skipped: no smoke configuration (a full run takes long; run it without `--quick`).")
             continue

@@ -66,11 +66,11 @@ def is_rank_zero() -> bool:
     env = os.environ
     if "RANK" in env:
         return int(env["RANK"]) == 0
-    return int(env.get("NODE_RANK", 0)) == 0 and int(env.get("LOCAL_RANK", 0)) == 0
+    return int(env.get("NODE_RANK", "0")) == 0 and int(env.get("LOCAL_RANK", "0")) == 0
 
 
 def run_dir_for(cfg: RunConfig) -> Path:
-    if cfg.name is None and "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+    if cfg.name is None and "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise SeqlabError("every process torchrun starts names its own run folder: give the run a name (name=...) "
                           "so all ranks use the same one")
     name = cfg.name or f"{cfg.task}-{cfg.model.arch}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -22,6 +22,7 @@ import csv
 import logging
 import math
 import os
+import pickle
 import random
 import signal
 import sys
@@ -36,7 +37,13 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
-from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import (
+    Callback,
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    RichProgressBar,
+)
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.plugins.precision import MixedPrecision, Precision
@@ -380,36 +387,8 @@ def fit(
     )
     if loggers and (cfg.lr_schedule != "constant" or cfg.warmup_steps):
         callbacks.append(LearningRateMonitor(logging_interval="step"))
-    precision = resolve_precision(cfg.precision)
-    every_steps = cfg.eval_every_steps if val_loader is not None else None
-    plugins: list[Any] = [AtomicCheckpointIO()]
-    if precision == "bf16-mixed":
-        plugins.append(_BF16Mixed("cuda" if torch.cuda.is_available() else "cpu"))
-    trainer = L.Trainer(
-        max_epochs=cfg.epochs,
-        max_steps=cfg.max_steps or -1,
-        max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,
-        # steps counted across epochs: validation every n steps, and not at each epoch's end
-        val_check_interval=every_steps,
-        check_val_every_n_epoch=None if every_steps else 1,
-        accelerator="auto",
-        devices=cfg.devices,
-        num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy,
-        # seqlab's batch sampler shards itself (see BucketBatchSampler); Lightning would try to
-        # rebuild it around a DistributedSampler
-        use_distributed_sampler=not isinstance(train_loader, ResumableLoader),
-        plugins=plugins,
-        precision=None if precision == "bf16-mixed" else precision,
-        gradient_clip_val=cfg.grad_clip,
-        callbacks=callbacks,
-        logger=logger_list,
-        log_every_n_steps=cfg.log_every_n_steps,
-        enable_progress_bar=progress == "bar",
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=work_dir,
-    )
+    trainer = _make_trainer(cfg, callbacks, logger_list, progress, work_dir, validate=val_loader is not None,
+                            shards_itself=isinstance(train_loader, ResumableLoader))
     started = time.perf_counter()
     try:
         trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from)
@@ -437,13 +416,48 @@ def fit(
     )
 
 
+def _make_trainer(cfg: TrainConfig, callbacks: list[Callback], logger: Any, progress: str, work_dir: Path,
+                  validate: bool, shards_itself: bool) -> L.Trainer:
+    """The Lightning Trainer for `fit`: limits, validation schedule, devices/DDP, precision."""
+    precision = resolve_precision(cfg.precision)
+    every_steps = cfg.eval_every_steps if validate else None
+    plugins: list[Any] = [AtomicCheckpointIO()]
+    if precision == "bf16-mixed":
+        plugins.append(_BF16Mixed("cuda" if torch.cuda.is_available() else "cpu"))
+    return L.Trainer(
+        max_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1,
+        max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,
+        # steps counted across epochs: validation every n steps, and not at each epoch's end
+        val_check_interval=every_steps,
+        check_val_every_n_epoch=None if every_steps else 1,
+        accelerator="auto",
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        # seqlab's batch sampler shards itself (see BucketBatchSampler); Lightning would try to
+        # rebuild it around a DistributedSampler
+        use_distributed_sampler=not shards_itself,
+        plugins=plugins,
+        precision=None if precision == "bf16-mixed" else precision,
+        gradient_clip_val=cfg.grad_clip,
+        callbacks=callbacks,
+        logger=logger,
+        log_every_n_steps=cfg.log_every_n_steps,
+        enable_progress_bar=progress == "bar",
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=work_dir,
+    )
+
+
 def _global_step(checkpoint: Path | None) -> int | None:
     """The optimiser step a checkpoint was taken at; one clear line if it cannot be read."""
     if checkpoint is None:
         return None
     try:
         return int(torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"])
-    except Exception as err:  # torch raises several kinds (pickle, zip, EOF) for a damaged file
+    except (RuntimeError, OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as err:  # (a damaged file)
         reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
         raise SeqlabError(f"{checkpoint} is unreadable ({reason}); the run cannot be resumed from it: "
                           "train it again") from None

@@ -37,8 +37,8 @@ def generate(
     length_penalty: Annotated[float, typer.Option(help="Beam search: score / length^penalty (> 1 favours longer text).")] = 1.0,
     stop: Annotated[Optional[list[str]], typer.Option(help="Stop when the text produces this string (repeatable).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for reproducible sampling.")] = None,
-    dtype: Annotated[str, typer.Option(help="Weights for decoding: fp32; bf16 (CPUs with bf16 instructions); int8 (dynamic quantisation: fastest, but it can cost much perplexity); bf16-int8 (weight-only int8, bf16 activations); auto (bf16-int8 where the CPU has bf16, else fp32). `seqlab bench generate` compares them.")] = "fp32",
-    engine: Annotated[str, typer.Option(help="hf: run the model in transformers; seqlab: run GPT-2-format weights in seqlab's own GPT.")] = "hf",
+    dtype: Annotated[str, typer.Option(help="Weights for decoding: fp32; bf16 (CPUs with bf16 instructions); int8 (dynamic quantisation: fastest, but it can cost much perplexity); bf16-int8 (weight-only int8, bf16 activations); bf16-int4 (weight-only 4-bit groups as llama.cpp's Q4_1, output layer int8, bf16 activations: the fewest bytes); auto (bf16-int8 where the CPU has bf16, else fp32). `seqlab bench generate` compares them.")] = "fp32",
+    engine: Annotated[str, typer.Option(help="hf: run the model in transformers; seqlab: run GPT-2 weights in seqlab's own GPT, Llama weights (smollm2-135m) in seqlab's own Llama (fewer operations per step).")] = "hf",
     input: Annotated[Optional[Path], typer.Option("--input", help="A file with one prompt per line.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per prompt.")] = False,
 ) -> None:

@@ -41,9 +41,11 @@ def scaled_dot_product_attention(
         (output (B, H, Tq, Dv), weights or None). Rows of the weights sum to 1 and masked keys
         get exactly zero weight.
     """
-    grouped = key.size(-3) != query.size(-3)  # grouped-query attention: H_kv key/value heads
+    # grouped-query attention: H_kv key/value heads (a plain bool even while ONNX export traces sizes)
+    grouped = bool(key.size(-3) != query.size(-3))
     if not need_weights:
-        out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, enable_gqa=grouped)
+        extra = {"enable_gqa": True} if grouped else {}
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, **extra)
         return out, None
     if grouped:  # each key/value head serves H / H_kv consecutive query heads
         key = key.repeat_interleave(query.size(-3) // key.size(-3), dim=-3)

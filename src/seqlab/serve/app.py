@@ -248,6 +248,8 @@ def _augment_options(request: Request, options: dict[str, Any]) -> dict[str, Any
 def _attention(pipe: Any, text: str) -> dict:
     """`pipe.attention` as JSON: tokens and per layer (H, T, T) weights, 4 decimals."""
     tokens, layers = pipe.attention(text)
+    if not layers:  # (a transformers encoder on its fused SDPA kernel returns none)
+        raise ApiError(422, "no_attention", f"{pipe.config.model.arch} model {pipe.path.name} returned no attention weights; ask without attention")
     return {"tokens": tokens, "layers": [layer.float().round(decimals=4).tolist() for layer in layers]}
 
 
