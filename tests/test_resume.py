@@ -105,7 +105,8 @@ def kill_mid_epoch(args: list[str], run_dir: Path, timeout_s: float = 240.0) -> 
     return sampler_position(last)
 
 
-@pytest.mark.slow  # three trainings, one in a fresh interpreter: ~30 s on the shared 2-core machine
+# three trainings, one in a fresh interpreter and killed with SIGKILL: ~30 s on the shared 2-core machine;
+# kept in the default run because it is the only proof that nothing is lost
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     data = write_csv(tmp_path / "sentiment.csv", sentiment_rows(400))
     output = tmp_path / "runs"
