@@ -57,6 +57,11 @@ def test_fine_tune_overfit_and_reload(tmp_path, tiny_bert, strategy):
     original = AutoModel.from_pretrained(tiny_bert)
     changed = not torch.equal(encoder.embeddings.word_embeddings.weight, original.embeddings.word_embeddings.weight)
     assert changed == (strategy != "frozen")
+    if strategy == "full":  # the fused (SDPA) encoder still shows its attention weights on request
+        tokens, layers = pipe.attention(texts[0])
+        assert len(layers) == 2 and layers[0].shape[-1] == len(tokens)
+        torch.testing.assert_close(layers[0].sum(-1), torch.ones(layers[0].shape[:-1]))
+        torch.testing.assert_close(pipe.predict_proba(texts), load(run).predict_proba(texts))  # back to SDPA
 
 
 def test_layerwise_learning_rates_decay_downwards(tiny_bert):

@@ -38,10 +38,11 @@ def serve(
     """Serve models over HTTP with a web playground at `/`:
     `seqlab serve --model sentiment=runs/cnn --model ents=en_core_web_sm`.
 
-    One process, models loaded once at start-up. Each model has one inference thread; classify,
-    ner and translate requests that arrive within --batch-wait-ms are run as one batch. Use
-    --threads for PyTorch's threads per batch; for more throughput on a big machine, run
-    several servers on different ports behind a load balancer.
+    One process; each model is loaded once, at start-up, and has one inference thread.
+
+    classify, ner and translate requests arriving within --batch-wait-ms run as one batch (--threads: PyTorch's threads).
+
+    For more throughput on a big machine, run several servers on different ports behind a load balancer.
     """
     import uvicorn
 

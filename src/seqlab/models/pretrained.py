@@ -33,12 +33,29 @@ class HFEncoderClassifier(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, need_weights: bool = False
     ) -> ClassifierOutput:
         """input_ids, attention_mask: (B, T) → logits (B, C); per-layer (B, H, T, T) weights on request."""
-        out = self.encoder(
-            input_ids=input_ids, attention_mask=attention_mask.long(), output_attentions=need_weights, return_dict=True
-        )
-        states = out.last_hidden_state  # (B, T, hidden)
+        if need_weights:
+            return self._forward_with_weights(input_ids, attention_mask)
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask.long(), return_dict=True)
+        return self._classify(out.last_hidden_state, attention_mask, None)
+
+    def _forward_with_weights(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ClassifierOutput:
+        """The fused attention kernel (SDPA, the fast default) never materialises the weights,
+        so transformers returns none with it: run this call with eager attention."""
+        fused = getattr(self.encoder.config, "_attn_implementation", "eager")
+        if fused != "eager":
+            self.encoder.set_attn_implementation("eager")
+        try:
+            out = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask.long(), output_attentions=True, return_dict=True
+            )
+        finally:
+            if fused != "eager":
+                self.encoder.set_attn_implementation(fused)
+        return self._classify(out.last_hidden_state, attention_mask, list(out.attentions))
+
+    def _classify(self, states: torch.Tensor, attention_mask: torch.Tensor, attentions: list | None) -> ClassifierOutput:
+        """states (B, T, hidden) → pooled features → logits (B, C)."""
         features = states[:, 0] if self.pooling == "cls" else masked_pool(states, attention_mask, "mean")
-        attentions = list(out.attentions) if need_weights else None
         return ClassifierOutput(self.head(self.dropout(features)), attentions)
 
     def freeze_encoder(self) -> None:
