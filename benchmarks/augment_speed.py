@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 from seqlab import augment as aug
 from seqlab.data.datasets import load_examples
+from seqlab.tasks import augment as aug_tasks
 
 
 def timed(fn: Callable[[], object], sentences: int, repeats: int) -> dict:
@@ -74,8 +75,8 @@ def main() -> None:
     parser.add_argument("--nlpaug-site", help="a folder with pandas unpacked (nlpaug imports it)")
     args = parser.parse_args()
     texts = [ex.text for ex in load_examples("rt-polarity")[: args.sentences]]
-    aug.analyze(texts[:10], "spacy")  # load spaCy and WordNet outside the clock
-    aug.analyze(texts[:10], "wordnet")
+    aug_tasks.analyze(texts[:10], "spacy")  # load spaCy and WordNet outside the clock
+    aug_tasks.analyze(texts[:10], "wordnet")
     configs = {
         "seqlab synonym, tagger=wordnet": lambda: aug.augment(texts, "synonym", n=1, seed=0, tagger="wordnet"),
         "seqlab eda (tagger=wordnet, as the paper: no POS tagger)": lambda: aug.augment(texts, "eda", n=1, seed=0),

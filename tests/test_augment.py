@@ -26,6 +26,7 @@ from seqlab.config import build_config
 from seqlab.data import wordnet
 from seqlab.data.conll import TaggedSentence, read_conll
 from seqlab.errors import SeqlabError
+from seqlab.tasks import augment as aug_tasks
 
 SEED_DICT = {"happy": ["joyful", "cheerful"], "sad": ["unhappy", "sorrowful"]}
 SEED_TEXT = "I am happy but sometimes sad"
@@ -43,19 +44,19 @@ def one_line_error(result, fragment: str) -> None:
     assert "Traceback" not in result.output
 
 
-def units(text: str) -> list[aug.Unit]:
+def units(text: str) -> list[aug_tasks.Unit]:
     """Hand-made units: every word replaceable except those in CAPS (an entity) and 'the'."""
     out = []
     for word in text.split():
         if word.isupper() and len(word) > 1:
-            out.append(aug.Unit(word, " ", None, True, "ORG"))
+            out.append(aug_tasks.Unit(word, " ", None, True, "ORG"))
         else:
-            out.append(aug.Unit(word, " ", "n", fixed=word == "the"))
+            out.append(aug_tasks.Unit(word, " ", "n", fixed=word == "the"))
     return out
 
 
 def words(us) -> list[str]:
-    return aug.render(us).split()
+    return aug_tasks.render(us).split()
 
 
 # --------------------------------------------------------------------------- the seed's dictionary
@@ -92,7 +93,7 @@ def test_wordnet_synonyms_are_pos_aware_and_keep_entities_and_stop_words():
     variants = api.augment(text, "synonym", n=4, seed=0, tagger="wordnet", rate=0.5)[0]
     for v in variants:
         assert v != text and "Obama" in v and "Paris" in v and " the " in v and " in " in v
-    wn = aug.WordNetSynonyms()
+    wn = aug_tasks.WordNetSynonyms()
     assert "glad" in wn("happy", "a") and "glad" not in wn("happy", "n")
     assert "domestic dogs" in wn("dogs", "n")  # a regular plural noun keeps its ending
     assert wn("ran", "v") == ()  # an inflected verb gets no base-form synonym
@@ -102,30 +103,30 @@ def test_wordnet_synonyms_are_pos_aware_and_keep_entities_and_stop_words():
 # --------------------------------------------------------------------------- EDA, hand-made cases
 
 
-LOOKUP = aug.DictionarySynonyms({"cat": ["feline"], "sat": ["perched"], "mat": ["rug"]})
+LOOKUP = aug_tasks.DictionarySynonyms({"cat": ["feline"], "sat": ["perched"], "mat": ["rug"]})
 
 
 def test_eda_swap_keeps_the_words_and_moves_two():
-    out = aug.eda_variant(units("the cat sat on a mat"), random.Random(0), LOOKUP, "rs", 0.1)
+    out = aug_tasks.eda_variant(units("the cat sat on a mat"), random.Random(0), LOOKUP, "rs", 0.1)
     assert sorted(words(out)) == sorted(["the", "cat", "sat", "on", "a", "mat"]) and words(out) != ["the", "cat", "sat", "on", "a", "mat"]
     assert sum(a != b for a, b in zip(words(out), ["the", "cat", "sat", "on", "a", "mat"])) == 2
 
 
 def test_eda_deletion_never_deletes_everything_or_an_entity():
-    out = aug.eda_variant(units("cat sat ACME mat"), random.Random(0), LOOKUP, "rd", 1.0)
+    out = aug_tasks.eda_variant(units("cat sat ACME mat"), random.Random(0), LOOKUP, "rd", 1.0)
     assert words(out) == ["ACME"]  # every word may go but the entity
-    alone = aug.eda_variant(units("cat sat mat"), random.Random(0), LOOKUP, "rd", 1.0)
+    alone = aug_tasks.eda_variant(units("cat sat mat"), random.Random(0), LOOKUP, "rd", 1.0)
     assert len(words(alone)) == 1
 
 
 def test_eda_insertion_and_replacement_use_synonyms():
-    inserted = aug.eda_variant(units("the cat sat on the mat"), random.Random(1), LOOKUP, "ri", 0.4)
+    inserted = aug_tasks.eda_variant(units("the cat sat on the mat"), random.Random(1), LOOKUP, "ri", 0.4)
     assert len(words(inserted)) == 8  # max(1, int(0.4 * 6)) = 2 new words
     new = list(words(inserted))
     for w in ["the", "cat", "sat", "on", "the", "mat"]:
         new.remove(w)
     assert set(new) <= {"feline", "perched", "rug"}
-    replaced = aug.eda_variant(units("the cat sat on the mat"), random.Random(1), LOOKUP, "sr", 0.5)
+    replaced = aug_tasks.eda_variant(units("the cat sat on the mat"), random.Random(1), LOOKUP, "sr", 0.5)
     assert len(words(replaced)) == 6 and sum(w in ("feline", "perched", "rug") for w in words(replaced)) == 3
 
 

@@ -44,6 +44,15 @@ def test_tour_toy_step_reproduces_the_course(tmp_path):
     assert line.startswith("toy LSTM: 2/2")
 
 
+def test_tour_augmentation_step_reproduces_the_course(tmp_path):
+    from seqlab.tour import synonym_augmentation
+
+    out = tmp_path / "out.txt"
+    line = synonym_augmentation(tmp_path, Console(file=open(out, "w"), width=200))
+    assert "(includes the course's 'I am cheerful but sometimes unhappy')" in line
+    assert out.read_text().count("Apple's") >= 9  # the review and its 4 + 4 variants, the entity kept
+
+
 def test_learning_curve_over_training_sizes(tmp_path):
     data = write_csv(tmp_path / "d.csv", sentiment_rows(150))
     rows, folder = api.compare({"data": {"train": str(data)}}, ["cnn"], ["model.preset=tiny", "train.epochs=1"],

@@ -308,9 +308,9 @@ def augment(texts: str | Sequence[str], method: str = "synonym", n: int = 4, see
 
 def augment_methods() -> tuple[str, ...]:
     """The methods `augment` takes (for clients that offer a choice, such as the server)."""
-    from seqlab import augment as augmentation
+    from seqlab.tasks.augment import METHODS
 
-    return augmentation.METHODS
+    return METHODS
 
 
 def _resumable(run_dir: Path) -> runs.RunFiles:

@@ -1,8 +1,7 @@
 """`seqlab tour`: the course's practical tasks, one after another, on real data.
 
 Each step trains what the course sheet builds, prints what it achieved and saves its plots under
-the tour folder. Later tasks (generation, NER, translation, augmentation) append their steps to
-`STEPS`.
+the tour folder. `STEPS` lists them in order; a new task adds its step there.
 """
 
 from __future__ import annotations
@@ -168,15 +167,6 @@ def spacy_ner(out: Path, console: Console) -> str:
     return f"spaCy en_core_web_sm found {len(pairs)} entities ({verdict}); displaCy page {page}"
 
 
-STEPS: list[tuple[str, Callable[[Path, Console], str]]] = [
-    ("1. LSTM text classifier on the course's five sentences", toy_lstm),
-    ("2. The course's CNN sentiment model on real movie reviews", course_cnn),
-    ("3. A Transformer encoder from scratch, with its attention", transformer_attention),
-    ("4. LSTM vs BiLSTM vs CNN vs Transformer, side by side", architecture_comparison),
-    ("5. A word-level LSTM language model continues 'I love'", rnn_generation),
-    ("6. GPT-style sampling from a pretrained causal LM", gpt_sampling),
-    ("7. Named entities with spaCy's en_core_web_sm", spacy_ner),
-]
 
 
 # A held-out-style number whose French needs reordering and agreement: "quatre-vingts" loses its
@@ -205,7 +195,38 @@ def translation_attention(out: Path, console: Console) -> str:
             f"BLEU {metrics['bleu']:.1f} ({metrics['examples']:,} held-out numbers, beam {metrics['beam']})")
 
 
-STEPS.append((f"{len(STEPS) + 1}. An attention seq2seq writes numbers in French, and shows its alignments", translation_attention))
+SEED_SYNONYMS = {"happy": ["joyful", "cheerful"], "sad": ["unhappy", "sorrowful"]}
+SEED_SENTENCE = "I am happy but sometimes sad"
+SEED_EXPECTED = "I am cheerful but sometimes unhappy"  # the course's printed output
+
+
+def synonym_augmentation(out: Path, console: Console) -> str:
+    """The course's dictionary replacement, then the same idea with WordNet 3.0 (entities and
+    stop words kept) and EDA, each 4 seeded variants."""
+    variants = api.augment(SEED_SENTENCE, method="synonym", n=4, seed=0, synonyms=SEED_SYNONYMS)[0]
+    console.print(f"  course dictionary {SEED_SYNONYMS}: {SEED_SENTENCE!r}")
+    for variant in variants:
+        console.print(f"    {variant}")
+    review = "Apple's new film is a happy surprise, sharp and warm"
+    for method in ("synonym", "eda"):
+        console.print(f"  {method} (WordNet): {review!r}")
+        for variant in api.augment(review, method=method, n=4, seed=0)[0]:
+            console.print(f"    {variant}")
+    found = "includes" if SEED_EXPECTED in variants else "does not include"
+    return f"the course's synonym dictionary gives {len(variants)} variants ({found} the course's {SEED_EXPECTED!r}); WordNet synonym and EDA variants above"
+
+
+STEPS: list[tuple[str, Callable[[Path, Console], str]]] = [
+    ("1. LSTM text classifier on the course's five sentences", toy_lstm),
+    ("2. The course's CNN sentiment model on real movie reviews", course_cnn),
+    ("3. A Transformer encoder from scratch, with its attention", transformer_attention),
+    ("4. LSTM vs BiLSTM vs CNN vs Transformer, side by side", architecture_comparison),
+    ("5. A word-level LSTM language model continues 'I love'", rnn_generation),
+    ("6. GPT-style sampling from a pretrained causal LM", gpt_sampling),
+    ("7. Named entities with spaCy's en_core_web_sm", spacy_ner),
+    ("8. An attention seq2seq writes numbers in French, and shows its alignments", translation_attention),
+    ("9. Synonym augmentation: the course's dictionary, then WordNet and EDA", synonym_augmentation),
+]
 
 
 def run_tour(out: Path, console: Console) -> list[str]:
