@@ -16,7 +16,8 @@ TINY = bench.BenchSettings(new_tokens=6, prompt_tokens=4, repeats=1, threads=1, 
 
 def test_bench_rows_have_every_field_and_seqlab_fp32_matches_hf():
     rows = bench.bench_generate(["gpt2-tiny"], settings=TINY)
-    assert [r["path"] for r in rows] == list(bench.PATHS)  # hf-fp32 first, no-cache included for GPT-2 shapes
+    assert [r["path"] for r in rows] == bench.default_paths("gpt2-tiny")  # hf-fp32 first, no-cache included for GPT-2 shapes
+    assert "seqlab-bf16-int4-compiled" not in bench.default_paths("gpt2-tiny")  # minutes of compilation: only when named
     for row in rows:
         assert row["model"] == "gpt2-tiny" and row["threads"] == 1 and len(row["seconds"]) == 1
         assert row["tokens_per_s"] > 0 and row["ms_per_token"] > 0 and row["speedup_vs_hf"] > 0

@@ -112,3 +112,17 @@ def test_bf16_int4_dtype_decodes(tiny_llama):
     assert layers, "no linear layer was quantized"
     tokens = decoding.generate(pipeline.model, torch.tensor([[1, 5, 6]]), config=decoding.GenerationConfig(max_new_tokens=4))
     assert len(tokens[0]) == 4
+
+
+def test_compile_needs_seqlab_models(tiny_llama):
+    with pytest.raises(SeqlabError, match="compile works on seqlab's GPT and Llama"):
+        generation.load_generator(str(tiny_llama), engine="hf", compile=True)
+
+
+@pytest.mark.slow  # torch.compile: ~1 min on the shared 2-core machine
+def test_compiled_llama_decodes_the_same_tokens(tiny_llama):
+    eager = generation.load_generator(str(tiny_llama), engine="seqlab")
+    fast = generation.load_generator(str(tiny_llama), engine="seqlab", compile=True)
+    prompt = torch.tensor([[1, 5, 6, 7]])
+    config = decoding.GenerationConfig(max_new_tokens=6)
+    assert decoding.generate(fast.model, prompt, config=config) == decoding.generate(eager.model, prompt, config=config)

@@ -218,11 +218,12 @@ def fill_mask(run: str | Path, text: str, top_k: int = 5) -> list[list[dict]]:
     return pretraining.load_masked_lm(run).fill_mask(text, top_k)
 
 
-def load_generator(spec: str | Path, dtype: str = "fp32", engine: str = "hf") -> generation.GeneratorPipeline:
+def load_generator(spec: str | Path, dtype: str = "fp32", engine: str = "hf", compile: bool = False) -> generation.GeneratorPipeline:
     """A language model to generate with: an `lm` run folder, a built-in (`smollm2-135m`), a
     transformers folder or a hub id (`gpt2`, where the hub is reachable); `engine="seqlab"` runs
-    GPT-2 weights in seqlab's own GPT."""
-    return generation.load_generator(spec, dtype, engine)
+    GPT-2 and Llama weights in seqlab's own GPT / Llama; `compile=True` compiles seqlab's model
+    (faster steps after a compilation of minutes)."""
+    return generation.load_generator(spec, dtype, engine, compile)
 
 
 def generate(model: str | Path, prompts: str | Sequence[str], **settings) -> list[str]:

@@ -51,6 +51,7 @@ class DecodePath:
     engine: str  # "hf" (transformers generate) or "seqlab" (seqlab.decoding)
     dtype: str  # a `generation.DTYPES` key
     cache: bool = True
+    compile: bool = False  # torch.compile seqlab's model (the warm-up pays the compilation)
 
 
 PATHS = {
@@ -63,6 +64,7 @@ PATHS = {
         DecodePath("seqlab-int8", "seqlab", "int8"),
         DecodePath("seqlab-bf16-int8", "seqlab", "bf16-int8"),
         DecodePath("seqlab-bf16-int4", "seqlab", "bf16-int4"),
+        DecodePath("seqlab-bf16-int4-compiled", "seqlab", "bf16-int4", compile=True),
     )
 }
 
@@ -76,9 +78,10 @@ MODELS = [*GPT2_SHAPES, "smollm2-135m"]
 
 
 def default_paths(model: str) -> list[str]:
-    """Every path; without a cache only for the GPT-2 shapes (recomputing a 30-layer model at
-    every step takes minutes per run and shows nothing new)."""
-    return [name for name, p in PATHS.items() if p.cache or model in GPT2_SHAPES]
+    """Every path but the compiled one (its compilation takes minutes; name it in `--paths`);
+    without a cache only for the GPT-2 shapes (recomputing a 30-layer model at every step takes
+    minutes per run and shows nothing new)."""
+    return [name for name, p in PATHS.items() if not p.compile and (p.cache or model in GPT2_SHAPES)]
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,8 @@ class _Runner:
         # seqlab's own GPT (GPT-2 shapes) or Llama (SmolLM2) with the same weights
         hf_model = generation._as_seqlab_gpt(hf_model, model)
         self.model = generation.with_dtype(hf_model, path.dtype)
+        if path.compile:
+            generation.compiled(self.model)
         self.lm = decoding.as_incremental(self.model) if path.cache else _Recompute(self.model)
 
     def decode(self, new_tokens: int | None = None) -> list[int]:

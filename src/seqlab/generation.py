@@ -134,22 +134,42 @@ class GeneratorPipeline:
         return lm.evaluate(self.model, self.codec.encode_stream(text), len(text), min(block, 1024))
 
 
-def load_generator(spec: str | Path, dtype: str = "fp32", engine: str = "hf") -> GeneratorPipeline:
+def load_generator(spec: str | Path, dtype: str = "fp32", engine: str = "hf", compile: bool = False) -> GeneratorPipeline:
     """An `lm` run folder, a built-in causal LM (smollm2-135m), a transformers folder or a hub id.
 
     `engine="seqlab"` runs GPT-2 weights in seqlab's own GPT and Llama weights (SmolLM2) in
     seqlab's own Llama (same logits as transformers) instead of the transformers model.
+    `compile=True` compiles seqlab's model with `torch.compile` (see `compiled`).
     """
     if engine not in ("hf", "seqlab"):
         raise SeqlabError(f"unknown engine {engine!r}; choose hf (transformers) or seqlab (seqlab's own GPT / Llama)")
     dtype = resolve_dtype(dtype)
     path = Path(spec)
     if (path / runs.CONFIG).is_file():
-        return _load_run(path, dtype)
-    model, codec = lm.load_pretrained_lm(str(spec))
-    if engine == "seqlab":
-        model = _as_seqlab_gpt(model, str(spec))
-    return GeneratorPipeline(with_dtype(model, dtype), codec, str(spec))
+        pipeline = _load_run(path, dtype)
+    else:
+        model, codec = lm.load_pretrained_lm(str(spec))
+        if engine == "seqlab":
+            model = _as_seqlab_gpt(model, str(spec))
+        pipeline = GeneratorPipeline(with_dtype(model, dtype), codec, str(spec))
+    if compile:
+        compiled(pipeline.model)
+    return pipeline
+
+
+def compiled(model: nn.Module) -> nn.Module:
+    """seqlab's GPT or Llama with its `forward` compiled by `torch.compile` (dynamic shapes: the
+    KV cache grows every step), in place. A 30-layer model at batch 1 spends most of a step on
+    per-operation overhead, which the compiled graph removes; the first calls of each new input
+    shape (the prompt, then single tokens) pay the compilation, minutes on a small CPU."""
+    from seqlab.models.gpt import GPT
+    from seqlab.models.llama import Llama
+
+    if not isinstance(model, (GPT, Llama)):
+        raise SeqlabError(f"compile works on seqlab's GPT and Llama; for a {type(model).__name__} use --engine seqlab "
+                          "(GPT-2 and Llama weights) or a GPT run")
+    model.forward = torch.compile(model.forward, dynamic=True)
+    return model
 
 
 def _as_seqlab_gpt(model: nn.Module, name: str) -> nn.Module:

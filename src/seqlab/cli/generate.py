@@ -39,6 +39,7 @@ def generate(
     seed: Annotated[Optional[int], typer.Option(help="Seed for reproducible sampling.")] = None,
     dtype: Annotated[str, typer.Option(help="Weights for decoding: fp32; bf16 (CPUs with bf16 instructions); int8 (dynamic quantisation: fastest, but it can cost much perplexity); bf16-int8 (weight-only int8, bf16 activations); bf16-int4 (weight-only 4-bit groups as llama.cpp's Q4_1, output layer int8, bf16 activations: the fewest bytes); auto (bf16-int8 where the CPU has bf16, else fp32). `seqlab bench generate` compares them.")] = "fp32",
     engine: Annotated[str, typer.Option(help="hf: run the model in transformers; seqlab: run GPT-2 weights in seqlab's own GPT, Llama weights (smollm2-135m) in seqlab's own Llama (fewer operations per step).")] = "hf",
+    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile seqlab's model (with --engine seqlab or an lm run): faster steps after minutes of compilation; for long or repeated generation.")] = False,
     input: Annotated[Optional[Path], typer.Option("--input", help="A file with one prompt per line.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per prompt.")] = False,
 ) -> None:
@@ -62,7 +63,7 @@ def generate(
                 "stop": stop or [], "seed": seed}
     settings.update({k: v for k, v in {"temperature": temperature, "top_k": top_k, "top_p": top_p}.items() if v is not None})
     GenerationConfig.create(**settings)  # a bad setting fails before the model loads (seconds for a large one)
-    pipe = api.load_generator(model, dtype=dtype, engine=engine)
+    pipe = api.load_generator(model, dtype=dtype, engine=engine, compile=compile_model)
     if len(texts) == 1 and num_beams == 1 and not as_json:
         _out.print(texts[0], end="", style="bold")
         for piece in pipe.stream(texts[0], **settings):
