@@ -8,8 +8,9 @@ touches them alike; the median repeat is reported.
 
 Paths (`PATHS`): `hf-fp32` is `transformers` `generate` in float32, the reference; the `seqlab-*`
 paths run `seqlab.decoding.generate` with the weights converted by `generation.with_dtype`.
-GPT-2-format models run in seqlab's own GPT (`GPT.from_gpt2`), others (SmolLM2) as the
-transformers model driven by seqlab's decoding loop (`decoding.HFCausalLM`).
+GPT-2-format models run in seqlab's own GPT (`GPT.from_gpt2`), Llama models (SmolLM2) in
+seqlab's own Llama (`Llama.from_llama`); the `-compiled` paths also compile it with
+`torch.compile` (their warm-up decodes the full length, paying every compilation).
 `seqlab-fp32-nocache` recomputes the whole sequence at every step.
 
 Models (`MODELS`): `gpt2-shapes` is GPT-2 small's configuration with random weights (seeded; fine
@@ -64,6 +65,7 @@ PATHS = {
         DecodePath("seqlab-int8", "seqlab", "int8"),
         DecodePath("seqlab-bf16-int8", "seqlab", "bf16-int8"),
         DecodePath("seqlab-bf16-int4", "seqlab", "bf16-int4"),
+        DecodePath("seqlab-fp32-compiled", "seqlab", "fp32", compile=True),
         DecodePath("seqlab-bf16-int4-compiled", "seqlab", "bf16-int4", compile=True),
     )
 }
@@ -131,6 +133,12 @@ class _Runner:
                 )
             return out[0, self.prompt.size(1) :].tolist()
         return decoding.generate(self.lm, self.prompt, None, decoding.GenerationConfig(max_new_tokens=n))[0]
+
+    def warm_up(self) -> None:
+        """Decode once untimed: 16 tokens, or for a compiled path the full length, so that every
+        recompilation (torch.compile specialises the first lengths it sees, then turns them
+        dynamic) happens before the clock runs."""
+        self.decode(self.settings.new_tokens if self.path.compile else min(16, self.settings.new_tokens))
 
     def timed(self, isolated: bool) -> dict[str, Any]:
         reset = isolated and _reset_peak_rss()
@@ -277,7 +285,7 @@ def _serve(conn: Any, model: str, path: DecodePath, settings: BenchSettings, inp
             if command == "stop":
                 return
             if command == "warmup":
-                runner.decode(min(16, settings.new_tokens))
+                runner.warm_up()
                 result = None
             elif command == "timed":
                 result = runner.timed(isolated=True)
@@ -330,7 +338,7 @@ class _InProcess:
 
     def call(self, command: str) -> Any:
         if command == "warmup":
-            return self.runner.decode(min(16, self.runner.settings.new_tokens))
+            return self.runner.warm_up()
         if command == "timed":
             return self.runner.timed(isolated=False)
         return self.runner.perplexity()

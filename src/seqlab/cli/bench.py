@@ -31,7 +31,7 @@ log = logging.getLogger("seqlab")
 @handle_errors
 def generate_cmd(
     models: Annotated[str, typer.Option(help="Comma-separated: gpt2-shapes (GPT-2 small, random weights), smollm2-135m (real weights), gpt2-tiny.")] = "gpt2-shapes,smollm2-135m",
-    paths: Annotated[Optional[str], typer.Option(help="Comma-separated paths (default: all; no-cache only for GPT-2 shapes): hf-fp32, seqlab-fp32, seqlab-fp32-nocache, seqlab-bf16, seqlab-int8, seqlab-bf16-int8, seqlab-bf16-int4, and seqlab-bf16-int4-compiled (torch.compile; minutes to compile, only when named).", show_default=False)] = None,
+    paths: Annotated[Optional[str], typer.Option(help="Comma-separated paths (default: all; no-cache only for GPT-2 shapes): hf-fp32, seqlab-fp32, seqlab-fp32-nocache, seqlab-bf16, seqlab-int8, seqlab-bf16-int8, seqlab-bf16-int4, and seqlab-fp32-compiled, seqlab-bf16-int4-compiled (torch.compile; minutes to compile, only when named).", show_default=False)] = None,
     repeats: Annotated[int, typer.Option(help="Timed runs per path (after one warm-up); the median is reported.")] = 3,
     new_tokens: Annotated[int, typer.Option(help="Greedy tokens to generate per run.")] = 128,
     prompt_tokens: Annotated[int, typer.Option(help="Prompt length in tokens.")] = 32,

@@ -73,7 +73,9 @@ class LearnedPositions(nn.Module):
     def at(self, position_ids: torch.Tensor) -> torch.Tensor:
         """Vectors by position id: (B, T) long → (B, T, d_model). For rows that do not start at
         position 0 (a decoder's KV cache, left padding)."""
-        if position_ids.numel() and int(position_ids.max()) >= self.embedding.num_embeddings:
+        # the check reads a value back from the tensor, which would break a compiled graph in two
+        checked = not torch.compiler.is_compiling()
+        if checked and position_ids.numel() and int(position_ids.max()) >= self.embedding.num_embeddings:
             raise ValueError(
                 f"position {int(position_ids.max())} exceeds max_len={self.embedding.num_embeddings} "
                 "(learned positions cover 0..max_len-1)"
