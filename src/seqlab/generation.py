@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from seqlab import decoding, runs
-from seqlab.config import RunConfig, load_config
+from seqlab.config import RunConfig
 from seqlab.data.tokenize import load_tokenizer
 from seqlab.errors import SeqlabError
 from seqlab.tasks import lm
@@ -190,12 +190,7 @@ def _as_seqlab_gpt(model: nn.Module, name: str) -> nn.Module:
 
 
 def _load_run(path: Path, dtype: str = "fp32") -> GeneratorPipeline:
-    cfg = load_config(path / runs.CONFIG)
-    if cfg.task != "lm":
-        raise SeqlabError(f"run {path} is a {cfg.task} run; text generation needs an lm run (seqlab train lm)")
-    if not (path / runs.WEIGHTS).is_file():
-        raise SeqlabError(f"run {path} did not finish (no {runs.WEIGHTS}); continue it with `seqlab train --resume {path}`")
-    runs.check_finished(path)
+    cfg = runs.finished_config(path, "lm", "text generation")
     if cfg.model.arch == "hf":
         model, codec = lm.load_pretrained_lm(str(path))
         return GeneratorPipeline(with_dtype(model, dtype), codec, str(path), cfg)

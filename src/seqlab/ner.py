@@ -39,7 +39,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from seqlab import hub, runs
-from seqlab.config import RunConfig, load_config
+from seqlab.config import RunConfig
 from seqlab.data.conll import SILVER_NER, TaggedSentence, load_tagged, tags_to_spans
 from seqlab.data.spacy_models import (
     DEFAULT_PIPELINE,
@@ -229,14 +229,7 @@ def load_ner(spec: str | Path = DEFAULT_PIPELINE) -> SpacyNER | TaggerPipeline:
 def load_tagger(path: str | Path) -> TaggerPipeline:
     """Open a finished tag run folder; its predictions equal those made right after training."""
     path = Path(path)
-    if not (path / runs.CONFIG).is_file():
-        raise SeqlabError(f"{path} is not a seqlab run folder (no {runs.CONFIG}); train one with `seqlab train tag`")
-    cfg = load_config(path / runs.CONFIG)
-    if cfg.task != "tag":
-        raise SeqlabError(f"run {path} is a {cfg.task} run, not a tagger; train one with `seqlab train tag`")
-    if not (path / runs.WEIGHTS).is_file():
-        raise SeqlabError(f"run {path} did not finish (no {runs.WEIGHTS}); continue it with `seqlab train --resume {path}`")
-    runs.check_finished(path)
+    cfg = runs.finished_config(path, "tag", "the tagger")
     tokenizer, names = load_tokenizer(path / runs.TOKENIZER), runs.read_labels(path)
     pretrained = cfg.model.arch == "hf"
     if pretrained and not (path / runs.ENCODER / "config.json").is_file():

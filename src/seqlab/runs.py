@@ -256,6 +256,23 @@ def finish_run(run_dir: Path) -> None:
     write_json(run_dir / COMPLETE, {"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files})
 
 
+def finished_config(path: str | Path, task: str, purpose: str) -> RunConfig:
+    """The config of a finished run folder of `task`, or one line naming what is wrong: not a
+    run folder, a run of another task (`purpose` says what needed this one), not finished."""
+    run_dir = Path(path)
+    if not (run_dir / CONFIG).is_file():
+        raise SeqlabError(f"{run_dir} is not a seqlab run folder (no {CONFIG}); train one with `seqlab train {task}`")
+    cfg = load_config(run_dir / CONFIG)
+    if cfg.task != task:
+        article = "an" if task == "lm" else "a"
+        raise SeqlabError(f"run {run_dir} is a {cfg.task} run, not {article} {task} run: {purpose} needs one "
+                          f"(seqlab train {task})")
+    if not (run_dir / WEIGHTS).is_file():
+        raise SeqlabError(f"run {run_dir} did not finish (no {WEIGHTS}); continue it with `seqlab train --resume {run_dir}`")
+    check_finished(run_dir)
+    return cfg
+
+
 def check_finished(run_dir: Path) -> None:
     """Refuse a run folder that did not finish, or whose files were cut short or changed size
     since (a crash, a partial copy): one line naming the problem.

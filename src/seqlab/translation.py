@@ -30,7 +30,7 @@ from torch import nn
 
 from seqlab import plots, runs
 from seqlab.alignment_page import write_alignment_page
-from seqlab.config import RunConfig, load_config
+from seqlab.config import RunConfig
 from seqlab.data.parallel import Pair
 from seqlab.data.tokenize import load_tokenizer
 from seqlab.errors import SeqlabError
@@ -143,14 +143,7 @@ class TranslatorPipeline:
 def load_translator(path: str | Path) -> TranslatorPipeline:
     """Open a finished `translate` run folder; its translations equal those made right after training."""
     run_dir = Path(path)
-    if not (run_dir / runs.CONFIG).is_file():
-        raise SeqlabError(f"{run_dir} is not a seqlab run folder (no {runs.CONFIG}); train one with `seqlab train translate`")
-    cfg = load_config(run_dir / runs.CONFIG)
-    if cfg.task != "translate":
-        raise SeqlabError(f"run {run_dir} is a {cfg.task} run; translation needs a translate run (seqlab train translate)")
-    if not (run_dir / runs.WEIGHTS).is_file():
-        raise SeqlabError(f"run {run_dir} did not finish (no {runs.WEIGHTS}); continue it with `seqlab train --resume {run_dir}`")
-    runs.check_finished(run_dir)
+    cfg = runs.finished_config(run_dir, "translate", "translation")
     vocab = _read_vocabularies(run_dir)
     model = translate.build_model(cfg, vocab.source.get_vocab_size(), vocab.target.get_vocab_size())
     runs.load_weights(model, run_dir / runs.WEIGHTS)

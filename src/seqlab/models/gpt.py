@@ -139,6 +139,55 @@ def _grow(buffer: torch.Tensor, needed: int) -> torch.Tensor:
     return grown
 
 
+def decoder_inputs(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    cache: KVCache | None,
+    position_ids: torch.Tensor | None,
+    use_cache: bool,
+) -> tuple[KVCache | None, torch.Tensor, torch.Tensor | None]:
+    """The bookkeeping every decoder's `forward` shares (seqlab's GPT and Llama): the cache (a
+    new `KVCache` with `use_cache`), the positions (B, T) and the attention mask.
+
+    Positions default, with a mask, to the count of real tokens before each position
+    (`cumsum - 1`, clamped at 0, so a left-padded row starts at 0); without one, to
+    T_past..T_past + T - 1. Returns (cache, position_ids (B, T), mask as `decoding_mask`).
+
+    Raises:
+        ValueError: a mask that does not cover T_past + T positions.
+    """
+    batch, length = input_ids.shape
+    if cache is None and use_cache:
+        cache = KVCache()
+    past = cache.length if cache is not None else 0
+    total = past + length
+    if attention_mask is not None:
+        if attention_mask.shape != (batch, total):
+            raise ValueError(
+                f"attention_mask is {tuple(attention_mask.shape)}; it must cover the cached and "
+                f"the new positions: ({batch}, {total})"
+            )
+        attention_mask = attention_mask.bool()
+    if position_ids is None:
+        if attention_mask is None:
+            position_ids = torch.arange(past, total, device=input_ids.device).expand(batch, length)
+        else:
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)[:, past:]  # (B, T)
+    return cache, position_ids, decoding_mask(attention_mask, length, total, input_ids.device)
+
+
+def output_logits(model: nn.Module, x: torch.Tensor, logits_to_keep: int) -> torch.Tensor:
+    """A decoder's last states (B, T, d) → logits (B, T_kept, V): only the last `logits_to_keep`
+    positions (0: all; decoding needs one, and the output layer is the costliest product), through
+    `model.final_norm` and `model.lm_head`, or the token embedding when the weights are tied."""
+    if logits_to_keep:
+        x = x[:, -logits_to_keep:]
+    x = model.final_norm(x)
+    if model.lm_head is None:  # tied: the token embedding is the output layer
+        return F.linear(x, model.token_embedding.weight)
+    return model.lm_head(x)  # its own layer (which inference may have replaced by a quantised one)
+
+
 def decoding_mask(
     attention_mask: torch.Tensor | None, length: int, total: int, device: torch.device
 ) -> torch.Tensor | None:
@@ -295,42 +344,17 @@ class GPT(nn.Module):
             ValueError: a mask that does not cover T_past + T positions, or a position beyond
                 `max_len` with learned positions.
         """
-        batch, length = input_ids.shape
-        if cache is None and use_cache:
-            cache = KVCache()
-        past = cache.length if cache is not None else 0
-        total = past + length
-        if attention_mask is not None:
-            if attention_mask.shape != (batch, total):
-                raise ValueError(
-                    f"attention_mask is {tuple(attention_mask.shape)}; it must cover the cached and "
-                    f"the new positions: ({batch}, {total})"
-                )
-            attention_mask = attention_mask.bool()
-        if position_ids is None:
-            if attention_mask is None:
-                position_ids = torch.arange(past, total, device=input_ids.device).expand(batch, length)
-            else:
-                position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)[:, past:]  # (B, T)
-
+        cache, position_ids, mask = decoder_inputs(input_ids, attention_mask, cache, position_ids, use_cache)
         x = self.token_embedding(input_ids) * self.embed_scale + self.positions.at(position_ids)  # (B, T, d)
         x = self.dropout(x)
-        mask = decoding_mask(attention_mask, length, total, input_ids.device)  # (T, T_all), (B, T, T_all) or None
         attentions = [] if need_weights else None
         for i, block in enumerate(self.blocks):
             x, weights = block(x, mask, cache.layer(i) if cache is not None else None, need_weights)
             if need_weights:
                 attentions.append(weights)
         if cache is not None:
-            cache.advance(length)
-        if logits_to_keep:
-            x = x[:, -logits_to_keep:]  # (B, T_kept, d): the output layer is the costliest product
-        x = self.final_norm(x)
-        if self.lm_head is None:  # tied: the token embedding is the output layer
-            logits = F.linear(x, self.token_embedding.weight)  # (B, T, V)
-        else:  # its own layer (which inference may have replaced by a quantised one)
-            logits = self.lm_head(x)
-        return LMOutput(logits, cache, attentions)
+            cache.advance(input_ids.size(1))
+        return LMOutput(output_logits(self, x, logits_to_keep), cache, attentions)
 
     @classmethod
     def from_gpt2(cls, source: Any, config: Any = None) -> GPT:

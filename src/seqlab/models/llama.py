@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqlab.models.attention import scaled_dot_product_attention
-from seqlab.models.gpt import KVCache, _LayerCache, decoding_mask
+from seqlab.models.gpt import KVCache, _LayerCache, decoder_inputs, output_logits
 from seqlab.models.outputs import LMOutput
 
 
@@ -154,36 +154,17 @@ class Llama(nn.Module):
         logits_to_keep: int = 0,
     ) -> LMOutput:
         """input_ids (B, T) → `LMOutput(logits (B, T, V), cache, attentions)`; see `GPT.forward`."""
-        batch, length = input_ids.shape
-        if cache is None and use_cache:
-            cache = KVCache()
-        past = cache.length if cache is not None else 0
-        total = past + length
-        if attention_mask is not None:
-            if attention_mask.shape != (batch, total):
-                raise ValueError(f"attention_mask is {tuple(attention_mask.shape)}; it must cover the cached and "
-                                 f"the new positions: ({batch}, {total})")
-            attention_mask = attention_mask.bool()
-        if position_ids is None:
-            if attention_mask is None:
-                position_ids = torch.arange(past, total, device=input_ids.device).expand(batch, length)
-            else:
-                position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)[:, past:]  # (B, T)
+        cache, position_ids, mask = decoder_inputs(input_ids, attention_mask, cache, position_ids, use_cache)
         x = self.token_embedding(input_ids)  # (B, T, d)
         rotary = self.rotary(position_ids, x.dtype)
-        mask = decoding_mask(attention_mask, length, total, input_ids.device)
         attentions = [] if need_weights else None
         for i, block in enumerate(self.blocks):
             x, weights = block(x, rotary, mask, cache.layer(i) if cache is not None else None, need_weights)
             if need_weights:
                 attentions.append(weights)
         if cache is not None:
-            cache.advance(length)
-        if logits_to_keep:
-            x = x[:, -logits_to_keep:]
-        x = self.final_norm(x)
-        logits = F.linear(x, self.token_embedding.weight) if self.lm_head is None else self.lm_head(x)
-        return LMOutput(logits, cache, attentions)
+            cache.advance(input_ids.size(1))
+        return LMOutput(output_logits(self, x, logits_to_keep), cache, attentions)
 
     @classmethod
     def from_llama(cls, source: Any) -> Llama:
