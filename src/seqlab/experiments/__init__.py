@@ -15,6 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+# What a `--quick` run's verdict says: it checks that the experiment runs, not the claim.
+QUICK_VERDICT = "quick run: the table's shape only, too small a budget for a verdict"
+
+
 @dataclass
 class ExperimentResult:
     """What an experiment measured: a table (column names + rows) and the files it wrote."""

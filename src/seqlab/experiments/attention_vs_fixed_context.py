@@ -25,7 +25,7 @@ from torch import nn
 
 from seqlab.config import RunConfig
 from seqlab.data.parallel import Pair
-from seqlab.experiments import ExperimentResult
+from seqlab.experiments import QUICK_VERDICT, ExperimentResult
 from seqlab.tasks import translate, translate_compare
 
 NAME = "attention-vs-fixed-context"
@@ -122,7 +122,7 @@ def _mean(buckets: list[dict[str, float]]) -> float:
 def verdict(rows: list[list], quick: bool) -> str:
     """Does the fixed context fall behind with length, and attention not?"""
     if quick:
-        return "quick run: the table's shape only, too small a budget for a verdict"
+        return QUICK_VERDICT
     parts, confirmed = [], True
     for hidden in dict.fromkeys(r[1] for r in rows):
         plain, attn = (next(r for r in rows if r[1] == hidden and r[0] == e) for e in ENTRIES)

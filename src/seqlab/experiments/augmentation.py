@@ -23,7 +23,7 @@ from pathlib import Path
 
 from seqlab.data.readers import Example
 from seqlab.errors import SeqlabError
-from seqlab.experiments import ExperimentResult
+from seqlab.experiments import QUICK_VERDICT, ExperimentResult
 
 log = logging.getLogger("seqlab")
 
@@ -147,7 +147,7 @@ def summarise(results: list[dict]) -> list[list]:
 def verdict(rows: list[list], quick: bool) -> str:
     """Per cell: helps (better on every seed), hurts (worse on every seed) or mixed."""
     if quick:
-        return "quick run: the table's shape only, too small a budget for a verdict"
+        return QUICK_VERDICT
     lines = []
     for size, method, arch, _, runs, _, _, delta, delta_std, better in rows:
         if delta == "":

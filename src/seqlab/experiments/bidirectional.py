@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from seqlab.experiments import ExperimentResult
+from seqlab.experiments import QUICK_VERDICT, ExperimentResult
 from seqlab.experiments.synthetic import all_real, count_parameters, next_word_tags, predict, train_synthetic
 from seqlab.models.tagger import TransformerTagger
 
@@ -67,7 +67,7 @@ def run(quick: bool, output: Path, seed: int = 0) -> ExperimentResult:
 
 def verdict(rows: list[list], quick: bool) -> str:
     if quick:
-        return "quick run: the table's shape only, too small a budget for a verdict"
+        return QUICK_VERDICT
     bi, causal = rows[0][5], rows[1][5]
     summary = f"accuracy on words with a right neighbour: bidirectional {bi:.2f}, causal {causal:.2f} (chance {1 / GROUPS:.2f})"
     if bi >= causal + 0.2:

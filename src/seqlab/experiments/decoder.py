@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from seqlab import decoding
-from seqlab.experiments import ExperimentResult
+from seqlab.experiments import QUICK_VERDICT, ExperimentResult
 from seqlab.experiments.attention_vs_fixed_context import BASE, Trained, score_by_length, train_entry
 from seqlab.models.gpt import GPT
 from seqlab.tasks import translate
@@ -146,7 +146,7 @@ def cache_cost(sizes: dict, lengths: list[int], seed: int, prompt: int = 16) -> 
 
 def verdict(rows: list[list], steps: list[list], kv: list[list], quick: bool) -> str:
     if quick:
-        return "quick run: the table's shape only, too small a budget for a verdict"
+        return QUICK_VERDICT
     drift = max(float(r[-1]) for r in steps)
     exact = {r[0]: r for r in rows}
     longest = kv[-1]

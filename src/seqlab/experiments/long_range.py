@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from seqlab.experiments import ExperimentResult
+from seqlab.experiments import QUICK_VERDICT, ExperimentResult
 from seqlab.experiments.synthetic import (
     accuracy,
     all_real,
@@ -92,7 +92,7 @@ def run(quick: bool, output: Path, seed: int = 0) -> ExperimentResult:
 def verdict(rows: list[list], quick: bool) -> str:
     """Compare each model's worst mean accuracy over the distances (measured, not assumed)."""
     if quick:
-        return "quick run: the table's shape only, too small a budget for a verdict"
+        return QUICK_VERDICT
     worst = {m: min(r[4] for r in rows if r[0] == m) for m in MODELS}
     far = max(r[1] for r in rows)
     summary = ", ".join(f"{m} {worst[m]:.2f}" for m in MODELS)

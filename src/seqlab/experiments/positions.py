@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqlab.experiments import ExperimentResult
+from seqlab.experiments import QUICK_VERDICT, ExperimentResult
 from seqlab.experiments.synthetic import accuracy, all_real, count_parameters, train_synthetic, which_first
 from seqlab.models.transformer import SinusoidalPositions, TransformerClassifier
 
@@ -83,7 +83,7 @@ def similarity_by_distance(table: torch.Tensor) -> torch.Tensor:
 
 def verdict(rows: list[list], quick: bool) -> str:
     if quick:
-        return "quick run: the table's shape only, too small a budget for a verdict"
+        return QUICK_VERDICT
     acc = {r[0]: r[3] for r in rows}
     summary = ", ".join(f"{e} {acc[e]:.2f}" for e in ENCODINGS)
     if acc["none"] <= 0.6 and min(acc["sinusoidal"], acc["learned"]) >= 0.9:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from seqlab import api
 from seqlab.config import build_config
-from seqlab.experiments import ExperimentResult
+from seqlab.experiments import QUICK_VERDICT, ExperimentResult
 from seqlab.plots import learning_curve_by_size
 from seqlab.tasks import classify
 
@@ -91,7 +91,7 @@ def verdict(rows: list[list], pretrained: dict, quick: bool, noise: float = 0.02
     """Does pretraining help where labels are few, and does the help shrink with more? A gap
     under `noise` (2 points: the spread between seeds of these small models) counts as none."""
     if quick:
-        return "quick run: the table's shape only, too small a budget for a verdict"
+        return QUICK_VERDICT
     gains = {r[0]: r[4] for r in rows}
     smallest = min(gains)
     text = ", ".join(f"{n:,}: {100 * g:+.1f}" for n, g in gains.items())
