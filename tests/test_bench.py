@@ -77,6 +77,23 @@ def test_every_dtype_decodes_valid_tokens_for_seqlab_gpt_and_hf_gpt2(dtype):
         assert generate(generation.with_dtype(tiny_gpt(), "fp32"), ids, mask, GenerationConfig(max_new_tokens=8)) == reference
 
 
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="oneDNN is not built into this torch")
+def test_packed_linear_gives_the_linear_layers_values_at_any_batch():
+    torch.manual_seed(0)
+    layer = nn.Linear(48, 40)
+    packed = generation.PackedLinear(layer)
+    for shape in [(1, 48), (3, 7, 48), (300, 48)]:  # a decoding step, a batch of prompts, an evaluation block
+        x = torch.randn(shape)
+        torch.testing.assert_close(packed(x), layer(x), atol=1e-5, rtol=1e-5)
+    with torch.no_grad():  # compiled, the operator is called as it is
+        compiled = torch.compile(packed, dynamic=True)
+        x = torch.randn(5, 48)
+        torch.testing.assert_close(compiled(x), layer(x), atol=1e-5, rtol=1e-5)
+    model = generation.with_dtype(tiny_gpt(), "fp32")
+    assert model.lm_head is not None and not any(type(m) is nn.Linear for m in model.modules())
+    assert isinstance(model.lm_head, generation.PackedLinear)  # the tied output layer, packed copy
+
+
 def test_auto_dtype_never_picks_bf16_without_bf16_instructions(monkeypatch):
     import seqlab.train
 

@@ -237,9 +237,9 @@ def with_dtype(model: nn.Module, dtype: str) -> nn.Module:
     dtype = resolve_dtype(dtype)
     model.eval()
     if dtype == "fp32":
-        _column_major(model.float())
+        _packed_or_column_major(model.float())
     elif dtype == "bf16":
-        model.to(torch.bfloat16)
+        _packed_or_column_major(model.to(torch.bfloat16))
     else:
         _linear_layers(model)
         if dtype == "int8":
@@ -353,6 +353,68 @@ class Int4Linear(nn.Module):
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"weight=int4 (groups of {self.GROUP}, {self.passes} pass{'es' if self.passes > 1 else ''})")
+
+
+# oneDNN's linear on a weight reordered once into its blocked layout: an operator of seqlab's
+# own, so that torch.compile calls it as it is (inductor cannot lower the oneDNN operator on a
+# weight that is an input rather than a frozen constant).
+torch.library.define("seqlab::packed_linear", "(Tensor x, Tensor packed, Tensor? bias, int out_features) -> Tensor")
+
+
+@torch.library.impl("seqlab::packed_linear", "CompositeExplicitAutograd")
+def _packed_linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None, out_features: int) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+
+
+@torch.library.register_fake("seqlab::packed_linear")
+def _packed_linear_shape(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None, out_features: int) -> torch.Tensor:
+    return x.new_empty(x.size(0), out_features)
+
+
+class PackedLinear(nn.Module):
+    """A linear layer whose weight oneDNN has reordered once into its blocked layout, same
+    values and dtype (float32 or bfloat16). At batch 1 a decoding step multiplies one vector by
+    each matrix, and oneDNN streams its own layout from memory with both cores where PyTorch's
+    default kernel keeps to one: GPT-2 small's weights in 18 ms instead of 24–36 here (float32).
+    Only the order of the summations changes, so logits agree to rounding. Inference only."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach().contiguous(), 1)
+        bias = linear.bias
+        self.bias = None if bias is None else bias.detach().clone()
+
+    @staticmethod
+    def available(model: nn.Module) -> bool:
+        """oneDNN is built in, the model is on the CPU, and bfloat16 weights have the CPU's
+        bf16 instructions (oneDNN would emulate them)."""
+        from seqlab.train import bf16_supported
+
+        weight = next(model.parameters(), None)
+        return (torch.backends.mkldnn.is_available() and weight is not None and weight.device.type == "cpu"
+                and (weight.dtype == torch.float32 or (weight.dtype == torch.bfloat16 and bf16_supported())))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., in) → (..., out), in x's dtype (the weight's)."""
+        out = torch.ops.seqlab.packed_linear(x.reshape(-1, self.in_features), self.packed, self.bias, self.out_features)
+        return out.view(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, weight=oneDNN blocked"
+
+
+def _packed_or_column_major(model: nn.Module) -> nn.Module:
+    """Every matrix product of the model as a `PackedLinear` where oneDNN can run it (the tied
+    output layer gets a packed copy: the embedding keeps its rows for the lookups), else the
+    weights stored column-major."""
+    if not PackedLinear.available(model):
+        return _column_major(model)
+    _linear_layers(model)
+    for parent, name, layer in _linears(model):
+        setattr(parent, name, PackedLinear(layer))
+    _own_memory(model)
+    return model
 
 
 def _column_major(model: nn.Module) -> nn.Module:
