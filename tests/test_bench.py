@@ -119,6 +119,17 @@ def test_the_preallocated_cache_grows_and_keeps_the_logits():
     assert model(ids[:, :5], logits_to_keep=1).logits.shape == (2, 1, 60)
 
 
+@torch.no_grad()
+def test_a_bf16_model_keeps_its_cache_in_float32_on_the_cpu():
+    model = tiny_gpt().to(torch.bfloat16)
+    ids = torch.randint(0, 60, (1, 8))
+    cache = KVCache()
+    steps = [model(ids[:, :3], cache=cache).logits] + [model(ids[:, t : t + 1], cache=cache).logits for t in range(3, 8)]
+    assert cache.layers[0][0].dtype == torch.float32 and steps[-1].dtype == torch.bfloat16
+    full = model(ids).logits.float()  # no cache: bf16 attention throughout
+    torch.testing.assert_close(torch.cat(steps, dim=1).float(), full, atol=0.05 * full.abs().max().item(), rtol=0)
+
+
 def test_cli_prints_the_table_and_writes_json(tmp_path):
     import json
 

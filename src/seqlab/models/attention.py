@@ -43,10 +43,13 @@ def scaled_dot_product_attention(
     """
     # grouped-query attention: H_kv key/value heads (a plain bool even while ONNX export traces sizes)
     grouped = bool(key.size(-3) != query.size(-3))
+    dtype = query.dtype
     if not need_weights:
         extra = {"enable_gqa": True} if grouped else {}
-        out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, **extra)
-        return out, None
+        # a KV cache may keep float32 keys for bfloat16 queries (`gpt.KVCache`): compute in its dtype
+        out = F.scaled_dot_product_attention(query.to(key.dtype), key, value, attn_mask=mask, dropout_p=dropout, **extra)
+        return out.to(dtype), None
+    query = query.to(key.dtype)
     if grouped:  # each key/value head serves H / H_kv consecutive query heads
         key = key.repeat_interleave(query.size(-3) // key.size(-3), dim=-3)
         value = value.repeat_interleave(query.size(-3) // value.size(-3), dim=-3)
@@ -55,7 +58,7 @@ def scaled_dot_product_attention(
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = scores.softmax(dim=-1)
     out = F.dropout(weights, p=dropout) @ value  # (B, H, Tq, Dv)
-    return out, weights
+    return out.to(dtype), weights.to(dtype)
 
 
 class MultiHeadAttention(nn.Module):
