@@ -1,4 +1,4 @@
-"""`seqlab.bench` and the fast decoding paths (`generation.with_dtype`) on tiny random models:
+"""`seqlab.bench` and the fast decoding paths (`quantize.with_dtype`) on tiny random models:
 the rows and their fields, valid tokens from every dtype, the greedy-equality check, and the
 preallocated KV cache growing past its first size. No wall-clock thresholds."""
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from seqlab import bench, generation
+from seqlab import bench, quantize
 from seqlab.decoding import GenerationConfig, generate, left_pad
 from seqlab.errors import SeqlabError
 from seqlab.models.gpt import GPT, KVCache
@@ -66,7 +66,7 @@ def test_every_dtype_decodes_valid_tokens_for_seqlab_gpt_and_hf_gpt2(dtype):
     ids, mask = left_pad([[5, 6, 7, 8], [9, 10]])
     reference = generate(tiny_gpt(), ids, mask, GenerationConfig(max_new_tokens=8))
     for model in (tiny_gpt(), hf):
-        converted = generation.with_dtype(model, dtype)
+        converted = quantize.with_dtype(model, dtype)
         if dtype in ("int8", "bf16-int8"):  # every matrix product quantised, output layer and Conv1D included
             assert not any(type(m) is nn.Linear for m in converted.modules())
             assert type(converted.lm_head) is not nn.Linear and converted.lm_head is not None
@@ -74,14 +74,14 @@ def test_every_dtype_decodes_valid_tokens_for_seqlab_gpt_and_hf_gpt2(dtype):
         assert [len(t) for t in tokens] == [8, 8] and all(0 <= t < 60 for row in tokens for t in row)
     if dtype == "fp32":  # a new memory layout only: the same greedy tokens
         assert tokens == generate(hf.float(), ids, mask, GenerationConfig(max_new_tokens=8))
-        assert generate(generation.with_dtype(tiny_gpt(), "fp32"), ids, mask, GenerationConfig(max_new_tokens=8)) == reference
+        assert generate(quantize.with_dtype(tiny_gpt(), "fp32"), ids, mask, GenerationConfig(max_new_tokens=8)) == reference
 
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="oneDNN is not built into this torch")
 def test_packed_linear_gives_the_linear_layers_values_at_any_batch():
     torch.manual_seed(0)
     layer = nn.Linear(48, 40)
-    packed = generation.PackedLinear(layer)
+    packed = quantize.PackedLinear(layer)
     for shape in [(1, 48), (3, 7, 48), (300, 48)]:  # a decoding step, a batch of prompts, an evaluation block
         x = torch.randn(shape)
         torch.testing.assert_close(packed(x), layer(x), atol=1e-5, rtol=1e-5)
@@ -89,20 +89,20 @@ def test_packed_linear_gives_the_linear_layers_values_at_any_batch():
         compiled = torch.compile(packed, dynamic=True)
         x = torch.randn(5, 48)
         torch.testing.assert_close(compiled(x), layer(x), atol=1e-5, rtol=1e-5)
-    model = generation.with_dtype(tiny_gpt(), "fp32")
+    model = quantize.with_dtype(tiny_gpt(), "fp32")
     assert model.lm_head is not None and not any(type(m) is nn.Linear for m in model.modules())
-    assert isinstance(model.lm_head, generation.PackedLinear)  # the tied output layer, packed copy
+    assert isinstance(model.lm_head, quantize.PackedLinear)  # the tied output layer, packed copy
 
 
 def test_auto_dtype_never_picks_bf16_without_bf16_instructions(monkeypatch):
     import seqlab.train
 
     monkeypatch.setattr(seqlab.train, "bf16_supported", lambda: False)
-    assert generation.resolve_dtype("auto") == "fp32"
+    assert quantize.resolve_dtype("auto") == "fp32"
     monkeypatch.setattr(seqlab.train, "bf16_supported", lambda: True)
-    assert generation.resolve_dtype("auto") == "bf16-int8"
+    assert quantize.resolve_dtype("auto") == "bf16-int8"
     with pytest.raises(SeqlabError, match="bf16-int8"):
-        generation.resolve_dtype("fp8")
+        quantize.resolve_dtype("fp8")
 
 
 @torch.no_grad()

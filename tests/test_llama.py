@@ -9,7 +9,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from seqlab import decoding, generation
 from seqlab.errors import SeqlabError
-from seqlab.generation import Int4Linear
+from seqlab.quantize import Int4Linear
 from seqlab.models.gpt import KVCache
 from seqlab.models.llama import Llama
 

@@ -7,7 +7,7 @@ robin over the paths of a model (path 1, 2, ..., 1, 2, ...), so a change in the 
 touches them alike; the median repeat is reported.
 
 Paths (`PATHS`): `hf-fp32` is `transformers` `generate` in float32, the reference; the `seqlab-*`
-paths run `seqlab.decoding.generate` with the weights converted by `generation.with_dtype`.
+paths run `seqlab.decoding.generate` with the weights converted by `quantize.with_dtype`.
 GPT-2-format models run in seqlab's own GPT (`GPT.from_gpt2`), Llama models (SmolLM2) in
 seqlab's own Llama (`Llama.from_llama`); the `-compiled` paths also compile it with
 `torch.compile` (their warm-up decodes the full length, paying every compilation).
@@ -50,7 +50,7 @@ class DecodePath:
 
     name: str
     engine: str  # "hf" (transformers generate) or "seqlab" (seqlab.decoding)
-    dtype: str  # a `generation.DTYPES` key
+    dtype: str  # a `quantize.DTYPES` key
     cache: bool = True
     compile: bool = False  # torch.compile seqlab's model (the warm-up pays the compilation)
 
@@ -105,7 +105,7 @@ class _Runner:
 
     def __init__(self, model: str, path: DecodePath, settings: BenchSettings, prompt: torch.Tensor,
                  eval_ids: torch.Tensor | None):
-        from seqlab import decoding, generation
+        from seqlab import decoding, generation, quantize
 
         self.path, self.settings = path, settings
         self.prompt, self.eval_ids = prompt, eval_ids
@@ -116,7 +116,7 @@ class _Runner:
             return
         # seqlab's own GPT (GPT-2 shapes) or Llama (SmolLM2) with the same weights
         hf_model = generation._as_seqlab_gpt(hf_model, model)
-        self.model = generation.with_dtype(hf_model, path.dtype)
+        self.model = quantize.with_dtype(hf_model, path.dtype)
         if path.compile:
             generation.compiled(self.model)
         self.lm = decoding.as_incremental(self.model) if path.cache else _Recompute(self.model)
