@@ -25,9 +25,9 @@ import sys
 import time
 from collections.abc import Callable
 
-from seqlab import augment as aug
+from seqlab.tasks.augment import pipeline as aug
 from seqlab.data.datasets import load_examples
-from seqlab.tasks import augment as aug_tasks
+from seqlab.tasks.augment import methods as aug_tasks
 
 
 def timed(fn: Callable[[], object], sentences: int, repeats: int) -> dict:

@@ -16,7 +16,7 @@ import shlex
 import torch
 
 from seqlab import api
-from seqlab.tasks.compare import markdown_table
+from seqlab.tasks.classify.compare import markdown_table
 
 # The settings recorded in docs/benchmarks.md. Shared: up to 25 epochs with early stopping on
 # validation accuracy (patience 3). Per architecture (ARCH:key=value): Kim's CNN-rand sizes
@@ -43,7 +43,7 @@ def main() -> None:
     command = ["seqlab", "compare", "classify", "--data", "rt-polarity", "--archs", args.archs,
                "--cv", str(args.cv), "--output", args.output, *OVERRIDES]
     print("equivalent command:", shlex.join(command), flush=True)
-    rows, folder = api.compare({"data": {"train": "rt-polarity"}}, args.archs.split(","), OVERRIDES, args.cv, args.output)
+    rows, folder = api.compare("classify", args.archs, OVERRIDES, data="rt-polarity", cv=args.cv, output_dir=args.output)
     print(markdown_table(rows))
     print(f"\nresults in {folder}")
 

@@ -8,7 +8,7 @@ Both models learn the characters of tiny-shakespeare: the first 90% trains, the 
 out (`lm.split_text`, as published results use). Each trains for `--seconds` of *training* time
 on the same machine in the same process, one after the other:
 
-- **seqlab**: `seqlab.train.fit` with `tasks.lm`'s module and loaders, the settings of
+- **seqlab**: `seqlab.trainer.fit` with `tasks.lm`'s module and loaders, the settings of
   `SEQLAB` below (+ any overrides): what `seqlab train lm` runs (the command is printed).
 - **nanoGPT**: the CPU "baby GPT" of nanoGPT's README (`--device=cpu --compile=False
   --block_size=64 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128 --max_iters=2000
@@ -46,8 +46,8 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from seqlab.config import build_config
-from seqlab.tasks import lm
-from seqlab.train import fit, resolve_precision
+from seqlab.tasks.lm import recipe as lm
+from seqlab.trainer import fit, resolve_precision
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from seqlab import plots
-from seqlab.tasks.compare import FoldResult, markdown_table, summarise
+from seqlab.tasks.classify.compare import FoldResult, markdown_table, summarise
 
 
 def read_runs(path: Path) -> list[FoldResult]:

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from seqlab import hub
-from seqlab.train import bf16_supported
+from seqlab.trainer import bf16_supported
 
 
 def torch_paths(encoder) -> dict:
@@ -49,7 +49,7 @@ def torch_paths(encoder) -> dict:
 
 def onnx_files(run: str, folder: Path) -> dict[str, Path]:
     """Export the run's classifier into `folder`: fp32, int8, int8 with FFN outputs fp32."""
-    from seqlab import export
+    from seqlab.tasks.classify import export
 
     fp32 = export.export_onnx(run, output=folder / "model.onnx", quantize="int8")
     ffn = folder / "model.int8-ffn-fp32.onnx"
@@ -95,7 +95,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="minilm-onnx-") as scratch:
         sessions = {}
         if args.run:
-            from seqlab.export import OnnxClassifier
+            from seqlab.tasks.classify.export import OnnxClassifier
 
             sessions = {name: OnnxClassifier(path) for name, path in onnx_files(args.run, Path(scratch)).items()}
             fns.update({name: (lambda s=session: s(ids, mask)) for name, session in sessions.items()})
@@ -120,7 +120,7 @@ def main() -> None:
 def measure_accuracy(pipe, variants: dict, sessions: dict) -> dict[str, tuple[float, float]]:
     """name → (test accuracy, share of test labels equal to the fp32 path's), each variant
     swapped into the fine-tuned run's pipeline in turn."""
-    from seqlab.tasks import classify
+    from seqlab.tasks.classify import recipe as classify
 
     test = classify.load_splits(pipe.config).test
     gold = torch.tensor([pipe.labels.index(ex.label) for ex in test])

@@ -27,7 +27,7 @@ import torch
 from seqlab import api, runs
 from seqlab.config import build_config
 from seqlab.data.spacy_models import DEFAULT_PIPELINE, load_pipeline, source_of
-from seqlab.tasks import tag
+from seqlab.tasks.tag import recipe as tag
 
 TAGGERS = {  # name → overrides on top of `seqlab train tag` defaults
     "bilstm-crf": ["model.arch=bilstm-crf", "train.epochs=30"],

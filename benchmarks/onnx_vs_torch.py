@@ -4,7 +4,7 @@
 
 For each architecture (the default config: preset `small`) a run is trained for one epoch on
 1,000 rt-polarity sentences in a temporary folder (the weights do not matter for speed), exported
-with `seqlab.export.export_onnx` (which checks that its logits are within 1e-4 of PyTorch's), and
+with `seqlab.tasks.classify.export.export_onnx` (which checks that its logits are within 1e-4 of PyTorch's), and
 both backends classify the same `--sentences` test sentences, tokenized and padded once, in
 batches of `--batch` (seqlab's own prediction batching). `--minilm` adds a fine-tuned `--arch hf`
 run (MiniLM; not modified: its ONNX file goes to the temporary folder). Both backends use
@@ -23,11 +23,13 @@ from pathlib import Path
 
 import torch
 
-from seqlab import api, export, runs
+from seqlab.models import count_parameters
+from seqlab import api, runs
+from seqlab.tasks.classify import export
 from seqlab.config import build_config
 from seqlab.data.batching import pad_batch
 from seqlab.data.tokenize import encode
-from seqlab.tasks import classify
+from seqlab.tasks.classify import recipe as classify
 
 
 def train_quick(arch: str, folder: Path) -> Path:
@@ -60,7 +62,7 @@ def compare(run: Path, onnx_file: Path, texts: list[str], batch: int, repeats: i
                     model(ids, mask)
                 times[name].append(time.perf_counter() - started)
     return {"diff": diff, **{name: statistics.median(values) for name, values in times.items()},
-            "parameters": classify.count_parameters(torch_model)}
+            "parameters": count_parameters(torch_model)}
 
 
 def main() -> None:

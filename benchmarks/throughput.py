@@ -4,7 +4,7 @@
 
 For each architecture (preset `small`, the default config otherwise) on the rt-polarity training
 split: real (non-padding) tokens processed per second of training (forward, backward, clipping,
-optimiser step: what `seqlab.train.fit` runs per batch), over the same `--batches` batches, with
+optimiser step: what `seqlab.trainer.fit` runs per batch), over the same `--batches` batches, with
 bucketed and with random batches. Median of `--repeats` runs, both orders measured in the same
 run, alternating, so machine noise hits both alike. Prints a Markdown table for
 docs/benchmarks.md.
@@ -19,10 +19,11 @@ import time
 
 import torch
 
+from seqlab.models import count_parameters
 from seqlab.config import build_config
 from seqlab.data.batching import BucketBatchSampler, collate
 from seqlab.models import build_classifier
-from seqlab.tasks import classify
+from seqlab.tasks.classify import recipe as classify
 
 
 def measure(model, module, optimizer, ids, labels, batch_size, bucket, batches, seed) -> tuple[float, float]:
@@ -71,7 +72,7 @@ def main() -> None:
                 speeds[bucket].append(speed)
                 padding[bucket] = pad
         bucketed, plain = statistics.median(speeds[True]), statistics.median(speeds[False])
-        rows.append((arch, classify.count_parameters(model), bucketed, plain, bucketed / plain, padding[True], padding[False]))
+        rows.append((arch, count_parameters(model), bucketed, plain, bucketed / plain, padding[True], padding[False]))
         print(f"{arch}: bucketed {bucketed:,.0f} tok/s, random {plain:,.0f} tok/s, ×{bucketed / plain:.2f}", flush=True)
 
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}; "

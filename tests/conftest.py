@@ -1,12 +1,44 @@
-"""Shared fixtures: small labelled files written on the fly, and quiet logs."""
+"""What every test starts from, and shared fixtures (small labelled files written on the fly).
+
+Every test runs offline (the Hugging Face hub flags are set before anything imports
+transformers, so a hub id fails fast instead of waiting on the network), with the same seeds
+(Python, NumPy, torch) and the same number of torch threads (2, this machine's cores: timings
+and reductions do not depend on where the suite runs).
+
+Markers (pyproject.toml; all run by `make test` unless deselected):
+- `network`: fetches a real pinned asset from the package registry (real-asset checks; CI runs them).
+- `browser`: drives Debian's Chromium through Playwright (skipped with the reason when it is missing).
+- `compile`: calls torch.compile (minutes of compilation; the long ones are also `slow`).
+- `docs`: builds the documentation site.
+- `slow`: long experiments, opt-in: `pytest -m slow`.
+A quick offline run: `pytest -m "not network and not browser and not docs"`.
+"""
 
 from __future__ import annotations
 
 import csv
+import os
 import random
 from pathlib import Path
 
 import pytest
+
+for _flag in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ.setdefault(_flag, "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+TORCH_THREADS = 2
+
+
+@pytest.fixture(autouse=True)
+def _same_start() -> None:
+    """The same seeds and thread count for every test."""
+    import numpy as np
+    import torch
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    torch.set_num_threads(TORCH_THREADS)
 
 POSITIVE = ["great", "good", "love", "wonderful", "fun", "superb"]
 NEGATIVE = ["bad", "awful", "hate", "boring", "dull", "poor"]

@@ -20,13 +20,13 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from seqlab import api, assets
-from seqlab import augment as aug
+from seqlab.tasks.augment import pipeline as aug
 from seqlab.cli.main import app
 from seqlab.config import build_config
 from seqlab.data import wordnet
 from seqlab.data.conll import TaggedSentence, read_conll
 from seqlab.errors import SeqlabError
-from seqlab.tasks import augment as aug_tasks
+from seqlab.tasks.augment import methods as aug_tasks
 
 SEED_DICT = {"happy": ["joyful", "cheerful"], "sad": ["unhappy", "sorrowful"]}
 SEED_TEXT = "I am happy but sometimes sad"

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from seqlab import bench, quantize
+from seqlab import bench
+from seqlab.tasks.lm import quantize
 from seqlab.decoding import GenerationConfig, generate, left_pad
 from seqlab.errors import SeqlabError
 from seqlab.models.gpt import GPT, KVCache
@@ -95,11 +96,11 @@ def test_packed_linear_gives_the_linear_layers_values_at_any_batch():
 
 
 def test_auto_dtype_never_picks_bf16_without_bf16_instructions(monkeypatch):
-    import seqlab.train
+    import seqlab.hardware
 
-    monkeypatch.setattr(seqlab.train, "bf16_supported", lambda: False)
+    monkeypatch.setattr(seqlab.hardware, "bf16_supported", lambda: False)
     assert quantize.resolve_dtype("auto") == "fp32"
-    monkeypatch.setattr(seqlab.train, "bf16_supported", lambda: True)
+    monkeypatch.setattr(seqlab.hardware, "bf16_supported", lambda: True)
     assert quantize.resolve_dtype("auto") == "bf16-int8"
     with pytest.raises(SeqlabError, match="bf16-int8"):
         quantize.resolve_dtype("fp8")

@@ -5,7 +5,7 @@ from rich.console import Console
 
 from seqlab import api
 from seqlab.errors import SeqlabError
-from seqlab.tasks.compare import arch_config, folds_of
+from seqlab.tasks.classify.compare import arch_config, folds_of
 from seqlab.tour import toy_lstm
 
 from conftest import sentiment_rows, write_csv
@@ -62,7 +62,7 @@ def test_learning_curve_over_training_sizes(tmp_path):
 
 
 def test_recipes_and_sizes_are_validated():
-    from seqlab.tasks.compare import parse_archs, parse_sizes
+    from seqlab.tasks.classify.compare import parse_archs, parse_sizes
 
     assert parse_sizes("100,all") == [100, None]
     assert parse_archs("minilm-frozen,cnn") == ["minilm-frozen", "cnn"]
@@ -86,7 +86,7 @@ def test_seeds_repeat_each_run_with_a_different_seed_and_sample(tmp_path):
 
 
 def test_small_training_sets_are_repeated_within_an_epoch():
-    from seqlab.tasks.compare import epoch_repeats
+    from seqlab.tasks.classify.compare import epoch_repeats
 
     assert [epoch_repeats(n, 2000) for n in (100, 500, 1999, 2000, 8000)] == [20, 4, 2, 1, 1]
     assert epoch_repeats(100, 0) == 1

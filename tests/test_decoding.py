@@ -339,7 +339,6 @@ def test_seqlab_rnn_left_padded_batch_equals_one_by_one(cell):
 @pytest.mark.parametrize(
     "settings, named",
     [
-        (dict(do_sample=True, temperature=0.0), "temperature"),
         (dict(do_sample=True, temperature=-1), "temperature"),
         (dict(temperature=0.7), "temperature"),
         (dict(do_sample=True, top_p=0.0), "top_p"),

@@ -31,7 +31,7 @@ from seqlab import api, runs
 from seqlab.cli.main import app
 from seqlab.config import TrainConfig, build_config
 from seqlab.data.batching import BucketBatchSampler, make_loader
-from seqlab.train import fit
+from seqlab.trainer import fit
 
 REPO = Path(__file__).resolve().parents[1]
 VAL_LOSS_TOLERANCE = 1e-3

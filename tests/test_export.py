@@ -10,7 +10,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from seqlab import api, export, runs
+from seqlab import api, runs
+from seqlab.tasks.classify import export
+from seqlab.tasks.classify.pipeline import ClassifierPipeline
 from seqlab.config import build_config, save_config
 from seqlab.data.readers import Example
 from seqlab.errors import SeqlabError
@@ -123,7 +125,7 @@ def test_transformer_fine_tuned_from_a_pretrained_encoder_exports(tmp_path):
     assert written == tmp_path / "out" / "model.onnx" and not (run / "model.onnx").exists()
     texts = ["the cat sees the dog", "the king fears the queen in chapter 2 ."]
     reference = api.load(run, backend="torch").predict_proba(texts)
-    pipe = api.ClassifierPipeline(runs.open_run(run), export.OnnxClassifier(written), "onnx")
+    pipe = ClassifierPipeline(runs.open_run(run), export.OnnxClassifier(written), "onnx")
     torch.testing.assert_close(pipe.predict_proba(texts), reference, atol=1e-5, rtol=0)
 
 

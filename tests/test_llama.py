@@ -7,9 +7,10 @@ import torch
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from seqlab import decoding, generation
+from seqlab import decoding
+from seqlab.tasks.lm import pipeline as generation
 from seqlab.errors import SeqlabError
-from seqlab.quantize import Int4Linear
+from seqlab.tasks.lm.quantize import Int4Linear
 from seqlab.models.gpt import KVCache
 from seqlab.models.llama import Llama
 
@@ -118,11 +119,13 @@ def test_bf16_int4_dtype_decodes(tiny_llama):
     assert len(tokens[0]) == 4
 
 
+@pytest.mark.compile
 def test_compile_needs_seqlab_models(tiny_llama):
     with pytest.raises(SeqlabError, match="compile works on seqlab's GPT and Llama"):
         generation.load_generator(str(tiny_llama), engine="hf", compile=True)
 
 
+@pytest.mark.compile
 @pytest.mark.slow  # torch.compile: ~1 min on the shared 2-core machine
 def test_compiled_llama_decodes_the_same_tokens(tiny_llama):
     eager = generation.load_generator(str(tiny_llama), engine="seqlab")

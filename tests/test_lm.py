@@ -11,7 +11,7 @@ from seqlab import api
 from seqlab.cli.main import app
 from seqlab.config import build_config
 from seqlab.errors import SeqlabError
-from seqlab.tasks import lm
+from seqlab.tasks.lm import recipe as lm
 
 runner = CliRunner()
 TEXT = "".join(f"the cat sat on the mat {i % 7} times and the dog ran to the park.\n" for i in range(120))
@@ -78,7 +78,7 @@ def test_long_prompts_lose_their_start_and_bad_settings_are_clear(tmp_path, text
         pipe.generate("the", max_new_tokens=40)
     with pytest.raises(SeqlabError, match="empty"):
         pipe.generate("", max_new_tokens=4)  # a char vocabulary has no beginning-of-text token
-    for bad, match in [({"do_sample": True, "temperature": 0}, "temperature"), ({"do_sample": True, "top_p": 1.5}, "top_p"),
+    for bad, match in [({"do_sample": True, "temperature": -1}, "temperature"), ({"do_sample": True, "top_p": 1.5}, "top_p"),
                        ({"max_new_tokens": 0}, "max_new_tokens"), ({"num_beams": 0}, "num_beams")]:
         with pytest.raises(SeqlabError, match=match):
             pipe.generate("the", **bad)
@@ -163,7 +163,7 @@ def test_gpt2_weights_run_in_seqlabs_own_gpt(tmp_path):
 def test_seqlab_engine_refuses_other_architectures():
     from transformers import GPTNeoConfig, GPTNeoForCausalLM
 
-    from seqlab.generation import _as_seqlab_gpt
+    from seqlab.tasks.lm.pipeline import _as_seqlab_gpt
 
     other = GPTNeoForCausalLM(GPTNeoConfig(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2,
                                            attention_types=[[["global"], 1]], max_position_embeddings=32))

@@ -6,7 +6,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from seqlab import api, ner
+from seqlab import api
+from seqlab.tasks.tag import pipeline as ner
 from seqlab.cli.main import app
 from seqlab.errors import SeqlabError
 

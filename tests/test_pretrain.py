@@ -24,8 +24,8 @@ from seqlab.data.tokenize import train_tokenizer
 from seqlab.errors import SeqlabError
 from seqlab.models import build_classifier
 from seqlab.models.bert import BertForPretraining
-from seqlab.tasks import finetune
-from seqlab.tasks import pretrain as mlm
+from seqlab.tasks.pretrain import finetune
+from seqlab.tasks.pretrain import recipe as mlm
 
 from conftest import write_csv
 
@@ -281,7 +281,7 @@ def test_init_from_a_classify_run_or_a_missing_folder(tmp_path, pretrained):
     assert_one_line_error(invoke("train", "classify", "--arch", "lstm", "--data", data, "--init", pretrained), "model.init: unknown key")
     assert sorted(p.name for p in runs.iterdir()) == ["c"]
     assert_one_line_error(invoke("fill-mask", runs / "c", "a [MASK]"), "is a classify run")
-    assert_one_line_error(invoke("predict", pretrained, "hello"), "is a pretrain-mlm run")
+    assert_one_line_error(invoke("predict", pretrained, "hello"), "is a pretrain run")
 
 
 def test_fill_mask_errors(pretrained):
@@ -323,7 +323,7 @@ def test_bad_corpus_is_one_line_and_leaves_no_run_folder(tmp_path, case):
         (["pretrain", "mlm", "--data", "x.txt", "tokenizer.level=bpe"], "tokenizer.level=wordpiece"),
         (["pretrain", "mlm", "--data", "imdb"], "unknown corpus 'imdb'"),
         (["pretrain", "mlm"], "--data"),
-        (["train", "classify", "pretrain.nsp=true"], "only for task pretrain-mlm"),
+        (["train", "classify", "pretrain.nsp=true"], "only for task pretrain"),
         (["train", "classify", "--data", "shakespeare"], "unlabelled text"),
     ],
 )

@@ -17,7 +17,7 @@ from seqlab.config import build_config
 from seqlab.data import conll
 from seqlab.errors import SeqlabError
 from seqlab.models.crf import CRF
-from seqlab.tasks import tag
+from seqlab.tasks.tag import recipe as tag
 
 runner = CliRunner()
 

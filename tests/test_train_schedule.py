@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from seqlab.config import build_config
 from seqlab.errors import SeqlabError
-from seqlab.train import fit, lr_factor, make_optimizer, with_lr_schedule
+from seqlab.trainer import fit, lr_factor, make_optimizer, with_lr_schedule
 
 
 def train_cfg(*overrides):

@@ -17,7 +17,8 @@ from seqlab.errors import SeqlabError
 from seqlab.models.attention import AdditiveAttention, MultiplicativeAttention
 from seqlab.models.seq2seq import RNNSeq2Seq
 from seqlab.models.transformer import TransformerSeq2Seq
-from seqlab.tasks import translate, translate_eval
+from seqlab.tasks.translate import recipe as translate
+from seqlab.tasks.translate import metrics as translate_eval
 
 runner = CliRunner()
 
@@ -307,7 +308,7 @@ def test_tiny_attention_model_overfits_reverse(tmp_path):
     data.write_text("".join(f"{s}\t{' '.join(reversed(s.split()))}\n" for s in pairs), encoding="utf-8")
     cfg = build_config({"task": "translate"}, [
         f"data.train={data}", "data.valid_fraction=0", "data.test_fraction=0", "tokenizer.level=word", "model.preset=tiny",
-        "model.hidden_dim=48", "model.dropout=0", "train.batch_size=4", "train.lr=0.02", "train.epochs=25", "train.patience=null",
+        "model.hidden_dim=48", "model.dropout=0", "train.batch_size=4", "train.lr=0.02", "train.epochs=40", "train.patience=null",
         f"output_dir={tmp_path}", "name=overfit",
     ])
     pipe = api.load_translator(api.train(cfg, progress="off"))

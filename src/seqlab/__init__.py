@@ -1,16 +1,35 @@
-"""seqlab: train, compare, inspect and serve sequence models for NLP, offline-first."""
+"""seqlab: train, compare, inspect and serve sequence models for NLP, offline-first.
+
+    >>> import seqlab
+    >>> run = seqlab.train("classify", data="rt-polarity", arch="cnn", epochs=5)
+    >>> seqlab.load(run)("a gorgeous, witty film")
+    >>> seqlab.evaluate(run, "rt-polarity")
+
+`train`, `load`, `evaluate` and `compare` are `seqlab.api`'s; importing `seqlab` imports none of
+the machinery behind them until one is called.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 from seqlab.errors import SeqlabError
 
 __version__ = "0.1.0"
 
-
-def load(path_or_name: str, backend: str = "auto"):
-    """Load a classifier run folder as a ready-to-use Pipeline (`backend`: auto, torch, onnx,
-    onnx-int8; see `seqlab.api.load`)."""
-    from seqlab.api import load as _load
-
-    return _load(path_or_name, backend=backend)
+_API = ("train", "load", "evaluate", "compare", "configure")
 
 
-__all__ = ["SeqlabError", "load", "__version__"]
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        from seqlab import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'seqlab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])
+
+
+__all__ = ["SeqlabError", "__version__", *_API]

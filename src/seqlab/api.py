@@ -1,388 +1,285 @@
-"""The Python API that the CLI and the server both stand on.
+"""The Python API that the CLI, the server and notebooks all stand on.
 
     >>> import seqlab
-    >>> from seqlab import api, config
-    >>> run = api.train(config.build_config({}, ["model.arch=cnn", "train.epochs=2"]))
+    >>> run = seqlab.train("classify", data="rt-polarity", arch="cnn", epochs=2)
     >>> pipe = seqlab.load(run)
-    >>> pipe.predict(["a gorgeous, witty film"])
+    >>> pipe(["a gorgeous, witty film"])
     [{'label': 'positive', 'probabilities': {'negative': 0.12, 'positive': 0.88}}]
+    >>> seqlab.evaluate(run, "rt-polarity")["accuracy"]
+    0.78
+
+Every task goes through the same four calls: `train(task, ...)`, `load(run)`, `evaluate(run,
+data)` and `compare(task, ...)`; they read the task table (`seqlab.registry.TASKS`) and hold no
+task-specific code. The task-named helpers below (`generate`, `ner`, `translate`, `fill_mask`,
+`augment`) are one-line conveniences over a task's pipeline.
+
+Importing this module imports no training code: Lightning, torchmetrics and transformers are
+imported only by the calls that need them.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import torch
-from torch import nn
-
-from seqlab import hub, plots, runs
-from seqlab.config import RunConfig
-from seqlab.data.readers import Example
-from seqlab.data.tokenize import encode
+from seqlab import runs
+from seqlab.config import RunConfig, build_config
 from seqlab.errors import SeqlabError
-from seqlab import generation, pretraining
-from seqlab import ner as named_entities
-from seqlab import translation
-from seqlab.tasks import classify
-from seqlab.tasks import finetune
-from seqlab.tasks import compare as comparison
+from seqlab.registry import TASKS, Task, get_task
 
-log = logging.getLogger("seqlab")
-
-
-class ClassifierPipeline:
-    """A trained classifier: text in, label and probabilities out."""
-
-    def __init__(self, files: runs.RunFiles, model: nn.Module, backend: str = "torch"):
-        self.path = files.path
-        self.config = files.config
-        self.tokenizer = files.tokenizer
-        self.labels = files.labels
-        self.model = model.eval()
-        self.backend = backend  # "torch", or "onnx"/"onnx-int8": `model` is an export.OnnxClassifier
-
-    @property
-    def sigmoid(self) -> bool:
-        return self.config.model.head == "sigmoid"
-
-    def check_texts(self, texts: Sequence[str]) -> list[str]:
-        """One clear error for input a model cannot take: not text, empty, or absurdly long."""
-        if isinstance(texts, str):
-            texts = [texts]
-        limit = self.config.data.max_chars
-        for number, text in enumerate(texts, 1):
-            if not isinstance(text, str):
-                raise SeqlabError(f"input {number} is {type(text).__name__}, not text")
-            if not text.strip():
-                raise SeqlabError(f"input {number} is empty; give some text to classify")
-            if len(text) > limit:
-                raise SeqlabError(f"input {number} is {len(text):,} characters, over the limit of {limit:,} (data.max_chars)")
-        return list(texts)
-
-    def predict_proba(self, texts: Sequence[str]) -> torch.Tensor:
-        """(N, C) probabilities, columns in `self.labels` order."""
-        texts = self.check_texts(texts)
-        return classify.predict_proba(self.model, self.tokenizer, texts, self.config.tokenizer.max_length, self.sigmoid)
-
-    def predict(self, texts: Sequence[str] | str) -> list[dict]:
-        """[{"label": ..., "probabilities": {label: p, ...}}, ...] for each text."""
-        probs = self.predict_proba(texts)
-        return [
-            {
-                "label": self.labels[int(row.argmax())],
-                "probabilities": {name: round(float(p), 6) for name, p in zip(self.labels, row)},
-            }
-            for row in probs
-        ]
-
-    __call__ = predict
-
-    def evaluate(self, examples: Sequence[Example]) -> dict:
-        """Accuracy, macro-F1, confusion matrix and sentences/s on labelled examples."""
-        if not examples:
-            raise SeqlabError("no examples to evaluate")
-        return classify.evaluate_examples(
-            self.model, self.tokenizer, self.labels, examples, self.config.tokenizer.max_length, self.sigmoid
-        )
-
-    def attention(self, text: str) -> tuple[list[str], list[torch.Tensor]]:
-        """Tokens and per-layer (H, T, T) attention weights of one text (Transformer only)."""
-        (text,) = self.check_texts([text])
-        (ids,), _ = encode(self.tokenizer, [text], self.config.tokenizer.max_length)
-        tokens = [self.tokenizer.id_to_token(i) for i in ids]
-        input_ids = torch.tensor([ids])
-        model = self.model if self.backend == "torch" else _torch_model(runs.open_run(self.path))  # ONNX has no weights to show
-        with torch.inference_mode():
-            out = model(input_ids, torch.ones_like(input_ids, dtype=torch.bool), need_weights=True)
-        if out.attentions is None:
-            raise SeqlabError(f"a {self.config.model.arch} model has no attention weights; use a transformer run")
-        if self.config.model.arch == "transformer" and self.config.model.pooling == "cls" and not self.config.model.init:
-            tokens = ["[CLS]"] + tokens  # the prepended [CLS] vector (a pretrained vocabulary has its own)
-        return tokens, [layer[0] for layer in out.attentions]
+# Keyword arguments of `train` and `configure` that stand for a config key.
+SHORTCUTS = {
+    "data": "data.train", "valid": "data.valid", "test": "data.test", "text_column": "data.text_column",
+    "label_column": "data.label_column", "arch": "model.arch", "model": "model.model", "preset": "model.preset",
+    "init": "model.init", "embeddings": "model.embeddings", "embeddings_mode": "model.embeddings_mode",
+    "level": "tokenizer.level", "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
+    "seed": "train.seed", "max_minutes": "train.max_minutes", "devices": "train.devices", "num_nodes": "train.num_nodes",
+    "strategy": "train.strategy", "name": "name", "output_dir": "output_dir",
+}
 
 
-BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+def configure(task: str, overrides: Sequence[str] = (), **settings: Any) -> RunConfig:
+    """The validated config of a `task` run: the task's defaults, then `settings`, then
+    `overrides` (`"section.key=value"` strings, as on the command line).
+
+    `settings` are the shortcuts of `SHORTCUTS` (`data`, `arch`, `epochs`, `lr`, ...) or any
+    config key written with dots (`**{"model.dropout": 0.3}`) or double underscores
+    (`model__dropout=0.3`); None values are skipped.
+
+    Raises:
+        SeqlabError: an unknown task or key, or a value of the wrong type.
+    """
+    spec = get_task(task)
+    if not spec.trains:
+        raise SeqlabError(f"task {spec.name} trains no model of its own; seqlab trains: {', '.join(t for t in TASKS if TASKS[t].trains)}")
+    given = []
+    for key, value in settings.items():
+        if value is None:
+            continue
+        dotted = SHORTCUTS.get(key, key.replace("__", "."))
+        if "." not in dotted and dotted not in ("name", "output_dir"):
+            raise SeqlabError(f"unknown setting {key!r}; use one of {', '.join(SHORTCUTS)} or a config key such as model.dropout")
+        if dotted == "model.arch" and spec.name == "translate" and value == "transformer":
+            value = "transformer-seq2seq"  # the Transformer of translation is the encoder-decoder
+        given.append(f"{dotted}={json.dumps(value) if isinstance(value, str) else value}")  # (a string stays a string)
+    return build_config({"task": spec.name}, [*given, *overrides])
 
 
-def load(path: str | Path, backend: str = "auto") -> ClassifierPipeline:
-    """Open a finished run folder.
+def train(task: str | RunConfig | None = None, *, resume: str | Path | None = None, progress: str | None = None,
+          overrides: Sequence[str] = (), **settings: Any) -> Path:
+    """Train a model into a new run folder, or continue the unfinished run `resume`.
+
+        >>> seqlab.train("classify", data="rt-polarity", arch="cnn", epochs=5)
+        >>> seqlab.train("lm", data="shakespeare", arch="gpt", preset="tiny", max_minutes=5)
+        >>> seqlab.train(config.load_config("run.yaml"))      # a typed config
+        >>> seqlab.train(resume="runs/classify-cnn-...")      # carry on after a crash or Ctrl-C
 
     Args:
-        backend: "torch" (the PyTorch model: predictions equal those made right after
-            training); "onnx" (RUN/model.onnx through ONNX Runtime, logits within 1e-4 of
-            PyTorch's); "onnx-int8" (RUN/model.int8.onnx, int8); both written by `seqlab export`.
-            "auto", the default inference path, takes the fastest exported graph whose accuracy is
-            known: an `hf` run's model.int8.onnx (about 3× Hugging Face fp32 eager on MiniLM at
-            batch 32×128, MR accuracy within 0.5 point: benchmarks/minilm_inference.py), else
-            model.onnx (fp32, 2-8× PyTorch on this CPU: benchmarks/onnx_vs_torch.py), else PyTorch.
-    """
-    if backend not in BACKENDS:
-        raise SeqlabError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    from seqlab import export  # (export_onnx loads the PyTorch model through this function)
-
-    files = runs.open_run(path)
-    if backend == "auto":
-        if files.config.model.arch == "hf" and (files.path / export.INT8_FILE).is_file():
-            backend = "onnx-int8"  # int8 only where its accuracy was measured: the pretrained encoders
-        else:
-            backend = "onnx" if (files.path / export.ONNX_FILE).is_file() else "torch"
-    if backend == "torch":
-        return ClassifierPipeline(files, _torch_model(files))
-    name, flag = (export.ONNX_FILE, "") if backend == "onnx" else (export.INT8_FILE, " --quantize int8")
-    if not (files.path / name).is_file():
-        raise SeqlabError(f"run {files.path} has no {name}; write it with `seqlab export {files.path}{flag}`")
-    return ClassifierPipeline(files, export.OnnxClassifier(files.path / name, labels=files.labels), backend)
-
-
-def _torch_model(files: runs.RunFiles) -> nn.Module:
-    pretrained = files.config.model.arch == "hf"
-    if pretrained and not (files.path / runs.ENCODER / "config.json").is_file():
-        raise SeqlabError(f"run {files.path} has no {runs.ENCODER}/config.json: the fine-tuned encoder is missing")
-    encoder = str(files.path / runs.ENCODER) if pretrained else None
-    model = classify.make_model(files.config, files.tokenizer, files.labels, encoder_source=encoder)
-    runs.load_weights(model, files.path / runs.WEIGHTS, skip_prefix="encoder." if pretrained else None)
-    return model.eval()
-
-
-def train(cfg: RunConfig | None, *, resume: str | Path | None = None, progress: str | None = None) -> Path:
-    """Train a classifier into a new run folder (or continue an unfinished one).
-
-    Every check on the data happens before the folder is created, so bad input leaves nothing
-    behind; a crash mid-training removes the folder unless it already holds a checkpoint.
+        task: a task name (`classify`, `lm`, `tag`, `translate`, `pretrain`) or a `RunConfig`.
+        resume: an unfinished run folder (its saved config is used; give nothing else).
+        progress: "bar", "lines" or None (a bar at a terminal, lines otherwise).
+        overrides, settings: see `configure`.
 
     Returns:
-        The run folder.
+        The run folder: config.yaml, weights, metrics.json, manifest.json, complete.json.
     """
-    task = cfg.task if cfg is not None else runs.task_of(resume)
-    if task == "pretrain-mlm":
-        return pretrain(cfg, resume=resume, progress=progress)
-    if task == "lm":
-        return generation.train_lm(cfg, resume=resume, progress=progress)
-    if task == "tag":
-        return named_entities.train_tagger(cfg, resume=resume, progress=progress)
-    if task == "translate":
-        return translation.train_translator(cfg, resume=resume, progress=progress)
-    started = time.perf_counter()
-    tokenizer = labels = None
+    from seqlab import lifecycle  # (imports nothing heavy itself; the recipe brings the training code)
+
     if resume is not None:
-        files = _resumable(Path(resume))
-        cfg, run_dir = files.config, files.path
-        tokenizer, labels = files.tokenizer, files.labels
-    elif cfg.model.arch == "transformer" and cfg.model.init:
-        cfg = finetune.init_config(cfg)  # the pretrained run's sizes and vocabulary, saved with this run
-    splits = classify.load_splits(cfg)
-    if resume is None:
-        tokenizer, labels = classify.learn_vocabulary(cfg, splits.train)
-        run_dir = runs.start_run(cfg)
-    prepared = time.perf_counter()
-    log.info("run folder %s: %d train / %d valid / %d test examples", run_dir, len(splits.train), len(splits.valid), len(splits.test))
-    with runs.guard_new_run(run_dir, fresh=resume is None):
-        if resume is None and runs.is_rank_zero():
-            runs.save_tokenizer(tokenizer, run_dir / runs.TOKENIZER)  # saved first: --resume needs the same ids
-            runs.write_json(run_dir / runs.LABELS, labels)
-        elif resume is None:  # another DDP rank: rank 0's vocabulary, so that token ids agree
-            tokenizer, labels = runs.shared_vocabulary(run_dir)
-        fitted = classify.fit_classifier(
-            cfg, splits.train, splits.valid, run_dir, tokenizer=tokenizer, labels=labels,
-            resume=resume is not None, progress=progress,
-        )
-        runs.raise_if_interrupted(fitted.result.interrupted, run_dir, "seqlab train")
-        if runs.is_rank_zero():  # (only rank 0 writes the run folder)
-            _write_finished_run(run_dir, cfg, splits, fitted, started, prepared)
-            runs.finish_run(run_dir)  # last: complete.json marks the folder finished
-    return run_dir
+        if task is not None or overrides or settings:
+            raise SeqlabError("--resume continues a run with its saved config; give nothing else")
+        name = runs.task_of(resume)
+        if name is None:
+            raise SeqlabError(f"{resume} is not a seqlab run folder (no {runs.CONFIG})")
+        return lifecycle.train_run(get_task(name).recipe(), None, resume=resume, progress=progress)
+    if task is None:
+        raise SeqlabError("say what to train: seqlab.train(\"classify\", data=\"rt-polarity\", arch=\"cnn\")")
+    cfg = task if isinstance(task, RunConfig) else configure(task, overrides, **settings)
+    if isinstance(task, RunConfig) and (overrides or settings):
+        raise SeqlabError("a RunConfig is complete: change it with config.build_config, or pass a task name with settings")
+    return lifecycle.train_run(get_task(cfg.task).recipe(), cfg, progress=progress,
+                               resume_command="seqlab pretrain mlm" if cfg.task == "pretrain" else "seqlab train")
 
 
-def pretrain(cfg: RunConfig | None, *, resume: str | Path | None = None, progress: str | None = None) -> Path:
-    """Pretrain a BERT-style encoder (masked LM, optionally NSP) into a new run folder, or
-    continue an unfinished one; `cfg.task` must be "pretrain-mlm" (see `seqlab.pretraining`).
-
-    Returns:
-        The run folder; `fill_mask` uses it, and `model.init=RUN` fine-tunes its encoder.
-    """
-    return pretraining.pretrain(cfg, resume=resume, progress=progress)
-
-
-def load_masked_lm(path: str | Path) -> pretraining.MaskedLMPipeline:
-    """Open a finished pretrain-mlm run; `.fill_mask(text, top_k)` predicts its [MASK]s."""
-    return pretraining.load_masked_lm(path)
-
-
-def fill_mask(run: str | Path, text: str, top_k: int = 5) -> list[list[dict]]:
-    """The `top_k` likeliest wordpieces for each [MASK] in `text`, by the pretrained run `run`:
-    one list per [MASK] of {"token", "probability"}, most likely first."""
-    return pretraining.load_masked_lm(run).fill_mask(text, top_k)
-
-
-def load_generator(spec: str | Path, dtype: str = "fp32", engine: str = "hf", compile: bool = False) -> generation.GeneratorPipeline:
-    """A language model to generate with: an `lm` run folder, a built-in (`smollm2-135m`), a
-    transformers folder or a hub id (`gpt2`, where the hub is reachable); `engine="seqlab"` runs
-    GPT-2 and Llama weights in seqlab's own GPT / Llama; `compile=True` compiles seqlab's model
-    (faster steps after a compilation of minutes)."""
-    return generation.load_generator(spec, dtype, engine, compile)
-
-
-def generate(model: str | Path, prompts: str | Sequence[str], **settings) -> list[str]:
-    """Continue `prompts` with `model` (see `load_generator`); `settings` are decoding options:
-    max_new_tokens, do_sample, temperature, top_k, top_p, repetition_penalty, num_beams, stop, seed."""
-    return generation.load_generator(model).generate(prompts, **settings)
-
-
-def load_ner(spec: str | Path = "en_core_web_sm") -> named_entities.SpacyNER | named_entities.TaggerPipeline:
-    """A named-entity recogniser: a spaCy pipeline (`en_core_web_sm`, `en_core_web_md`, an
-    installed package or a folder) or a tag run folder; `.entities(texts)` for both."""
-    return named_entities.load_ner(spec)
-
-
-def load_tagger(path: str | Path) -> named_entities.TaggerPipeline:
-    """Open a finished tag run: `.tag(word_lists)`, `.entities(texts)`, `.evaluate(sentences)`."""
-    return named_entities.load_tagger(path)
-
-
-def ner(texts: str | Sequence[str], model: str | Path = "en_core_web_sm", batch_size: int | None = None,
-        n_process: int = 1) -> list[list[named_entities.Entity]]:
-    """The named entities of each text (`Entity(text, label, start, end)`, character offsets);
-    an empty text has none."""
-    return named_entities.load_ner(model).entities(texts, batch_size=batch_size, n_process=n_process)
-
-
-def load_translator(path: str | Path) -> translation.TranslatorPipeline:
-    """Open a finished translate run: `.translate(texts, beam=5, return_attention=False)`,
-    `.save_attention(texts, "out.png"|"out.html")`, `.evaluate(pairs)`."""
-    return translation.load_translator(path)
-
-
-def translate(run: str | Path, texts: str | Sequence[str], beam: int | None = None, **settings) -> list:
-    """Translate `texts` with the translate run `run` (greedy with beam=1; default: the run's
-    `translate.beam`); `settings`: length_penalty, max_length_ratio, return_attention."""
-    return translation.load_translator(run).translate(texts, beam=beam, **settings)
-
-
-SERVED_TASKS = {"classify": "classify", "lm": "generate", "tag": "ner", "translate": "translate", "pretrain-mlm": "fill-mask"}
-
-
-def task_of_model(spec: str | Path) -> str:
-    """What a model spec does, by the name of the function that uses it: "classify" (`load`),
-    "generate" (`load_generator`), "ner" (`load_ner`), "translate" (`load_translator`) or
-    "fill-mask" (`load_masked_lm`). A run folder says so in its config; a spaCy pipeline (a
-    built-in name, an installed package or a folder with config.cfg) is "ner"; anything else is
+def task_of_model(spec: str | Path) -> Task:
+    """The task a model spec belongs to. A run folder says so in its config; a spaCy pipeline
+    (a built-in name, an installed package or a folder with config.cfg) tags; anything else is
     taken as a causal LM (a built-in, a transformers folder or a hub id), which loading checks."""
     from seqlab.data import spacy_models
 
     path = Path(spec)
     task = runs.task_of(path)
     if task is not None:
-        if task not in SERVED_TASKS:
-            raise SeqlabError(f"run {path} is a {task} run, which has no inference pipeline")
-        return SERVED_TASKS[task]
+        return get_task(task)
     name = str(spec)
     if name in spacy_models.BUILTIN_PIPELINES or (path / "config.cfg").is_file() or spacy_models._installed(name):
-        return "ner"
+        return TASKS["tag"]
     if path.is_dir() and not (path / "config.json").is_file():
         raise SeqlabError(f"{path} is neither a seqlab run (config.yaml), a spaCy pipeline (config.cfg) nor a transformers model (config.json)")
-    return "generate"
+    return TASKS["lm"]
+
+
+def load(spec: str | Path, **options: Any) -> Any:
+    """A ready-to-use pipeline for any run folder or built-in model.
+
+        >>> seqlab.load("runs/classify-cnn-...")(["a witty film"])          # ClassifierPipeline
+        >>> seqlab.load("smollm2-135m").generate("The capital of France is")  # GeneratorPipeline
+        >>> seqlab.load("en_core_web_sm").entities("Apple buys U.K. startup")  # SpacyNER
+        >>> seqlab.load("runs/translate-...").translate("I like tea.")        # TranslatorPipeline
+
+    Every pipeline is callable (`pipe(texts)`), takes one text or a list (batched), and raises
+    `SeqlabError` with one line for input it cannot take.
+
+    Args:
+        spec: a run folder, a built-in name (`smollm2-135m`, `en_core_web_sm`), a transformers or
+            spaCy folder, or a hub id where the hub is reachable.
+        options: passed to the task's loader: classify `backend` (auto, torch, onnx, onnx-int8);
+            lm `dtype`, `engine`, `compile`.
+    """
+    return task_of_model(spec).pipeline().load(spec, **options)
+
+
+def evaluate(run: str | Path | Any, data: str, **options: Any) -> dict:
+    """Score a run (or a loaded pipeline) on labelled data, with the task's own metrics.
+
+    classify: accuracy, macro-F1, confusion matrix (`text_column`, `label_column`); tag: entity
+    precision/recall/F1 per type (CoNLL rules); translate: BLEU, chrF, exact match, by source
+    length (`beam`); lm: loss, perplexity, bits per character. When `data` is the built-in
+    dataset a run trained on, its own held-out test split is scored (tag, translate).
+
+    Returns:
+        The metrics, with "data" saying what was scored.
+    """
+    pipe = load(run) if isinstance(run, (str, Path)) else run
+    task = get_task(pipe.task)
+    return task.pipeline().evaluate(pipe, data, **options)
+
+
+def compare(task: str | dict = "classify", archs: Sequence[str] | str | None = None, overrides: Sequence[str] = (), *,
+            data: str | None = None, output_dir: str | Path | None = None, seeds: int = 1, **options: Any) -> tuple[list[dict], Path]:
+    """Train several architectures on the same data; write results.json, table.md and a chart.
+
+        >>> rows, folder = seqlab.compare("classify", "lstm,cnn,transformer", data="trec", cv=None)
+        >>> rows, folder = seqlab.compare("translate", "seq2seq,bahdanau,transformer", data="numbers-en-fr")
+
+    Args:
+        task: classify or translate (a dict is taken as classify's base config, as before).
+        archs: architectures or named recipes, a list or comma-separated.
+        overrides: `key=value` for every entry, or `ENTRY:key=value` for one.
+        options: classify `cv`, `train_sizes`, `min_epoch_examples`.
+
+    Returns:
+        (one summary row per entry, the output folder).
+    """
+    base = task if isinstance(task, dict) else {}
+    name = "classify" if isinstance(task, dict) else get_task(task).name
+    if data is not None:
+        base = {**base, "data": {**base.get("data", {}), "train": data}}
+    entries = archs.split(",") if isinstance(archs, str) else list(archs or [])
+    if name == "classify":
+        from seqlab.tasks.classify import compare as comparison
+
+        return comparison.run(base, entries or ["lstm", "bilstm", "cnn", "transformer"], overrides, output_dir=output_dir,
+                              seeds=seeds, **options)
+    if name == "translate":
+        from seqlab.tasks.translate import compare as comparison
+
+        return comparison.run(base, entries or list(comparison.DEFAULT_ENTRIES), overrides, output_dir, seeds)
+    raise SeqlabError(f"seqlab compares classify and translate runs, not {name}")
+
+
+# --------------------------------------------------------------------------- task-named conveniences
+
+
+def load_classifier(path: str | Path, backend: str = "auto") -> Any:
+    """Open a finished classify run (`backend`: auto, torch, onnx, onnx-int8; see
+    `seqlab.tasks.classify.pipeline.load`); any other folder is one line saying what it is."""
+    return TASKS["classify"].pipeline().load(path, backend=backend)
+
+
+def pretrain(cfg: RunConfig | None, *, resume: str | Path | None = None, progress: str | None = None) -> Path:
+    """Pretrain a BERT-style encoder (task pretrain): `train` with a pretrain config."""
+    if cfg is not None and cfg.task != "pretrain":
+        raise SeqlabError(f"pretrain needs a config with task: pretrain, got {cfg.task}")
+    return train(cfg, resume=resume, progress=progress)
+
+
+def load_masked_lm(path: str | Path) -> Any:
+    """Open a finished pretrain run; `.fill_mask(text, top_k)` predicts its [MASK]s."""
+    return TASKS["pretrain"].pipeline().load(path)
+
+
+def fill_mask(run: str | Path, text: str, top_k: int = 5) -> list[list[dict]]:
+    """The `top_k` likeliest wordpieces for each [MASK] in `text`, by the pretrained run `run`:
+    one list per [MASK] of {"token", "probability"}, most likely first."""
+    return load_masked_lm(run).fill_mask(text, top_k)
+
+
+def load_generator(spec: str | Path, dtype: str = "fp32", engine: str = "hf", compile: bool = False) -> Any:
+    """A language model to generate with: an `lm` run folder, a built-in (`smollm2-135m`), a
+    transformers folder or a hub id (`gpt2`, where the hub is reachable); `engine="seqlab"` runs
+    GPT-2 and Llama weights in seqlab's own GPT / Llama; `compile=True` compiles seqlab's model."""
+    return TASKS["lm"].pipeline().load(spec, dtype=dtype, engine=engine, compile=compile)
+
+
+def generate(model: str | Path, prompts: str | Sequence[str], **settings: Any) -> list[str]:
+    """Continue `prompts` with `model` (see `load_generator`); `settings` are decoding options:
+    max_new_tokens, do_sample, temperature, top_k, top_p, repetition_penalty, num_beams, stop, seed."""
+    return load_generator(model).generate(prompts, **settings)
+
+
+def load_ner(spec: str | Path = "en_core_web_sm") -> Any:
+    """A named-entity recogniser: a spaCy pipeline (`en_core_web_sm`, `en_core_web_md`, an
+    installed package or a folder) or a tag run folder; `.entities(texts)` for both."""
+    return TASKS["tag"].pipeline().load(spec)
+
+
+def load_tagger(path: str | Path) -> Any:
+    """Open a finished tag run: `.tag(word_lists)`, `.entities(texts)`, `.evaluate(sentences)`."""
+    return TASKS["tag"].pipeline().load_tagger(path)
+
+
+def ner(texts: str | Sequence[str], model: str | Path = "en_core_web_sm", batch_size: int | None = None,
+        n_process: int = 1) -> list[list[Any]]:
+    """The named entities of each text (`Entity(text, label, start, end)`, character offsets);
+    a blank text has none."""
+    return load_ner(model).entities(texts, batch_size=batch_size, n_process=n_process)
+
+
+def load_translator(path: str | Path) -> Any:
+    """Open a finished translate run: `.translate(texts, beam=5, return_attention=False)`,
+    `.save_attention(texts, "out.png"|"out.html")`, `.evaluate(pairs)`."""
+    return TASKS["translate"].pipeline().load(path)
+
+
+def translate(run: str | Path, texts: str | Sequence[str], beam: int | None = None, **settings: Any) -> list:
+    """Translate `texts` with the translate run `run` (greedy with beam=1; default: the run's
+    `translate.beam`); `settings`: length_penalty, max_length_ratio, return_attention."""
+    return load_translator(run).translate(texts, beam=beam, **settings)
 
 
 def compare_translation(base: dict, archs: Sequence[str], overrides: Sequence[str] = (), output_dir: str | Path | None = None,
                         seeds: int = 1) -> tuple[list[dict], Path]:
-    """Train translation models (`seq2seq`, `seq2seq-attn`, `transformer`, or an attention
-    kind: `bahdanau`, `luong-dot`, `luong-general`, `dot`) on the same pairs; write
-    results.json, table.md (with exact match and BLEU by source length) and comparison.png."""
-    return translation.compare(base, archs, overrides, output_dir, seeds)
+    """`compare("translate", ...)` with a base config dict."""
+    from seqlab.tasks.translate import compare as comparison
+
+    return comparison.run(base, list(archs), overrides, output_dir, seeds)
 
 
-def augment(texts: str | Sequence[str], method: str = "synonym", n: int = 4, seed: int | None = 0, **options) -> list[list[str]]:
-    """`n` augmented variants of each text (see `seqlab.augment`): method "synonym" (WordNet,
+def augment(texts: str | Sequence[str], method: str = "synonym", n: int = 4, seed: int | None = 0, **options: Any) -> list[list[str]]:
+    """`n` augmented variants of each text (see `seqlab.tasks.augment.pipeline`): method "synonym" (WordNet,
     POS-aware; `synonyms=` a {"word": [...]} dict or JSON file instead), "eda" (`alpha_sr`,
     `alpha_ri`, `alpha_rs`, `p_rd`), "backtranslate" (`forward=`, `backward=` translate runs or
-    HF seq2seq folders; `temperature`, `top_k`, `top_p`) or "contextual" (`model=` a pretrain-mlm
+    HF seq2seq folders; `temperature`, `top_k`, `top_p`) or "contextual" (`model=` a pretrain
     run or HF masked-LM folder; `rate`, `top_k`, `temperature`). Raises `SeqlabError` (one line)
     for bad input."""
-    from seqlab import augment as augmentation
-
-    return augmentation.augment(texts, method, n, seed, **options)
+    return TASKS["augment"].pipeline().augment(texts, method, n, seed, **options)
 
 
 def augment_methods() -> tuple[str, ...]:
     """The methods `augment` takes (for clients that offer a choice, such as the server)."""
-    from seqlab.tasks.augment import METHODS
+    from seqlab.tasks.augment.methods import METHODS
 
     return METHODS
-
-
-def _resumable(run_dir: Path) -> runs.RunFiles:
-    cfg = runs.resumable_config(run_dir, "classify")
-    return runs.RunFiles(run_dir, cfg, runs.load_tokenizer(run_dir / runs.TOKENIZER), runs.read_labels(run_dir))
-
-
-def _write_finished_run(run_dir: Path, cfg: RunConfig, splits: classify.Splits, fitted: classify.Fitted,
-                        started: float, prepared: float) -> None:
-    sigmoid = cfg.model.head == "sigmoid"
-    max_length = cfg.tokenizer.max_length
-    metrics = {"best_" + cfg.train.monitor: fitted.result.best_score, "epochs": fitted.result.epochs}
-    for name in ("valid", "test"):
-        examples = getattr(splits, name)
-        if examples:
-            metrics[name] = classify.evaluate_examples(fitted.model, fitted.tokenizer, fitted.labels, examples, max_length, sigmoid)
-    if cfg.model.arch == "hf":  # transformers loads the encoder; seqlab adds the head
-        hub.save_for_transformers(fitted.model.encoder, cfg.model.model, run_dir / runs.ENCODER)
-        runs.save_weights(fitted.model, run_dir / runs.WEIGHTS, skip_prefix="encoder.")
-    else:
-        runs.save_weights(fitted.model, run_dir / runs.WEIGHTS)
-    runs.write_json(run_dir / runs.METRICS, metrics)
-    data = {
-        name: {"source": splits.sources[name], "examples": len(getattr(splits, name)),
-               "sha256": runs.data_hash((ex.text, ex.label) for ex in getattr(splits, name))}
-        for name in ("train", "valid", "test")
-    }
-    extra = {"truncated": fitted.truncated, **({"embeddings": fitted.embeddings} if fitted.embeddings else {})}
-    runs.write_json(run_dir / runs.MANIFEST, runs.manifest(
-        cfg, data, classify.count_parameters(fitted.model), started, prepared, fitted.result.seconds, **extra,
-    ))
-
-
-def compare(
-    base: dict,
-    archs: list[str],
-    overrides: Sequence[str] = (),
-    cv: int | None = None,
-    output_dir: str | Path | None = None,
-    train_sizes: str | None = None,
-    seeds: int = 1,
-    min_epoch_examples: int = 2000,
-) -> tuple[list[dict], Path]:
-    """Train every entry of `archs` (architectures or recipes such as `minilm-frozen`) on the
-    same data, `seeds` times each; write results.json, table.md and a chart (comparison.png, or
-    learning_curve.png when several `train_sizes` are given, e.g. "100,500,all") into
-    `output_dir`. Finished runs are appended to partial.jsonl as they come. A training set
-    smaller than `min_epoch_examples` is repeated within each epoch (0: never), so small sets
-    get as many optimiser steps per epoch as a set of that size.
-
-    Returns:
-        (one summary row per entry and size, the output folder).
-    """
-    archs = comparison.parse_archs(",".join(archs))
-    sizes = comparison.parse_sizes(train_sizes)
-    output = Path(output_dir or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
-    output.mkdir(parents=True, exist_ok=True)
-
-    def save_partial(result: comparison.FoldResult) -> None:
-        with open(output / "partial.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(vars(result)) + "\n")
-
-    results = comparison.compare(base, archs, list(overrides), cv, sizes, seeds, save_partial, min_epoch_examples)
-    rows = comparison.summarise(results)
-    runs.write_json(output / "results.json", {"cv": cv, "train_sizes": train_sizes, "seeds": seeds, "min_epoch_examples": min_epoch_examples,
-                                              "summary": rows, "runs": [vars(r) for r in results]})
-    (output / "table.md").write_text(comparison.markdown_table(rows) + "\n", encoding="utf-8")
-    protocol = f"{cv}-fold CV" if cv else "held-out test split"
-    title = f"{base.get('data', {}).get('train', 'rt-polarity')} · {protocol}"
-    if len(sizes) > 1:
-        plots.learning_curve_by_size(rows, output / "learning_curve.png", title)
-    else:
-        plots.comparison(rows, output / "comparison.png", title)
-    return rows, output

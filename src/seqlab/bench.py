@@ -105,7 +105,9 @@ class _Runner:
 
     def __init__(self, model: str, path: DecodePath, settings: BenchSettings, prompt: torch.Tensor,
                  eval_ids: torch.Tensor | None):
-        from seqlab import decoding, generation, quantize
+        from seqlab import decoding
+        from seqlab.tasks.lm import pipeline as generation
+        from seqlab.tasks.lm import quantize
 
         self.path, self.settings = path, settings
         self.prompt, self.eval_ids = prompt, eval_ids
@@ -152,7 +154,7 @@ class _Runner:
         """Perplexity of the held-out tokens under this path's weights (None: random weights)."""
         if self.eval_ids is None or not self.path.cache:
             return None
-        from seqlab.tasks import lm
+        from seqlab.tasks.lm import inference as lm
 
         return lm.evaluate(self.model, self.eval_ids, 1, block=512, batch_size=4)["perplexity"]
 
@@ -220,7 +222,7 @@ def _inputs(model: str, settings: BenchSettings) -> tuple[torch.Tensor, torch.Te
     from transformers import AutoTokenizer
 
     from seqlab import hub
-    from seqlab.tasks.lm import load_text
+    from seqlab.tasks.lm.inference import load_text
 
     tokenizer = AutoTokenizer.from_pretrained(hub.resolve_causal_lm(model))
     text = load_text("shakespeare", max_chars=100_000_000)

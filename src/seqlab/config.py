@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import PydanticCustomError
 
 from seqlab.errors import SeqlabError
+from seqlab.registry import canonical
 from seqlab.models.presets import PRESETS, family_of
 
 
@@ -37,6 +38,30 @@ class DataConfig(StrictModel):
     split_seed: int = Field(0, description="seed of the train/valid/test split (fixed across runs)")
     max_chars: int = Field(100_000, gt=0, description="longest text accepted, in characters")
     limit: int | None = Field(None, gt=0, description="use only this many training examples")
+    direction: str | None = Field(
+        None, description="translate, built-in Tatoeba data: en-fr or fr-en (en-es or es-en); default: the dataset name's own")
+    valid_sources: int | None = Field(
+        None, ge=0, description="translate: distinct source sentences held out for validation with all their translations "
+                                "(default: Tatoeba 1,000; files: valid_fraction of them)")
+    test_sources: int | None = Field(
+        None, ge=0, description="translate: distinct source sentences held out for the test (default: Tatoeba 2,000; "
+                                "files: test_fraction of them)")
+
+    @model_validator(mode="after")
+    def _direction_fits_data(self) -> "DataConfig":
+        if self.direction is None:
+            return self
+        from seqlab.data import tatoeba  # (light: reads no data)
+
+        if not tatoeba.is_tatoeba(self.train):
+            raise PydanticCustomError(
+                "direction", "data.direction applies to built-in Tatoeba data (tatoeba-en-fr, tatoeba-en-es); in a file of "
+                             "pairs the first column is the source")
+        try:
+            tatoeba.resolve(self.train, self.direction)
+        except SeqlabError as err:
+            raise PydanticCustomError("direction", str(err)) from None
+        return self
 
 
 class TokenizerConfig(StrictModel):
@@ -67,7 +92,7 @@ class _ModelBase(StrictModel):
 
 # Named pretrained word vectors (seqlab.data.vectors) and their size: `model.embeddings=spacy-md`
 # sets embed_dim / d_model to 300 unless the user set it.
-VECTOR_SIZES = {"spacy-md": 300}
+VECTOR_SIZES = {"spacy-md": 300, "glove-6b-50d": 50}
 
 
 def _vector_size(values: dict[str, Any]) -> dict[str, int]:
@@ -146,7 +171,7 @@ class TransformerModelConfig(_WordModelBase):
     positional: Literal["sinusoidal", "learned"] = "sinusoidal"
     pooling: Literal["cls", "mean", "max"] = "mean"
     num_segments: int = Field(0, ge=0, description="segment (token type) embeddings: 2 in a BERT encoder, 0 none")
-    init: str | None = Field(None, description="classify: a pretrain-mlm run whose encoder, vocabulary and sizes to fine-tune")
+    init: str | None = Field(None, description="classify: a pretrain run whose encoder, vocabulary and sizes to fine-tune")
 
     @model_validator(mode="after")
     def _heads_divide(self) -> "TransformerModelConfig":
@@ -278,8 +303,10 @@ class TrainConfig(StrictModel):
     betas: tuple[Beta, Beta] = Field((0.9, 0.999), description="adam/adamw: the moving-average rates β1, β2")
     weight_decay: float = Field(0.0, ge=0)
     max_steps: int | None = Field(None, gt=0, description="stop after this many optimiser steps (or epochs, or max_minutes: the first reached)")
-    lr_schedule: Literal["constant", "cosine", "linear"] = Field(
-        "constant", description="after warm-up: lr throughout, or decayed to min_lr by the last step (max_steps, else epochs × batches)"
+    lr_schedule: Literal["constant", "cosine", "linear", "inverse_sqrt"] = Field(
+        "constant", description="after warm-up: lr throughout, decayed to min_lr by the last step (cosine, linear: max_steps, "
+                                "else epochs × batches, or the end of max_minutes with schedule_clock), or "
+                                "lr · sqrt(warmup_steps / step) (inverse_sqrt, the Transformer's; never below min_lr)"
     )
     warmup_steps: int = Field(0, ge=0, description="optimiser steps of linear warm-up to lr")
     min_lr: float = Field(0.0, ge=0, description="cosine/linear: the learning rate at the end of the schedule")
@@ -287,9 +314,17 @@ class TrainConfig(StrictModel):
     grad_clip: float | None = Field(5.0, gt=0)
     seed: int = 13
     max_minutes: float | None = Field(None, gt=0, description="stop training after this much wall-clock time")
+    schedule_clock: bool = Field(
+        False, description="with max_minutes: a cosine/linear decay also follows the clock, reaching min_lr when the "
+                           "time budget ends (whichever of steps and time is further along), so a run stopped by the "
+                           "clock ends at the bottom of its schedule")
     patience: int | None = Field(3, ge=1, description="early-stopping validations (epochs, or eval_every_steps) without improvement; null: off")
-    monitor: Literal["val_acc", "val_f1", "val_loss"] = "val_acc"
+    monitor: Literal["val_acc", "val_f1", "val_loss", "val_bleu"] = Field(
+        "val_acc", description="the validation metric that picks the best checkpoint and stops early (val_bleu: translate)")
     bucket: bool = Field(True, description="length-bucketed batches (less padding)")
+    batch_tokens: int | None = Field(
+        None, gt=0, description="translate: batches of about this many padded tokens (sentences × the longest source or "
+                                "target in them) instead of batch_size sentences, made from length-sorted data")
     precision: Literal["32-true", "bf16-mixed", "auto"] = Field(
         "32-true", description="auto: bf16 autocast where the CPU/GPU has bf16 instructions, else fp32"
     )
@@ -327,9 +362,16 @@ class TrainConfig(StrictModel):
             raise PydanticCustomError("min_lr", "must not exceed train.lr={lr}", {"lr": lr})
         return value
 
+    @model_validator(mode="after")
+    def _inverse_sqrt_warms_up(self) -> "TrainConfig":
+        if self.lr_schedule == "inverse_sqrt" and not self.warmup_steps:
+            raise PydanticCustomError("inverse_sqrt", "lr_schedule=inverse_sqrt decays from the end of warm-up: "
+                                                      "set train.warmup_steps (e.g. 4000)")
+        return self
+
 
 class PretrainConfig(StrictModel):
-    """Masked-LM pretraining of a BERT-style encoder (task pretrain-mlm; Devlin et al., 2019)."""
+    """Masked-LM pretraining of a BERT-style encoder (task pretrain; Devlin et al., 2019)."""
 
     mask_prob: float = Field(0.15, gt=0.0, lt=1.0, description="share of real tokens chosen for prediction (80% [MASK], 10% random, 10% kept)")
     nsp: bool = Field(False, description="also learn next-sentence prediction on sentence pairs")
@@ -346,7 +388,12 @@ class TagConfig(StrictModel):
 class TranslateConfig(StrictModel):
     """Translation (task translate): vocabularies, training tricks and the decoding defaults."""
 
-    shared_vocab: bool = Field(False, description="one vocabulary learned on both sides; else one per side")
+    shared_vocab: bool = Field(False, description="one vocabulary learned on both sides (joint BPE); else one per side")
+    target_vocab_size: int | None = Field(
+        None, gt=4, description="separate vocabularies: the target side's size (default: tokenizer.vocab_size, as the source's)")
+    val_bleu_sentences: int = Field(
+        500, ge=0, description="validation BLEU (val_bleu, greedy decoding) on this many validation sources, the same ones "
+                               "at every validation; 0: off")
     scheduled_sampling: float = Field(
         0.0, ge=0.0, le=1.0,
         description="RNN decoders: the chance of feeding the decoder its own previous prediction instead of the true "
@@ -362,21 +409,27 @@ class TranslateConfig(StrictModel):
 class RunConfig(StrictModel):
     """Everything that defines a training run."""
 
-    task: Literal["classify", "pretrain-mlm", "lm", "tag", "translate"] = "classify"
+    task: Literal["classify", "lm", "tag", "translate", "pretrain"] = Field(
+        "classify", description="what the run learns: classify, lm, tag, translate or pretrain (seqlab.registry)")
     name: str | None = Field(None, description="run folder name; default: <task>-<arch>-<time>")
     output_dir: str = "runs"
     data: DataConfig = DataConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     model: ModelConfig = Field(default_factory=lambda: RNNModelConfig(arch="lstm"))
     train: TrainConfig = TrainConfig()
-    pretrain: PretrainConfig | None = Field(None, validate_default=True, description="task pretrain-mlm only")
+    pretrain: PretrainConfig | None = Field(None, validate_default=True, description="task pretrain only")
     tag: TagConfig | None = Field(None, validate_default=True, description="task tag only")
     translate: TranslateConfig | None = Field(None, validate_default=True, description="task translate only")
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _one_name(cls, task: Any) -> Any:
+        return canonical(task) if isinstance(task, str) else task  # an alias (pretrain-mlm, generate, ner)
 
     @field_validator("tokenizer")
     @classmethod
     def _vocabulary_fits_task(cls, tokenizer: TokenizerConfig, info: ValidationInfo) -> TokenizerConfig:
-        if info.data.get("task") == "pretrain-mlm" and tokenizer.level != "wordpiece":
+        if info.data.get("task") == "pretrain" and tokenizer.level != "wordpiece":
             raise _task_error("masked-LM pretraining needs tokenizer.level=wordpiece (it has [MASK], [CLS], [SEP])")
         if info.data.get("task") == "lm" and tokenizer.level == "wordpiece":
             raise _task_error("a language model reads word, char or bpe tokens; wordpiece is for masked-LM pretraining")
@@ -411,7 +464,7 @@ class RunConfig(StrictModel):
             raise _task_error(f"{model.arch} is an encoder-decoder: train it with task translate (seqlab train translate --arch {model.arch})")
         if task == "lm" and model.arch == "gpt" and info.data.get("tokenizer") and model.max_len < info.data["tokenizer"].max_length:
             raise _task_error(f"model.max_len={model.max_len} is shorter than the training context tokenizer.max_length={info.data['tokenizer'].max_length}")
-        if task == "pretrain-mlm":
+        if task == "pretrain":
             if model.arch != "transformer":
                 raise _task_error(f"masked-LM pretraining trains a transformer encoder, not {model.arch!r}; drop model.arch")
             if model.init:
@@ -423,22 +476,23 @@ class RunConfig(StrictModel):
     @field_validator("train")
     @classmethod
     def _monitor_fits_task(cls, train: TrainConfig, info: ValidationInfo) -> TrainConfig:
-        if info.data.get("task", "classify") != "classify" and train.world_size > 1:
-            # (the other tasks' vocabularies and run-folder writers are not yet shared between ranks)
-            raise _task_error(f"distributed training (train.devices/num_nodes > 1) is implemented for task classify, "
-                              f"not {info.data.get('task')}; train it with train.devices=1")
-        if info.data.get("task") in ("pretrain-mlm", "lm") and train.monitor != "val_loss":
+        if info.data.get("task") in ("pretrain", "lm") and train.monitor != "val_loss":
             raise _task_error(f"{info.data['task']} is monitored on val_loss, not {train.monitor}")
         if info.data.get("task") == "tag" and train.monitor == "val_acc":
             raise _task_error("a tagger is monitored on val_f1 (entity-level F1) or val_loss, not val_acc")
+        if info.data.get("task", "classify") != "translate":
+            if train.monitor == "val_bleu":
+                raise _task_error("val_bleu is translation's metric (task translate)")
+            if train.batch_tokens:
+                raise _task_error("train.batch_tokens is implemented for task translate; use train.batch_size")
         return train
 
     @field_validator("pretrain")
     @classmethod
     def _pretrain_fits_task(cls, pretrain: PretrainConfig | None, info: ValidationInfo) -> PretrainConfig | None:
-        if info.data.get("task") != "pretrain-mlm":
+        if info.data.get("task") != "pretrain":
             if pretrain is not None:
-                raise _task_error("only for task pretrain-mlm")
+                raise _task_error("only for task pretrain")
             return None
         pretrain = pretrain or PretrainConfig()
         model = info.data.get("model")
@@ -469,6 +523,11 @@ class RunConfig(StrictModel):
                 raise _task_error("only for task translate")
             return None
         translate = translate or TranslateConfig()
+        train = info.data.get("train")
+        if train is not None and train.monitor == "val_bleu" and not translate.val_bleu_sentences:
+            raise _task_error("train.monitor=val_bleu needs translate.val_bleu_sentences > 0")
+        if translate.target_vocab_size and translate.shared_vocab:
+            raise _task_error("translate.target_vocab_size is for separate vocabularies; a shared one has tokenizer.vocab_size")
         model = info.data.get("model")
         if model is not None and model.arch == "transformer-seq2seq":
             if translate.scheduled_sampling:
@@ -488,7 +547,7 @@ def _task_error(message: str) -> PydanticCustomError:
 # embeddings; 8,000 wordpieces suit corpora of a few million characters, and 128-token examples
 # keep CPU pretraining affordable.
 TASK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
-    "pretrain-mlm": {
+    "pretrain": {
         "tokenizer": {"level": "wordpiece", "vocab_size": 8000, "max_length": 128},
         "model": {"arch": "transformer", "num_segments": 2},
         "train": {"monitor": "val_loss", "optimizer": "adamw", "weight_decay": 0.01, "batch_size": 32},
@@ -515,12 +574,13 @@ TASK_DEFAULTS["tag"] = {
 }
 # Translation: the generated numbers-en-fr pairs (5% valid, 5% test), reversible BPE pieces that
 # keep case and spacing (the output is compared character for character), an attention seq2seq,
-# and teacher-forced token accuracy (val_acc) to pick the epoch.
+# and validation BLEU (greedy, on a fixed subset of the validation sources) to pick the
+# checkpoint; with max_minutes the learning-rate decay ends where the time budget does.
 TASK_DEFAULTS["translate"] = {
     "data": {"train": "numbers-en-fr", "valid_fraction": 0.05, "test_fraction": 0.05},
     "tokenizer": {"level": "bpe", "vocab_size": 8000, "lowercase": False, "max_length": 128},
     "model": {"arch": "seq2seq-attn"},
-    "train": {"monitor": "val_acc", "batch_size": 64},
+    "train": {"monitor": "val_bleu", "batch_size": 64, "schedule_clock": True},
     "translate": {},
 }
 DEFAULT_CAUSAL_LM = "smollm2-135m"  # task lm, arch hf, when model.model is not given
@@ -537,6 +597,8 @@ def build_config(base: dict[str, Any] | None = None, overrides: list[str] | tupl
     for item in overrides:
         key, value = _parse_override(item)
         _set_dotted(raw, key, value)
+    if isinstance(raw.get("task"), str):
+        raw["task"] = canonical(raw["task"])  # older names of a task (pretrain-mlm) keep working
     for section, defaults in TASK_DEFAULTS.get(raw.get("task"), {}).items():
         given = raw.setdefault(section, {})
         if isinstance(given, dict) and given.get("arch", defaults.get("arch")) == defaults.get("arch"):

@@ -49,7 +49,8 @@ class GenerationConfig(BaseModel):
 
     `top_k`, `top_p` and `temperature` apply only with `do_sample=True`, `length_penalty` (and
     `early_stopping=False`) only with `num_beams > 1`; setting them otherwise is an error rather
-    than silently ignored.
+    than silently ignored. The one exception is `temperature=0`, which means greedy decoding as
+    in the OpenAI API, llama.cpp and vLLM: it turns sampling off, and with it top-k and top-p.
     `seed` only matters for sampling (greedy and beam search are deterministic anyway).
     """
 
@@ -57,7 +58,10 @@ class GenerationConfig(BaseModel):
 
     max_new_tokens: int = 50
     do_sample: bool = False
-    temperature: float = 1.0
+    temperature: float = Field(
+        1.0, description="sampling temperature: logits / temperature (< 1 sharper, > 1 flatter); "
+                         "0 means greedy decoding (do_sample=False, top_k and top_p off), as in the OpenAI API, "
+                         "llama.cpp and vLLM")
     top_k: int = 0
     top_p: float = 1.0
     repetition_penalty: float = 1.0
@@ -81,6 +85,15 @@ class GenerationConfig(BaseModel):
         """The same as `GenerationConfig(**settings)`; named for call sites that build from
         user input (CLI flags, a request body)."""
         return cls(**settings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _temperature_zero_is_greedy(cls, settings: Any) -> Any:
+        """`temperature=0` is the limit of ever sharper sampling: always the likeliest token. It
+        is written as greedy decoding, so the config says what will run."""
+        if isinstance(settings, dict) and _is_zero(settings.get("temperature")):
+            return {**settings, "do_sample": False, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+        return settings
 
     @field_validator("max_new_tokens")
     @classmethod
@@ -137,8 +150,7 @@ class GenerationConfig(BaseModel):
         if self.do_sample:
             if not self.temperature > 0.0:
                 raise ValueError(
-                    f"temperature must be > 0 when sampling (got {self.temperature}); "
-                    "use do_sample=false for greedy decoding"
+                    f"temperature must be > 0 when sampling, or 0 for greedy decoding (got {self.temperature})"
                 )
             if self.num_beams > 1:
                 raise ValueError(f"num_beams must be 1 when sampling (got {self.num_beams}); beams do not sample")
@@ -165,6 +177,11 @@ class GenerationConfig(BaseModel):
         if self.pad_token_id is not None:
             return self.pad_token_id
         return self.eos_ids[0] if self.eos_ids else None
+
+
+def _is_zero(value: Any) -> bool:
+    """A temperature of exactly 0 (an int or float; not False, not None)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0
 
 
 def _describe(err: ValidationError) -> str:
@@ -754,6 +771,21 @@ def beam_search(
     Returns:
         The best hypothesis of each prompt, in `generate`'s format.
     """
+    return [hypotheses[0][1] for hypotheses in beam_hypotheses(lm, input_ids, attention_mask, config, decode)]
+
+
+@torch.inference_mode()
+def beam_hypotheses(
+    lm: Any,
+    input_ids: Tensor,
+    attention_mask: Tensor | None = None,
+    config: GenerationConfig | None = None,
+    decode: Decode | None = None,
+) -> list[list[tuple[float, list[int]]]]:
+    """`beam_search`'s finished hypotheses of each prompt, best first: (score, tokens), score =
+    sum(log p) / new_length ** length_penalty (an n-best list). At most `num_beams` per prompt;
+    with `early_stopping=False` there may be fewer, when no running beam could still beat the
+    best one."""
     config = config or GenerationConfig()
     lm = as_incremental(lm)
     mask = _check_prompts(lm, input_ids, attention_mask, config, decode)
@@ -823,7 +855,7 @@ def beam_search(
             history = [history[p] + [t] for p, t in zip(chosen_parents.tolist(), chosen.tolist())]
         state = lm.reorder(state, chosen_parents)
         logits, state = lm.step(chosen, state)
-    return [f[0][1] for f in finished]
+    return finished
 
 
 def _stop_candidates(

@@ -12,14 +12,17 @@ quantised GGUF file; on first use it is dequantised once to an fp32 `save_pretra
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import logging
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +90,47 @@ def _quiet_transformers() -> None:
     import huggingface_hub
 
     huggingface_hub.utils.logging.set_verbosity_error()  # (its retry warnings, one per attempt)
+
+
+def progress_bars_wanted(stream=None) -> bool:
+    """Progress bars are for a person at a terminal: True only when `stream` (default: stderr,
+    where tqdm draws) is a TTY. In a log file or a pipe each redraw would be a raw carriage-return
+    frame."""
+    stream = sys.stderr if stream is None else stream
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+@contextlib.contextmanager
+def progress_bars_for_terminal_only(stream=None) -> Iterator[None]:
+    """Within the block, no progress bar from huggingface_hub or from transformers' GGUF loader
+    unless `stream` is a terminal. (transformers' own bars are off anyway: `_quiet_transformers`.)
+
+    transformers draws its "Converting and de-quantizing GGUF tensors" bar with a `tqdm` it
+    imported itself, which neither its `disable_progress_bar()` nor `TQDM_DISABLE` (read when
+    tqdm is imported) reaches, so that module's `tqdm` is swapped for one made with
+    `disable=True` for the duration of the block.
+    """
+    if progress_bars_wanted(stream):
+        yield
+        return
+    import huggingface_hub.utils as hub_utils
+    import transformers.modeling_gguf_pytorch_utils as gguf_loader
+
+    hub_was_off = hub_utils.are_progress_bars_disabled()
+    original = getattr(gguf_loader, "tqdm", None)
+    hub_utils.disable_progress_bars()
+    if original is not None:
+        gguf_loader.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        if original is not None:
+            gguf_loader.tqdm = original
+        if not hub_was_off:
+            hub_utils.enable_progress_bars()
 
 
 def _hub_kwargs(source: str) -> dict:
@@ -322,8 +366,9 @@ def _convert_builtin(spec: BuiltinCausalLM) -> Path:
         gguf_dir.mkdir()
         gguf_file = Path(spec.member).name
         (gguf_dir / gguf_file).write_bytes(assets.extract_member(spec.archive, spec.member))
-        tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
-        quantised = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file, dtype=torch.float32)
+        with progress_bars_for_terminal_only():  # (a log of `make demo` gets no \r frames)
+            tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
+            quantised = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file, dtype=torch.float32)
         # transformers dequantises on load, but the model still carries its GGUF quantisation
         # config; a plain model of the same architecture saves and reloads as ordinary fp32.
         settings = quantised.config.to_dict()

@@ -4,7 +4,6 @@ learning curves, attention heat maps. Each function writes one PNG and returns i
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,24 +11,23 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from seqlab.errors import SeqlabError
+from seqlab.files import atomic_path
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:
-    """Save through a temporary file and a rename (never half a PNG); an unwritable path is one line."""
+    """Save atomically (never half a PNG, `seqlab.files`); an unwritable path is one line."""
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")  # beside it: the rename stays on one file system
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         fig.tight_layout()
-        fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".").lower() or "png")
-        os.replace(tmp, path)
-    except (OSError, ValueError) as err:  # (ValueError: a suffix matplotlib cannot write)
-        raise SeqlabError(f"cannot write {path} ({getattr(err, 'strerror', None) or err})") from None
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".").lower() or "png")
+    except ValueError as err:  # a suffix matplotlib cannot write
+        raise SeqlabError(f"cannot write {path} ({err})") from None
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -136,19 +134,18 @@ def alignment_heatmap(weights, target_tokens: Sequence[str], source_tokens: Sequ
 
 
 def translation_comparison(rows: Sequence[dict], path: str | Path, title: str = "") -> Path:
-    """Exact match by source length (one line per architecture), training time and decoding
-    speed (batched beam search) side by side."""
-    fig, (match_ax, time_ax, speed_ax) = plt.subplots(1, 3, figsize=(13, 3.8), gridspec_kw={"width_ratios": [2, 1, 1]})
+    """BLEU by source length (one line per architecture: where a fixed context vector falls
+    behind on long inputs), training time and decoding speed (batched beam search) side by side."""
+    fig, (bleu_ax, time_ax, speed_ax) = plt.subplots(1, 3, figsize=(13, 3.8), gridspec_kw={"width_ratios": [2, 1, 1]})
+    unit = rows[0]["by_length"][0]["unit"] if rows and rows[0]["by_length"] else "chars"
     for row in rows:
         buckets = row["by_length"]
-        match_ax.plot([f"{b['source_chars']}\n({b['examples']:,})" for b in buckets], [100 * b["exact_match"] for b in buckets],
-                      "-o", label=row["arch"])
-    match_ax.set_xlabel("source length in characters (test pairs)")
-    match_ax.set_ylabel("exact match (%)")
-    lowest = min(100 * b["exact_match"] for row in rows for b in row["by_length"])
-    match_ax.set_ylim(max(0.0, lowest - 5), 100.5)
-    match_ax.grid(alpha=0.3)
-    match_ax.legend(fontsize=8)
+        bleu_ax.plot([f"{b['bucket']}\n({b['examples']:,})" for b in buckets], [b["bleu"] for b in buckets], "-o", label=row["arch"])
+    bleu_ax.set_xlabel(f"source length in {'words' if unit == 'words' else 'characters'} (test sources)")
+    bleu_ax.set_ylabel("BLEU")
+    bleu_ax.set_ylim(0, max([b["bleu"] for row in rows for b in row["by_length"]] + [1.0]) * 1.08)
+    bleu_ax.grid(alpha=0.3)
+    bleu_ax.legend(fontsize=8)
     names = [row["arch"] for row in rows]
     time_ax.bar(names, [row["train_seconds"] for row in rows], color="#DD8452")
     time_ax.set_ylabel("training time (s)")
@@ -157,4 +154,69 @@ def translation_comparison(rows: Sequence[dict], path: str | Path, title: str = 
     for ax in (time_ax, speed_ax):
         ax.tick_params(axis="x", rotation=30)
     fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _epoch_series(metrics_csv: str | Path) -> dict[str, list[tuple[int, float]]]:
+    """Every logged column of a Lightning CSVLogger file as (epoch, value) points, one per epoch:
+    a column logged per step is averaged over its epoch (so train and validation lines meet)."""
+    sums: dict[str, dict[int, list[float]]] = {}
+    with open(metrics_csv, encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            if not row.get("epoch"):
+                continue
+            epoch = int(float(row["epoch"]))
+            for key, value in row.items():
+                if key in ("epoch", "step") or value in (None, ""):
+                    continue
+                try:
+                    sums.setdefault(key, {}).setdefault(epoch, []).append(float(value))
+                except ValueError:
+                    continue
+    return {key: [(epoch + 1, sum(v) / len(v)) for epoch, v in sorted(points.items())] for key, points in sums.items()}
+
+
+def run_curves(metrics_csv: str | Path, path: str | Path, title: str = "") -> Path:
+    """Any run's learning curves from its logs/metrics.csv: the losses per epoch (left) and every
+    other logged metric per epoch (right: accuracy, F1, BLEU, ...), whatever the task logged.
+
+    Raises:
+        SeqlabError: the file holds no per-epoch values to draw.
+    """
+    series = _epoch_series(metrics_csv)
+    losses = {k: v for k, v in series.items() if "loss" in k}
+    others = {k: v for k, v in series.items() if "loss" not in k and k not in ("lr", "lr-AdamW") and not k.startswith("lr")}
+    if not losses and not others:
+        raise SeqlabError(f"{metrics_csv} has no per-epoch values to draw")
+    panels = [group for group in (losses, others) if group]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.4), squeeze=False)
+    for ax, group, label in zip(axes[0], panels, ("loss" if losses else "value", "value")):
+        for key, points in sorted(group.items()):
+            ax.plot(*zip(*points), "-o", markersize=3, label=key)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def grouped_bars(categories: Sequence[str], series: dict[str, Sequence[float]], path: str | Path, title: str = "",
+                 ylabel: str = "", xlabel: str = "") -> Path:
+    """One group of bars per category, one bar per series (e.g. precision/recall/F1 per entity
+    type, or BLEU and exact match per source-length bucket), each bar labelled with its value."""
+    width = 0.8 / max(len(series), 1)
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.1 * len(categories) * max(len(series), 1) * 0.6 + 2), 3.6))
+    for number, (name, values) in enumerate(series.items()):
+        xs = [x + (number - (len(series) - 1) / 2) * width for x in range(len(categories))]
+        bars = ax.bar(xs, values, width, label=name)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks(range(len(categories)), categories, rotation=30 if len(categories) > 5 else 0)
+    ax.set_ylabel(ylabel)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="y", alpha=0.3)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    ax.set_title(title)
     return _save(fig, path)

@@ -9,7 +9,8 @@ runs/<name>/
   encoder/           arch hf only: the fine-tuned encoder, `save_pretrained` (transformers loads it)
   metrics.json       final evaluation
   manifest.json      seed, package versions, data hash, timings
-  complete.json      written last: the size and sha256 of every file above (its absence marks an unfinished run)
+  complete.json      the size and sha256 of every file above (its absence marks an unfinished run)
+  report.html        the run drawn for a person (`seqlab.report`; derived, so complete.json does not record it)
   checkpoints/ logs/ for --resume and learning curves
   .lock              while a process writes the folder: its pid (a second writer is refused)
 ```
@@ -45,6 +46,7 @@ from torch import nn
 from seqlab.config import RunConfig, load_config, save_config
 from seqlab.data.tokenize import load_tokenizer
 from seqlab.errors import SeqlabError
+from seqlab.files import atomic_path, write_json
 
 log = logging.getLogger("seqlab")
 
@@ -219,18 +221,10 @@ def resumable_config(run_dir: Path, task: str) -> RunConfig:
     return cfg
 
 
-def write_json(path: Path, payload: object) -> None:
-    """Write JSON through a temporary file, so a crash never leaves half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
 def save_tokenizer(tokenizer: Tokenizer, path: Path) -> None:
-    """`tokenizer.save` through a temporary file (DDP ranks read it while rank 0 trains)."""
-    tmp = path.with_suffix(".tmp")
-    tokenizer.save(str(tmp))
-    tmp.replace(path)
+    """`tokenizer.save`, atomically (DDP ranks read it while rank 0 trains)."""
+    with atomic_path(path) as tmp:
+        tokenizer.save(str(tmp))
 
 
 def shared_vocabulary(run_dir: Path) -> tuple[Tokenizer, list[str]]:
@@ -240,14 +234,18 @@ def shared_vocabulary(run_dir: Path) -> tuple[Tokenizer, list[str]]:
     return load_tokenizer(run_dir / TOKENIZER), read_labels(run_dir)
 
 
-# Files a finished run does not vouch for: training leftovers, the lock, and config.yaml,
-# which is the user's to edit (it is validated whenever it is read).
-_UNRECORDED = {"checkpoints", "logs", LOCK, COMPLETE, CONFIG}
+# The run's HTML report (`seqlab.report`): derived from the folder, written after complete.json
+# and rewritten by `seqlab report`, so complete.json does not vouch for it.
+REPORT = "report.html"
+# Files a finished run does not vouch for: training leftovers, the lock, the report, and
+# config.yaml, which is the user's to edit (it is validated whenever it is read).
+_UNRECORDED = {"checkpoints", "logs", LOCK, COMPLETE, CONFIG, REPORT}
 
 
 def finish_run(run_dir: Path) -> None:
-    """Mark `run_dir` finished, as the very last write: `complete.json` records the size and
-    sha256 of every file in it (outside checkpoints/ and logs/). Only rank 0 calls this."""
+    """Mark `run_dir` finished, as the last write of training (only the derived report.html
+    follows): `complete.json` records the size and sha256 of every file in it (outside
+    checkpoints/ and logs/). Only rank 0 calls this."""
     files = {}
     for path in sorted(run_dir.rglob("*")):
         relative = path.relative_to(run_dir)
@@ -308,13 +306,12 @@ def _sha256(path: Path) -> str:
 
 def save_weights(model: nn.Module, path: Path, skip_prefix: str | None = None) -> None:
     """Save the state dict as safetensors (less the keys under `skip_prefix`, saved elsewhere)."""
-    tmp = path.with_suffix(".tmp")
     state = {
         k: v.detach().contiguous() for k, v in model.state_dict().items()
         if skip_prefix is None or not k.startswith(skip_prefix)
     }
-    save_file(state, str(tmp), metadata={"format": "pt"})
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
 
 
 def load_weights(model: nn.Module, path: Path, skip_prefix: str | None = None) -> None:

@@ -98,9 +98,9 @@ def transformer_attention(out: Path, console: Console) -> str:
 
 def architecture_comparison(out: Path, console: Console) -> str:
     """LSTM, BiLSTM, Kim CNN and Transformer on the same split: the real comparison."""
-    rows, folder = api.compare({"data": {"train": "rt-polarity"}}, ["lstm", "bilstm", "cnn", "transformer"],
+    rows, folder = api.compare("classify", ["lstm", "bilstm", "cnn", "transformer"],
                                ["train.epochs=10", "cnn:model.preset=base", "transformer:train.lr=0.0005",
-                                "transformer:model.dropout=0.3"], output_dir=out / "comparison")
+                                "transformer:model.dropout=0.3"], data="rt-polarity", output_dir=out / "comparison")
     for row in rows:
         console.print(f"  {row['arch']:<12} accuracy {100 * row['accuracy_mean']:.1f}%  {row['parameters']:>10,} parameters  "
                       f"{row['train_seconds']:.0f} s training  {row['sentences_per_second']:,.0f} sentences/s")
@@ -156,7 +156,7 @@ NER_EXPECTED = [("Apple", "ORG"), ("U.K.", "GPE"), ("$1 billion", "MONEY")]
 
 def spacy_ner(out: Path, console: Console) -> str:
     """The course's spaCy example: en_core_web_sm's entities in one sentence, and a displaCy page."""
-    from seqlab import ner
+    from seqlab.tasks.tag import pipeline as ner
 
     (entities,) = api.ner(NER_SENTENCE, model="en_core_web_sm")
     pairs = [e.pair for e in entities]

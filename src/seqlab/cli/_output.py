@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from seqlab.errors import SeqlabError
+from seqlab.files import write_text
 
 
 def check_writable(path: Path) -> Path:
@@ -26,14 +27,5 @@ def check_writable(path: Path) -> Path:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write `text` through a temporary file beside `path` and a rename, so a failure (a full
-    disk, Ctrl-C) never leaves half an output; an OS error is one line."""
-    check_writable(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as err:
-        raise SeqlabError(f"cannot write {path} ({err.strerror or err})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write `text` atomically (`seqlab.files`) to a path checked by `check_writable`."""
+    write_text(check_writable(path), text)

@@ -1,4 +1,4 @@
-"""`seqlab augment`: variants of texts, or of a whole data set file (a thin skin over `seqlab.augment`)."""
+"""`seqlab augment`: variants of texts, or of a whole data set file (a thin skin over `seqlab.tasks.augment.pipeline`)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def augment(
     alpha_ri: Annotated[float | None, typer.Option(help="eda: random insertion rate (0.1).")] = None,
     alpha_rs: Annotated[float | None, typer.Option(help="eda: random swap rate (0.1).")] = None,
     p_rd: Annotated[float | None, typer.Option(help="eda: random deletion probability (0.1).")] = None,
-    model: Annotated[Path | None, typer.Option(help="contextual: a pretrain-mlm run or HF masked-LM folder.")] = None,
+    model: Annotated[Path | None, typer.Option(help="contextual: a pretrain run or HF masked-LM folder.")] = None,
     forward: Annotated[Path | None, typer.Option(help="backtranslate: text → pivot translate run or HF seq2seq folder.")] = None,
     backward: Annotated[Path | None, typer.Option(help="backtranslate: pivot → text translate run or HF seq2seq folder.")] = None,
     temperature: Annotated[float | None, typer.Option(help="backtranslate/contextual: sampling temperature (0.8; 0 = greedy).")] = None,
@@ -82,7 +82,7 @@ def _augment_file(input: Path, output: Path, method: str, n: int, seed: int | No
         TimeRemainingColumn,
     )
 
-    from seqlab.augment import augment_file
+    from seqlab.tasks.augment.pipeline import augment_file
 
     # a bar for a person at a terminal; nothing in logs and pipes
     with Progress(TextColumn("augmenting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=_err,

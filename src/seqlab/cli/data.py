@@ -40,7 +40,9 @@ def list_cmd() -> None:
     table.add_column("archive", justify="right", no_wrap=True)
     table.add_column("cached")
     table.add_column("description and licence")
-    for row in datasets.dataset_rows():
+    from seqlab.data import tatoeba
+
+    for row in [*datasets.dataset_rows(), *tatoeba.dataset_rows()]:
         about = Text(row["description"])
         about.append(f"\n{row['licence']}", style="dim")
         table.add_row(row["name"], f"{row['examples']:,}", f"{row['size_mb']:.1f} MB",
@@ -57,10 +59,15 @@ def get_cmd(
     ] = False,
 ) -> None:
     """Download, verify and parse datasets; print where each one is cached."""
+    from seqlab.data import tatoeba, vectors
+
     ds_names, archive_names = _resolve(names)
     if force:
         for name in ds_names:
-            datasets.remove_cached(name)
+            if name in tatoeba.TATOEBA:
+                tatoeba.remove_cached(name)
+            elif name in datasets.BUILTIN_DATASETS:
+                datasets.remove_cached(name)
         for name in archive_names:
             assets.remove(name)
     progress = sys.stderr.isatty()
@@ -69,6 +76,14 @@ def get_cmd(
         path = assets.fetch(name, progress=progress)
         _out.print(f"{name}: {path}", soft_wrap=True, markup=False)
     for name in ds_names:
+        if name in tatoeba.TATOEBA:
+            pairs = tatoeba.load_pairs(name, progress=progress)
+            _out.print(f"{name}: {len(pairs):,} sentence pairs in {tatoeba.cache_path(name)}", soft_wrap=True, markup=False)
+            continue
+        if name in vectors.TEXT_VECTORS:
+            table = vectors.load_vectors(name)
+            _out.print(f"{name}: {table.table.shape[0]:,} words × {table.dim} dimensions", soft_wrap=True, markup=False)
+            continue
         if datasets.BUILTIN_DATASETS[name].task != "classify":  # a text corpus (shakespeare)
             documents = load_corpus(name)
             where = assets.archive_path(datasets.BUILTIN_DATASETS[name].archive)
@@ -112,19 +127,24 @@ def _resolve(names: list[str]) -> tuple[list[str], list[str]]:
     Raises:
         SeqlabError: A name is neither a dataset nor an archive.
     """
+    from seqlab.data import tatoeba, vectors
+
+    known = {**{name: ds.archive for name, ds in datasets.BUILTIN_DATASETS.items()},
+             **{name: ds.archive for name, ds in tatoeba.TATOEBA.items()},
+             **{name: table.archive for name, table in vectors.TEXT_VECTORS.items()}}
     if "all" in names:
-        names = list(datasets.BUILTIN_DATASETS)
+        names = list(known)
     ds_names: list[str] = []
     archive_names: list[str] = []
     for name in names:
         if name in assets.ARCHIVES:
             archive = name
-        elif name in datasets.BUILTIN_DATASETS:
-            archive = datasets.BUILTIN_DATASETS[name].archive
+        elif name in known:
+            archive = known[name]
             ds_names += [name] if name not in ds_names else []
         else:
             raise SeqlabError(
-                f"unknown dataset {name!r}; datasets: {', '.join(datasets.BUILTIN_DATASETS)}; "
+                f"unknown dataset {name!r}; datasets: {', '.join(known)}; "
                 f"archives: {', '.join(assets.ARCHIVES)}; or 'all'"
             )
         archive_names += [archive] if archive not in archive_names else []

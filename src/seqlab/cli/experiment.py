@@ -119,7 +119,7 @@ def decoder_cmd(quick: QuickOpt = False, output: OutputOpt = Path("runs/experime
 def pretraining_cmd(
     quick: QuickOpt = False,
     output: OutputOpt = Path("runs/experiments/pretraining"),
-    init: Annotated[Path | None, typer.Option("--init", help="A finished pretrain-mlm run to fine-tune (default: pretrain one here on the training texts).")] = None,
+    init: Annotated[Path | None, typer.Option("--init", help="A finished pretrain run to fine-tune (default: pretrain one here on the training texts).")] = None,
     seed: Annotated[int, typer.Option(help="Training seed.")] = 13,
 ) -> None:
     """An MLM-pretrained Transformer encoder fine-tuned against the same Transformer trained
@@ -157,7 +157,7 @@ def augmentation_cli(
     n: Annotated[int, typer.Option("-n", help="Variants per training example (0: the preset's, 4).")] = 0,
     forward: Annotated[Path | None, typer.Option(help="backtranslate: English → pivot translate run or HF seq2seq folder.")] = None,
     backward: Annotated[Path | None, typer.Option(help="backtranslate: pivot → English translate run or HF seq2seq folder.")] = None,
-    mlm: Annotated[Path | None, typer.Option(help="contextual: a pretrain-mlm run or HF masked-LM folder.")] = None,
+    mlm: Annotated[Path | None, typer.Option(help="contextual: a pretrain run or HF masked-LM folder.")] = None,
 ) -> None:
     """Does augmentation help? Test accuracy per training size, method and architecture, mean ± std over seeds."""
     from seqlab.errors import SeqlabError

@@ -1,4 +1,4 @@
-"""`seqlab export`: a thin skin over `seqlab.export.export_onnx`.
+"""`seqlab export`: a thin skin over `seqlab.tasks.classify.export.export_onnx`.
 
 Registered by the main CLI: `app.command("export")(export_run)`.
 """
@@ -27,7 +27,7 @@ def export_run(
 ) -> None:
     """Write a classifier as ONNX (dynamic batch and sequence axes), checked against PyTorch:
     `seqlab export RUN --quantize int8`, then `seqlab predict RUN --backend onnx ...`."""
-    from seqlab.export import export_onnx, int8_path
+    from seqlab.tasks.classify.export import export_onnx, int8_path
 
     if fmt != "onnx":
         raise SeqlabError(f"unknown export format {fmt!r}; seqlab exports: onnx")

@@ -28,7 +28,7 @@ def generate(
     model: ModelOption = "smollm2-135m",
     max_new_tokens: Annotated[int, typer.Option(help="Tokens to add after the prompt.")] = 50,
     do_sample: Annotated[Optional[bool], typer.Option("--sample/--greedy", help="Sample (default when a temperature, top-k or top-p is given) or take the likeliest token.", show_default=False)] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature (> 0; lower is more conservative).")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature (lower is more conservative; 0 = greedy, as in the OpenAI API, llama.cpp and vLLM).")] = None,
     top_k: Annotated[Optional[int], typer.Option(help="Sample only among the k likeliest tokens (0: off).")] = None,
     top_p: Annotated[Optional[float], typer.Option(help="Nucleus sampling: the smallest set of tokens holding this probability, in (0, 1].")] = None,
     repetition_penalty: Annotated[float, typer.Option(help="> 1 discourages tokens already in the text (CTRL).")] = 1.0,
@@ -91,10 +91,22 @@ def perplexity(
 ) -> None:
     """Perplexity and bits per character of a language model on held-out text."""
     from seqlab import api
-    from seqlab.tasks.lm import load_text
+    from seqlab.tasks.lm.inference import load_text
 
     scores = api.load_generator(model).perplexity(load_text(data))
     _out.print(f"{model} on {data}: loss {scores['loss']:.4f} nats/token, perplexity {scores['perplexity']:.2f}, "
+               f"{scores['bits_per_char']:.3f} bits/char ({scores['tokens']:,} tokens, {scores['characters']:,} characters)")
+
+
+def evaluate_language_model(run: Path, data: str, as_json: bool) -> None:
+    """`seqlab evaluate RUN --data TEXT` for an lm run: loss, perplexity, bits per character."""
+    from seqlab import api
+
+    scores = api.evaluate(run, data)
+    if as_json:
+        print(json.dumps(scores, indent=2))
+        return
+    _out.print(f"{run} on {data}: loss {scores['loss']:.4f} nats/token, perplexity {scores['perplexity']:.2f}, "
                f"{scores['bits_per_char']:.3f} bits/char ({scores['tokens']:,} tokens, {scores['characters']:,} characters)")
 
 

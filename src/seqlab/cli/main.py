@@ -24,7 +24,7 @@ from seqlab.cli.bench import bench_app
 from seqlab.cli.data import data_app
 from seqlab.cli.experiment import experiment_app
 from seqlab.cli.export import export_run
-from seqlab.cli.generate import generate, perplexity, report_language_model
+from seqlab.cli.generate import evaluate_language_model, generate, perplexity, report_language_model
 from seqlab.cli.ner import evaluate_tagger, ner, report_tagger
 from seqlab.cli.pretrain import fill_mask, pretrain_app, report_pretrained
 from seqlab.cli.serve import serve
@@ -116,45 +116,37 @@ def train(
     name: Annotated[Optional[str], typer.Option(help="Run folder name under --output-dir.")] = None,
     output_dir: Annotated[Optional[str], typer.Option(help="Where run folders go (default runs/).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue an unfinished run folder from its last checkpoint.")] = None,
-    devices: Annotated[Optional[int], typer.Option(help="Training processes (CPU) or GPUs on this machine; > 1 trains data-parallel (DDP; task classify).")] = None,
+    devices: Annotated[Optional[int], typer.Option(help="Training processes (CPU) or GPUs on this machine; > 1 trains data-parallel (DDP; every task).")] = None,
     num_nodes: Annotated[Optional[int], typer.Option(help="Machines in DDP training (start each rank with torchrun; see README).")] = None,
     strategy: Annotated[Optional[str], typer.Option(help="auto or ddp (re-runs this command once per extra process), ddp_spawn.")] = None,
 ) -> None:
     """Train a model into a run folder: `seqlab train classify --arch cnn --data rt-polarity`,
     `seqlab train lm --arch gpt --level char --data shakespeare`."""
     from seqlab import api
-    from seqlab.config import build_config, load_config
+    from seqlab.config import load_config
     from seqlab.runs import is_rank_zero
 
     if resume is not None:
         if target or overrides or devices or num_nodes or strategy:
             raise SeqlabError("--resume continues a run with its saved config; drop the task, overrides and DDP options")
-        run_dir = api.train(None, resume=resume)
-        if is_rank_zero():  # (DDP: the other ranks wrote nothing to report)
-            _report_run(run_dir)
-        return
-    flags = {
-        "model.arch": arch, "model.model": model, "data.train": data, "data.valid": valid, "data.test": test,
-        "data.text_column": text_column, "data.label_column": label_column, "model.preset": preset, "model.init": init,
-        "model.embeddings": embeddings, "model.embeddings_mode": embeddings_mode,
-        "tokenizer.level": level, "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr, "train.seed": seed,
-        "train.max_minutes": max_minutes, "train.devices": devices, "train.num_nodes": num_nodes, "train.strategy": strategy,
-        "name": name, "output_dir": output_dir,
-    }
-    given = [f"{key}={json.dumps(value) if isinstance(value, str) else value}" for key, value in flags.items() if value is not None]
-    everything = [*given, *(overrides or [])]
-    if target is None:
-        raise SeqlabError("say what to train: `seqlab train classify --arch cnn --data rt-polarity` or `seqlab train CONFIG.yaml`")
-    if target.endswith((".yaml", ".yml")):
-        cfg = load_config(target, everything)
-    elif target in ("classify", "lm", "tag", "translate"):
-        if target == "translate" and arch == "transformer":
-            everything[everything.index('model.arch="transformer"')] = "model.arch=transformer-seq2seq"  # the encoder-decoder
-        cfg = build_config({"task": target}, everything)
+        run_dir = api.train(resume=resume)
     else:
-        raise SeqlabError(f"unknown task {target!r}; seqlab trains: classify, lm, tag, translate (or give a CONFIG.yaml)")
-    run_dir = api.train(cfg)
-    if is_rank_zero():
+        settings = {
+            "arch": arch, "model": model, "data": data, "valid": valid, "test": test, "text_column": text_column,
+            "label_column": label_column, "preset": preset, "init": init, "embeddings": embeddings,
+            "embeddings_mode": embeddings_mode, "level": level, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+            "seed": seed, "max_minutes": max_minutes, "devices": devices, "num_nodes": num_nodes, "strategy": strategy,
+            "name": name, "output_dir": output_dir,
+        }
+        if target is None:
+            raise SeqlabError("say what to train: `seqlab train classify --arch cnn --data rt-polarity` or `seqlab train CONFIG.yaml`")
+        if target.endswith((".yaml", ".yml")):
+            given = [f"{api.SHORTCUTS[k]}={json.dumps(v) if isinstance(v, str) else v}" for k, v in settings.items() if v is not None]
+            cfg = load_config(target, [*given, *(overrides or [])])
+        else:
+            cfg = api.configure(target, overrides or [], **settings)
+        run_dir = api.train(cfg)
+    if is_rank_zero():  # (DDP: the other ranks wrote nothing to report)
         _report_run(run_dir)
 
 
@@ -162,14 +154,10 @@ def _report_run(run_dir: Path) -> None:
     from seqlab.runs import task_of
 
     task = task_of(run_dir)
-    if task == "pretrain-mlm":  # `seqlab train CONFIG.yaml` with task: pretrain-mlm, or its --resume
-        return report_pretrained(run_dir)
-    if task == "lm":
-        return report_language_model(run_dir)
-    if task == "tag":
-        return report_tagger(run_dir)
-    if task == "translate":
-        return report_translation(run_dir)
+    reports = {"pretrain": report_pretrained, "lm": report_language_model, "tag": report_tagger,
+               "translate": report_translation}
+    if task in reports:
+        return reports[task](run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     parts = [f"{split} accuracy {100 * metrics[split]['accuracy']:.2f}%" for split in ("valid", "test") if split in metrics]
     console.print(f"[green]trained[/green] {run_dir}  ({', '.join(parts) or 'no held-out data'}, {metrics['epochs']} epochs)")
@@ -193,19 +181,21 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
     backend: BackendOption = "auto",
 ) -> None:
-    """Accuracy, macro-F1 and a confusion matrix of a run on labelled data (a tag run: entity
-    precision, recall and F1 per type on a .conll/.jsonl/.spacy file or silver-ner)."""
+    """Score a run on labelled data with its task's metrics: a classifier's accuracy, macro-F1
+    and confusion matrix; a tagger's entity precision, recall and F1 per type; a translator's
+    BLEU and chrF by source length; a language model's perplexity."""
     from seqlab import api, plots
-    from seqlab.data.datasets import load_examples
     from seqlab.runs import task_of
 
-    if task_of(run) == "tag":
+    task = task_of(run)
+    if task == "tag":
         return evaluate_tagger(run, data, as_json)
-    if task_of(run) == "translate":  # BLEU, chrF, exact match, ... on a generated task's test split or a TSV/Moses file
+    if task == "translate":
         return evaluate_translation(run, data, as_json=as_json)
-    pipe = api.load(run, backend=backend)
-    examples = load_examples(data, text_column=text_column, label_column=label_column, max_chars=pipe.config.data.max_chars)
-    metrics = pipe.evaluate(examples)
+    if task == "lm":
+        return evaluate_language_model(run, data, as_json)
+    pipe = api.load_classifier(run, backend=backend)
+    metrics = api.evaluate(pipe, data, text_column=text_column, label_column=label_column)
     image = plots.confusion_matrix(metrics["confusion_matrix"], metrics["labels"], plot or run / "confusion_matrix.png", title=f"{run.name} on {data}")
     if as_json:
         print(json.dumps({**metrics, "confusion_matrix_png": str(image)}, indent=2))
@@ -235,7 +225,7 @@ def predict(
 
     if output is not None:
         check_writable(output)  # before the model is loaded
-    pipe = api.load(run, backend=backend)
+    pipe = api.load_classifier(run, backend=backend)
     items = list(texts or [])
     if input is not None:
         items += read_texts(input, text_column=text_column, max_chars=pipe.config.data.max_chars)
@@ -261,7 +251,7 @@ def compare(
     task: Annotated[str, typer.Argument(help="Task to compare on: classify or translate (--archs seq2seq,seq2seq-attn,transformer --data numbers-en-fr).")],
     overrides: OverridesArg = None,
     data: Annotated[str, typer.Option(help="Built-in dataset or a .csv/.tsv/.jsonl file.")] = "rt-polarity",
-    archs: Annotated[str, typer.Option(help="Comma-separated architectures or recipes (minilm, minilm-frozen, minilm-llrd, cnn+spacy-md, transformer+mlm).")] = "lstm,bilstm,cnn,transformer",
+    archs: Annotated[str, typer.Option(help="Comma-separated architectures or recipes (minilm, minilm-frozen, minilm-llrd, cnn-rand, cnn+glove, cnn+glove-static, cnn+spacy-md, transformer+mlm).")] = "lstm,bilstm,cnn,transformer",
     cv: Annotated[Optional[int], typer.Option(help="k-fold cross-validation (Kim 2014 used 10 on MR); default: one held-out split.")] = None,
     train_sizes: Annotated[Optional[str], typer.Option(help="Learning curve: train on these many examples, e.g. 100,500,2000,all.")] = None,
     seeds: Annotated[int, typer.Option(help="Repeat every run with this many training seeds (and subsamples): mean ± std without --cv.")] = 1,
@@ -280,11 +270,16 @@ def compare(
                                    overrides or [], seeds, output)
     if task != "classify":
         raise SeqlabError(f"unknown task {task!r}; seqlab compares: classify, translate")
-    rows, folder = api.compare({"data": {"train": data}}, archs.split(","), overrides or [], cv, output, train_sizes, seeds, min_epoch_examples)
-    table = Table("arch", "train ex.", "runs", "accuracy", "macro-F1", "parameters", "train s/run", "sent/s", title=f"{data} · {f'{cv}-fold CV' if cv else 'test split'}{f' · {seeds} seeds' if seeds > 1 else ''}")
+    rows, folder = api.compare("classify", archs, overrides or [], data=data, output_dir=output, seeds=seeds, cv=cv,
+                               train_sizes=train_sizes, min_epoch_examples=min_epoch_examples)
+    papers = any(r.get("published") is not None for r in rows)
+    table = Table("arch", "train ex.", "runs", "accuracy", *(["published"] if papers else []), "macro-F1", "parameters", "train s/run",
+                  "sent/s", title=f"{data} · {f'{cv}-fold CV' if cv else 'test split'}{f' · {seeds} seeds' if seeds > 1 else ''}")
     for r in rows:
+        paper = ([f"{r['published']:.1f} ({r['published_by']})" if r.get("published") is not None else "–"] if papers else [])
         table.add_row(r["arch"], f"{r['train_size']:,}", str(r["runs"]), f"{100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f}",
-                      f"{100 * r['macro_f1_mean']:.2f}", f"{r['parameters']:,}", f"{r['train_seconds']:.1f}", f"{r['sentences_per_second']:,.0f}")
+                      *paper, f"{100 * r['macro_f1_mean']:.2f}", f"{r['parameters']:,}", f"{r['train_seconds']:.1f}",
+                      f"{r['sentences_per_second']:,.0f}")
     console.print(table)
     chart = "learning_curve.png" if train_sizes and "," in train_sizes else "comparison.png"
     console.print(f"results: {folder}/results.json, {folder}/table.md, chart: {folder}/{chart}")

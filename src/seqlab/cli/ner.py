@@ -21,7 +21,7 @@ from seqlab.errors import SeqlabError
 
 _out = Console(soft_wrap=True, highlight=False)
 FORMATS = ("list", "json", "html")
-INPUT_MAX_CHARS = 10_000_000  # long documents are tagged in pieces (seqlab.ner.chunk_text)
+INPUT_MAX_CHARS = 10_000_000  # long documents are tagged in pieces (seqlab.tasks.tag.pipeline.chunk_text)
 
 
 @handle_errors
@@ -38,7 +38,7 @@ def ner(
     """Named entities: `seqlab ner "Apple is looking at buying U.K. startup for $1 billion"`
     prints [('Apple', 'ORG'), ('U.K.', 'GPE'), ('$1 billion', 'MONEY')]."""
     from seqlab import api
-    from seqlab import ner as named_entities
+    from seqlab.tasks.tag import pipeline as named_entities
     from seqlab.data.readers import read_texts
 
     if format not in FORMATS:
@@ -75,13 +75,11 @@ def ner(
 def evaluate_tagger(run: Path, data: str, as_json: bool) -> None:
     """`seqlab evaluate RUN --data FILE|silver-ner` for a tag run: entity P/R/F1 per type."""
     from seqlab import api
-    from seqlab import ner as named_entities
 
-    pipe = api.load_tagger(run)
-    sentences, what = named_entities.evaluation_data(pipe, data)
-    metrics = pipe.evaluate(sentences)
+    metrics = api.evaluate(api.load_tagger(run), data)
+    what = metrics["data"]
     if as_json:
-        print(json.dumps({"data": what, **metrics}, indent=2))
+        print(json.dumps(metrics, indent=2))
         return
     _out.print(f"{run} on {what}: entity F1 [bold]{100 * metrics['f1']:.2f}%[/bold] (precision {100 * metrics['precision']:.2f}%, "
                f"recall {100 * metrics['recall']:.2f}%; {metrics['support']:,} entities in {metrics['sentences']:,} sentences, "

@@ -62,7 +62,7 @@ def mlm(
         "pretrain.nsp": True if nsp else None,
     }
     given = [f"{key}={json.dumps(value) if isinstance(value, str) else value}" for key, value in flags.items() if value is not None]
-    cfg = build_config({"task": "pretrain-mlm"}, [*given, *(overrides or [])])
+    cfg = build_config({"task": "pretrain"}, [*given, *(overrides or [])])
     report_pretrained(api.pretrain(cfg))
 
 

@@ -73,25 +73,11 @@ def _read_sentences(path: Path, max_chars: int) -> list[str]:
     return read_texts(path, max_chars=max_chars)
 
 
-def load_test_pairs(run: Path, data: str) -> list:
-    """The pairs to evaluate on: a generated task's test split (with the run's split seed and
-    fractions, so it is the run's own test split), or every pair of a TSV / Moses file."""
-    from seqlab.config import load_config
-    from seqlab.data import parallel
-
-    cfg = load_config(run / "config.yaml")
-    if parallel.parse_generated(data):
-        d = cfg.data
-        return parallel.generate_splits(data, d.split_seed, d.valid_fraction, d.test_fraction, train_limit=0)["test"]
-    return parallel.read_pairs(data, max_chars=cfg.data.max_chars)
-
-
 def evaluate_translation(run: Path, data: str, beam: int | None = None, as_json: bool = False) -> None:
     """`seqlab evaluate RUN --data ...` for a translate run."""
     from seqlab import api
 
-    pipe = api.load_translator(run)
-    metrics = pipe.evaluate(load_test_pairs(run, data), beam=beam)
+    metrics = api.evaluate(run, data, beam=beam)
     if as_json:
         print(json.dumps(metrics, indent=2, ensure_ascii=False))
         return
@@ -113,7 +99,7 @@ def evaluate_translation(run: Path, data: str, beam: int | None = None, as_json:
 def compare_translation(data: str | None, archs: str | None, overrides: list[str], seeds: int, output: Path | None) -> None:
     """`seqlab compare translate --archs seq2seq,seq2seq-attn,transformer --data numbers-en-fr`."""
     from seqlab import api
-    from seqlab.tasks.translate_compare import DEFAULT_ENTRIES
+    from seqlab.tasks.translate.compare import DEFAULT_ENTRIES
 
     data = data or "numbers-en-fr"
     rows, folder = api.compare_translation({"data": {"train": data}}, (archs or ",".join(DEFAULT_ENTRIES)).split(","),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -60,13 +61,19 @@ class BucketBatchSampler(Sampler[list[int]]):
     batching (the baseline the benchmark compares against); with `shuffle=False` batches keep
     dataset order (for prediction, where outputs must line up with inputs).
 
-    Two things for training (`seqlab.train.fit` switches them on through `training_loader`):
+    Two things for training (`seqlab.trainer.fit` switches them on through `training_loader`):
     - `shard`: under DDP every process builds the same global batches (same seed, same order)
       and takes its own slice `batch[rank::world]`, so the global batch and the number of steps
       per epoch are those of one process. (Lightning only injects a `DistributedSampler` into
       plain samplers, not into a batch sampler like this one.)
     - `state_dict`/`load_state_dict`: the epoch and how many batches of it were handed out, so
       a run resumed from a mid-epoch checkpoint continues with the next unseen batch.
+
+    With `max_tokens` (translation's `train.batch_tokens`) a batch holds as many sequences as fit
+    `max_tokens` padded positions (sequences × the longest `lengths` in it) instead of
+    `batch_size`, as fairseq's `--max-tokens` does: the whole data set is sorted by length once
+    (ties in a seeded random order) and cut into batches, and every epoch shuffles the order of
+    those batches, so their number is the same in every epoch.
     """
 
     def __init__(
@@ -78,6 +85,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         pool_batches: int = 50,
         shard: bool = False,
+        max_tokens: int | None = None,
     ):
         self.lengths = lengths
         self.batch_size = batch_size
@@ -86,16 +94,44 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.seed = seed
         self.pool_size = batch_size * pool_batches
         self.shard = shard
+        self.max_tokens = max_tokens
+        self._by_tokens: list[list[int]] | None = None
         self.epoch = 0  # the epoch the next __iter__ starts
         self._position: tuple[int, int] | None = None  # (epoch, batches handed out) while iterating
         self._skip = 0  # batches of the next epoch already seen before a resume
 
     def __len__(self) -> int:
+        if self.max_tokens:
+            return len(self._token_batches())
         return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+    def _token_batches(self) -> list[list[int]]:
+        """The `max_tokens` batches (made once): by length if bucketing, else in a seeded random order."""
+        if self._by_tokens is None:
+            order = list(range(len(self.lengths)))
+            random.Random(f"tokens:{self.seed}").shuffle(order)  # ties (and bucket=False) in random order
+            if self.bucket:
+                order.sort(key=self.lengths.__getitem__)
+            self._by_tokens, batch, longest = [], [], 0
+            for i in order:
+                wider = max(longest, self.lengths[i])
+                if batch and (len(batch) + 1) * wider > self.max_tokens:
+                    self._by_tokens.append(batch)
+                    batch, wider = [], self.lengths[i]
+                batch.append(i)
+                longest = wider
+            if batch:
+                self._by_tokens.append(batch)
+        return self._by_tokens
 
     def batches(self, epoch: int) -> list[list[int]]:
         """Epoch `epoch`'s global batches: a new order every epoch, reproducible from the seed."""
         rng = random.Random(self.seed + epoch)
+        if self.max_tokens:
+            batches = [list(batch) for batch in self._token_batches()]
+            if self.shuffle:
+                rng.shuffle(batches)
+            return batches
         order = list(range(len(self.lengths)))
         if self.shuffle:
             rng.shuffle(order)
@@ -161,15 +197,44 @@ class ResumableLoader(DataLoader):
         self.batch_sampler.load_state_dict(state)
 
 
+class ShareOfBatch:
+    """A collate function whose batch is random as a whole (masked-LM masking: one draw for the
+    global batch), made to shard after collating: under DDP every process collates the whole
+    global batch (same examples, same random draws) and keeps its rows `[rank::world]` of
+    every tensor, so the processes' rows are exactly one process's batch. A collate function
+    asks for this with the attribute `collates_whole_batch = True`."""
+
+    collates_whole_batch = True
+
+    def __init__(self, collate: Any):
+        self.collate = collate
+
+    def __call__(self, examples: list[Any]) -> dict[str, Any]:
+        batch = self.collate(examples)
+        rank, world = _process_slot()
+        if world == 1:
+            return batch
+        rows = len(examples)
+        take = slice(rank, None, world) if rank < rows else slice(rows - 1, rows)  # (as BucketBatchSampler does)
+        return {key: value[take] if isinstance(value, torch.Tensor) and value.dim() and len(value) == rows else value
+                for key, value in batch.items()}
+
+
 def training_loader(loader: DataLoader) -> DataLoader:
-    """`loader` made ready for training by `seqlab.train.fit`: resumable (see `ResumableLoader`)
-    and sharded across DDP processes. Loaders not built on `BucketBatchSampler` are returned as
-    they are (Lightning shards those itself)."""
+    """`loader` made ready for training by `seqlab.trainer.fit`: resumable (see `ResumableLoader`)
+    and sharded across DDP processes: the sampler hands each process its slice of every batch,
+    or, for a collate function with `collates_whole_batch`, each process collates the whole
+    batch and keeps its rows (`ShareOfBatch`). Loaders not built on `BucketBatchSampler` are
+    returned as they are (Lightning shards those itself)."""
     sampler = loader.batch_sampler
     if not isinstance(sampler, BucketBatchSampler):
         return loader
-    sampler.shard = True
-    return ResumableLoader(loader.dataset, batch_sampler=sampler, collate_fn=loader.collate_fn, num_workers=loader.num_workers)
+    collate = loader.collate_fn
+    whole = getattr(collate, "collates_whole_batch", False)
+    if whole and not isinstance(collate, ShareOfBatch):
+        collate = ShareOfBatch(collate)
+    sampler.shard = not whole
+    return ResumableLoader(loader.dataset, batch_sampler=sampler, collate_fn=collate, num_workers=loader.num_workers)
 
 
 def make_loader(

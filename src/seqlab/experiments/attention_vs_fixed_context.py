@@ -23,10 +23,12 @@ from pathlib import Path
 
 from torch import nn
 
+from seqlab.models import count_parameters
 from seqlab.config import RunConfig
 from seqlab.data.parallel import Pair
 from seqlab.experiments import QUICK_VERDICT, ExperimentResult
-from seqlab.tasks import translate, translate_compare
+from seqlab.tasks.translate import recipe as translate
+from seqlab.tasks.translate import compare as translate_compare
 
 NAME = "attention-vs-fixed-context"
 ENTRIES = ("seq2seq", "bahdanau")  # the fixed context vector, and the same model with attention
@@ -65,13 +67,14 @@ def train_entry(base: dict, entry: str, overrides: Sequence[str] = ()) -> Traine
     model = translate.build_model(cfg, vocab.source.get_vocab_size(), vocab.target.get_vocab_size())
     with tempfile.TemporaryDirectory(prefix="seqlab-experiment-") as work:
         fitted = translate.fit_translator(cfg, model, vocab, splits.train, splits.valid, Path(work), progress="off", loggers=False)
-    return Trained(entry, cfg, fitted.model, vocab, splits, fitted.result.seconds, translate.count_parameters(fitted.model))
+    return Trained(entry, cfg, fitted.model, vocab, splits, fitted.result.seconds, count_parameters(fitted.model))
 
 
 def score_by_length(trained: Trained, pairs: Sequence[Pair]) -> dict[int, dict[str, float]]:
     """Greedy decoding of `pairs`: per source length in tokens, {pairs, exact match, token
     accuracy (output token i equals reference token i, over the reference's tokens)}."""
     cfg = trained.cfg
+    pairs = [p if isinstance(p, Pair) else Pair(p.source, p.references[0]) for p in pairs]  # (one reference each)
     sources = translate.encode_sources(trained.vocab.source, [p.source for p in pairs], cfg.tokenizer.max_length).ids
     references = translate.encode_targets(trained.vocab.target, [p.target for p in pairs], cfg.tokenizer.max_length)
     outputs = translate.translate_ids(trained.model, sources, trained.vocab, translate.DecodeSettings.from_config(cfg, beam=1))

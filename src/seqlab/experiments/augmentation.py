@@ -2,7 +2,7 @@
 
 For every training-set size, method, architecture and seed: take the first `size` examples of a
 seeded shuffle of the training split (`tasks.compare.subsample`, so smaller sets nest inside
-larger ones), add `n` variants of each (`seqlab.augment`; method "none" adds nothing), train the
+larger ones), add `n` variants of each (`seqlab.tasks.augment.pipeline`; method "none" adds nothing), train the
 classifier with the comparison's own recipe (`tasks.compare.run_one`: early stopping on the
 untouched validation split, at least `min_epoch_examples` examples per epoch, so every cell gets
 the same number of optimiser steps) and score it on the untouched test split. The table gives
@@ -51,8 +51,8 @@ def run(quick: bool, output: Path, data: str = "rt-polarity", train_sizes: Seque
         data: Built-in dataset or labelled file (split 80/10/10 by `data.split_seed`).
         method_options: Options per method, e.g. {"contextual": {"model": RUN}}.
     """
-    from seqlab.tasks import classify
-    from seqlab.tasks import compare as comparison
+    from seqlab.tasks.classify import recipe as classify
+    from seqlab.tasks.classify import compare as comparison
 
     s = settings(quick)
     sizes = list(train_sizes or s["train_sizes"])
@@ -116,7 +116,7 @@ def augment_examples(train: list[Example], method: str, n: int, seed: int, optio
     """The training examples followed by up to `n` distinct new variants of each, labels kept."""
     if method == "none":
         return list(train)
-    from seqlab.augment import augment
+    from seqlab.tasks.augment.pipeline import augment
 
     variants = augment([ex.text for ex in train], method, n, seed, **options)
     extra = [Example(text, ex.label) for ex, texts in zip(train, variants) for text in dict.fromkeys(texts) if text != ex.text]

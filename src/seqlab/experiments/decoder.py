@@ -34,7 +34,7 @@ from seqlab import decoding
 from seqlab.experiments import QUICK_VERDICT, ExperimentResult
 from seqlab.experiments.attention_vs_fixed_context import BASE, Trained, score_by_length, train_entry
 from seqlab.models.gpt import GPT
-from seqlab.tasks import translate
+from seqlab.tasks.translate import recipe as translate
 
 NAME = "decoder"
 ENTRIES = ("seq2seq", "seq2seq-attn", "transformer")

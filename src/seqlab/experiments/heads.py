@@ -26,8 +26,9 @@ import torch
 from seqlab import api
 from seqlab.config import build_config
 from seqlab.errors import SeqlabError
+from seqlab.tasks.classify.pipeline import ClassifierPipeline
 from seqlab.experiments import ExperimentResult
-from seqlab.tasks import classify
+from seqlab.tasks.classify import recipe as classify
 
 NAME = "heads"
 PATTERNS = ("self", "previous", "next", "first")  # where a head's weight can concentrate
@@ -81,7 +82,7 @@ def _readable(examples: list, count: int) -> list:
     return (fitting or examples)[:count]
 
 
-def head_statistics(pipe: api.ClassifierPipeline, texts: list[str], min_count: int = 10
+def head_statistics(pipe: ClassifierPipeline, texts: list[str], min_count: int = 10
                     ) -> dict[tuple[int, int], dict[str, float | str]]:
     """Per (layer, head), averaged over the queries of every text with at least two tokens:
     normalised entropy, mean |query − key| distance, the weight on the query itself, the token
@@ -138,7 +139,7 @@ def _role(stats: dict[str, float]) -> str:
     return "broad" if stats["entropy"] > 0.7 else "content-dependent"
 
 
-def ablate(pipe: api.ClassifierPipeline, examples: list) -> tuple[float, dict[tuple[int, int], float]]:
+def ablate(pipe: ClassifierPipeline, examples: list) -> tuple[float, dict[tuple[int, int], float]]:
     """(test accuracy of the full model, accuracy with each (layer, head) removed in turn)."""
     cfg = pipe.config
 
@@ -180,7 +181,7 @@ def verdict(rows: list[list], full: float, quick: bool) -> str:
     return f"not seen at this scale: every head attends alike; {cost}"
 
 
-def _plot_maps(pipe: api.ClassifierPipeline, text: str, path: Path) -> Path:
+def _plot_maps(pipe: ClassifierPipeline, text: str, path: Path) -> Path:
     """One panel per (layer, head): the head's (T × T) weights on `text`."""
     from seqlab.plots import _save, plt
 

@@ -5,7 +5,7 @@ needs no labels, then fine-tune it with a classification head on the labelled ta
 the pretrained encoder already knows words and how they combine, so it needs fewer labels.
 
 Here, with the project's own pieces: a BERT-style encoder pretrained with masked-LM
-(`seqlab.api.pretrain`, task `pretrain-mlm`) on the *training and validation texts* of the
+(`seqlab.api.pretrain`, task `pretrain`) on the *training and validation texts* of the
 rt-polarity split (labels ignored; no test sentence is seen), then the `transformer+mlm` recipe
 of `seqlab compare classify` (the same encoder fine-tuned) against `transformer` (the same
 architecture from random weights), across training-set sizes (`seqlab.api.compare` with
@@ -24,7 +24,7 @@ from seqlab import api
 from seqlab.config import build_config
 from seqlab.experiments import QUICK_VERDICT, ExperimentResult
 from seqlab.plots import learning_curve_by_size
-from seqlab.tasks import classify
+from seqlab.tasks.classify import recipe as classify
 
 NAME = "pretraining"
 ENTRIES = ("transformer", "transformer+mlm")
@@ -78,7 +78,7 @@ def _pretrain(base: dict, s: dict, work: Path, seed: int) -> dict:
         writer = csv.writer(handle)
         writer.writerow(["text"])
         writer.writerows([t] for t in texts)
-    mlm = build_config({"task": "pretrain-mlm"}, [f"data.train={corpus}", f"output_dir={work}", "name=mlm", f"train.seed={seed}",
+    mlm = build_config({"task": "pretrain"}, [f"data.train={corpus}", f"output_dir={work}", "name=mlm", f"train.seed={seed}",
                                                   "tokenizer.max_length=64", *s["pretrain"]])
     run_dir = api.pretrain(mlm, progress="off")
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))

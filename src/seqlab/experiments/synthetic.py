@@ -14,10 +14,10 @@ task has the same length, so the attention mask is all True):
 Token id 0 is padding (`PAD_ID`) and never generated. The functions below are a stable interface
 that other experiments import: (ids (N, T) long, labels (N,) or (N, T) long).
 
-`train_synthetic` is a plain loop rather than `seqlab.train.fit`: these runs are a few hundred
+`train_synthetic` is a plain loop rather than `seqlab.trainer.fit`: these runs are a few hundred
 steps of a model with a few thousand parameters, where Lightning's start-up, checkpoints and
 logs would take longer than the training itself (an experiment trains up to ~20 of them). It uses
-the shared optimiser (`seqlab.train.make_optimizer`) and gradient clipping of `TrainConfig`.
+the shared optimiser (`seqlab.trainer.make_optimizer`) and gradient clipping of `TrainConfig`.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from seqlab.models import count_parameters
 from seqlab.config import TrainConfig
 from seqlab.data.batching import PAD_ID
-from seqlab.train import make_optimizer
+from seqlab.trainer import make_optimizer
 
 Forward = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 """(model, ids (B, T)) → logits (B, K) for row labels or (B, T, K) for token labels."""
@@ -168,8 +169,6 @@ def accuracy(model: nn.Module, forward: Forward, ids: torch.Tensor, labels: torc
     return float((predict(model, forward, ids) == labels).float().mean())
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def matched_width(build: Callable[[int], nn.Module], target: int, widths: range = range(4, 1025, 4)) -> int:

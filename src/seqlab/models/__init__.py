@@ -5,6 +5,11 @@ from __future__ import annotations
 from torch import nn
 
 
+def count_parameters(model: nn.Module) -> int:
+    """Every parameter of `model`, trainable or frozen."""
+    return sum(p.numel() for p in model.parameters())
+
+
 def build_classifier(model_cfg, vocab_size: int, num_labels: int, pad_id: int = 0) -> nn.Module:
     """Instantiate the classifier a `ModelConfig` describes.
 

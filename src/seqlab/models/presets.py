@@ -28,16 +28,24 @@ PRESETS: dict[str, dict[str, dict]] = {
         "base": {"d_model": 768, "num_heads": 12, "num_layers": 12, "ff_dim": 3072},
     },
     # RNN encoder-decoders (task translate): hidden_dim is the decoder's, and the encoder's
-    # output (both directions together). The Transformer encoder-decoder uses "transformer".
+    # output (both directions together). `base` is sized for Tatoeba on a 2-core CPU: about
+    # 45 minutes of training (docs/benchmarks.md, "Translation on Tatoeba").
     "seq2seq": {
         "tiny": {"embed_dim": 16, "hidden_dim": 32, "num_layers": 1},
         "small": {"embed_dim": 128, "hidden_dim": 256, "num_layers": 1},
-        "base": {"embed_dim": 256, "hidden_dim": 512, "num_layers": 2},
+        "base": {"embed_dim": 256, "hidden_dim": 512, "num_layers": 1},
+    },
+    # The Transformer encoder-decoder (task translate): `tiny` and `small` as the encoder's;
+    # `base` is a Transformer-base shape scaled down for Tatoeba on a 2-core CPU (3 + 3 layers).
+    "transformer-seq2seq": {
+        "tiny": {"d_model": 16, "num_heads": 2, "num_layers": 1, "ff_dim": 32},
+        "small": {"d_model": 128, "num_heads": 4, "num_layers": 2, "ff_dim": 256},
+        "base": {"d_model": 256, "num_heads": 4, "num_layers": 3, "ff_dim": 1024},
     },
 }
 
 
-DROPOUT = {"rnn": 0.5, "cnn": 0.5, "transformer": 0.1, "gpt": 0.1, "seq2seq": 0.2}
+DROPOUT = {"rnn": 0.5, "cnn": 0.5, "transformer": 0.1, "gpt": 0.1, "seq2seq": 0.2, "transformer-seq2seq": 0.1}
 for _family, _sizes in PRESETS.items():
     for _preset in _sizes.values():
         _preset.setdefault("dropout", DROPOUT[_family])
@@ -45,7 +53,7 @@ for _family, _sizes in PRESETS.items():
 
 def family_of(arch: str) -> str:
     """'bilstm' → 'rnn', 'cnn' → 'cnn', 'transformer' → 'transformer', 'gpt' → 'gpt',
-    'seq2seq-attn' → 'seq2seq', 'transformer-seq2seq' → 'transformer'."""
+    'seq2seq-attn' → 'seq2seq', 'transformer-seq2seq' → 'transformer-seq2seq'."""
     families = {"cnn": "cnn", "transformer": "transformer", "gpt": "gpt", "hf": "hf",
-                "seq2seq": "seq2seq", "seq2seq-attn": "seq2seq", "transformer-seq2seq": "transformer"}
+                "seq2seq": "seq2seq", "seq2seq-attn": "seq2seq", "transformer-seq2seq": "transformer-seq2seq"}
     return families.get(arch, "rnn")

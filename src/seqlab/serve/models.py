@@ -17,23 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seqlab import api
+from seqlab import api, registry
 from seqlab.errors import SeqlabError
 from seqlab.serve.batching import MicroBatcher
 from seqlab.serve.settings import ServeSettings
 
 log = logging.getLogger("seqlab")
 
-TASKS = ("classify", "generate", "ner", "translate", "fill-mask")
-
-# how each task's pipeline is opened; `api.task_of_model` says which one a spec needs
-LOADERS: dict[str, Callable[[str], Any]] = {
-    "classify": lambda spec: api.load(spec),
-    "generate": lambda spec: api.load_generator(spec),
-    "ner": lambda spec: api.load_ner(spec),
-    "translate": lambda spec: api.load_translator(spec),
-    "fill-mask": lambda spec: api.load_masked_lm(spec),
-}
+# what a served model does: its task's verb, which is also its route (/v1/classify, /v1/generate, ...)
+TASKS = tuple(task.verb for task in registry.TASKS.values() if task.trains)
 
 
 def _classify_batch(pipe: Any) -> Callable[[Hashable, list[str]], list[dict]]:
@@ -107,9 +99,9 @@ def load_models(models: dict[str, str], settings: ServeSettings) -> dict[str, Se
         if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise SeqlabError(f"model name {name!r} must be letters, digits, '-', '_' or '.' (it appears in URLs and JSON)")
         spec = str(Path(spec).expanduser()) if Path(spec).expanduser().exists() else str(spec)
-        task = api.task_of_model(spec)
+        task = api.task_of_model(spec).verb
         log.info("loading %s = %s (%s)", name, spec, task)
-        pipeline = LOADERS[task](spec)
+        pipeline = api.load(spec)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"seqlab-{name}")
         batcher = None
         if task in BATCHED:

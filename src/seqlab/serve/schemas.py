@@ -35,7 +35,7 @@ class GenerateRequest(Request):
     prompt: str = Field(description="text to continue (may be empty for a model with a beginning-of-text token)")
     max_new_tokens: int = Field(50, ge=1, description="tokens to add; capped by the server's --max-new-tokens")
     do_sample: bool = Field(False, description="sample instead of taking the likeliest token")
-    temperature: float | None = Field(None, gt=0, le=100, description="sampling temperature (do_sample only)")
+    temperature: float | None = Field(None, ge=0, le=100, description="sampling temperature (do_sample only); 0 = greedy decoding")
     top_k: int | None = Field(None, ge=0, description="sample among the k likeliest tokens, 0 = off (do_sample only)")
     top_p: float | None = Field(None, gt=0, le=1, description="nucleus sampling mass (do_sample only)")
     repetition_penalty: float | None = Field(None, gt=0, le=100, description="> 1 discourages repeated tokens")
