@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean browser docs
+.PHONY: install demo test bench clean browser docs notebooks
 
 install: $(STAMP)
 
@@ -37,6 +37,11 @@ test: install browser
 # `mkdocs build --strict` writes it to site/ (tests/test_docs.py builds it in the test suite).
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
+# The course notebooks (notebooks/) in Jupyter: registers this .venv as the kernel "seqlab"
+# ("Python (seqlab)") for the current user; open notebooks/ with any Jupyter and pick it.
+notebooks: install
+	$(BIN)/python -m ipykernel install --user --name seqlab --display-name "Python (seqlab)"
 
 bench: install
 	$(BIN)/python benchmarks/classify_cv.py

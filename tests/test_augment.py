@@ -286,6 +286,27 @@ def test_backtranslate_samples_through_two_translate_runs(tmp_path):
     assert out == api.augment(texts, "backtranslate", n=3, seed=0, forward=str(run), backward=str(run), temperature=1.0)
     greedy = api.augment(texts, "backtranslate", n=3, seed=0, forward=str(run), backward=str(run), temperature=0)
     assert all(len(set(v)) == 1 for v in greedy)  # without sampling every variant is the same
+    via = api.augment(texts, "backtranslate", n=3, seed=0, via=f"{run},{run}", temperature=1.0)
+    assert via == out  # --via RUN_A,RUN_B is --forward RUN_A --backward RUN_B
+    beams = api.augment(texts, "backtranslate", n=2, seed=0, via=f"{run},{run}", beam=3, min_chrf=0)
+    assert [len(v) for v in beams] == [2, 2]
+
+
+def test_backtranslation_round_trip_filter():
+    from seqlab.tasks.augment.methods import make_options, round_trip_ok
+
+    opts = make_options("backtranslate", {"via": "a,b"})
+    assert (opts.forward, opts.backward, opts.min_chrf) == ("a", "b", 30.0)
+    assert round_trip_ok("I would like a cup of coffee.", "I'd like a cup of coffee.", opts)
+    assert not round_trip_ok("I would like a cup of coffee.", "The dog.", opts)  # chrF too low, and too short
+    assert not round_trip_ok("I would like a cup of coffee.", "", opts)
+    long = "I would like a cup of coffee. " * 3
+    assert not round_trip_ok("I would like a cup of coffee.", long, opts)  # over twice as long
+    assert round_trip_ok("I would like a cup of coffee.", long, make_options("backtranslate", {"via": "a,b", "max_length_ratio": 4.0}))
+    with pytest.raises(SeqlabError, match="already names both"):
+        make_options("backtranslate", {"via": "a,b", "forward": "c"})
+    with pytest.raises(SeqlabError, match="min_chrf"):
+        make_options("backtranslate", {"via": "a,b", "min_chrf": 120})
 
 
 # --------------------------------------------------------------------------- bad input

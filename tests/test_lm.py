@@ -169,3 +169,84 @@ def test_seqlab_engine_refuses_other_architectures():
                                            attention_types=[[["global"], 1]], max_position_embeddings=32))
     with pytest.raises(SeqlabError, match="GPT-2 and Llama weights"):
         _as_seqlab_gpt(other, "tiny-neo")
+
+
+def test_batched_generation_equals_one_prompt_at_a_time(tmp_path, text_file, tiny_llama):
+    """Left-padded batches with per-row stops give every prompt its own greedy text, on a trained
+    char GPT (seqlab's engine) and a tiny transformers Llama with eos; --input/--batch-size/--output
+    write one JSON line per prompt."""
+    run = api.train(lm_config(tmp_path, text_file, "train.lr=0.01", "name=b"), progress="off")
+    prompts = ["the cat", "a", "the dog ran to the", "mat 3", "park.", "on the m", "t"]
+    for pipe, settings in ((api.load_generator(run), {"max_new_tokens": 12, "stop": ["the"]}),
+                           (api.load_generator(tiny_llama), {"max_new_tokens": 10})):
+        alone = [pipe.generate(p, **settings)[0] for p in prompts]
+        for size in (1, 3, 16):
+            assert pipe.generate(prompts, batch_size=size, **settings) == alone, size
+        if "stop" in settings:  # rows did end at different steps
+            assert len({len(text) for text in alone}) > 1 and all("the" not in text for text in alone), alone
+    prompts_file = tmp_path / "prompts.txt"
+    prompts_file.write_text("\n".join(prompts) + "\n", encoding="utf-8")
+    out = tmp_path / "out" / "generated.jsonl"
+    result = runner.invoke(app, ["generate", "--model", str(run), "--input", str(prompts_file), "--batch-size", "3",
+                                 "--max-new-tokens", "6", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    expected = api.load_generator(run).generate(prompts, max_new_tokens=6)
+    assert [(line["prompt"], line["generated"]) for line in lines] == list(zip(prompts, expected))
+    result = runner.invoke(app, ["generate", "--model", str(run), "a", "--batch-size", "0"])
+    assert result.exit_code == 1 and "--batch-size" in result.output
+
+
+# --------------------------------------------------------------------------- WikiText-2 (issue 18 §4)
+
+
+def test_recurrent_evaluation_carries_the_state_and_scores_every_token_once():
+    from seqlab.models.rnn import RNNLanguageModel
+    from seqlab.tasks.lm.inference import recurrent_nats
+
+    torch.manual_seed(0)
+    model = RNNLanguageModel(11, "lstm", 6, 8, dropout=0.0).eval()
+    ids = torch.randint(0, 11, (50,))
+    with torch.no_grad():
+        whole = torch.nn.functional.cross_entropy(model(ids[None, :-1]).logits[0], ids[1:], reduction="sum")
+        nats, tokens = recurrent_nats(model, ids, block=7, streams=1)  # one row: the state crosses every window
+        assert tokens == 49 and nats == pytest.approx(float(whole), rel=1e-5)
+        assert recurrent_nats(model, ids, block=7, streams=3)[1] == 49  # three rows and a tail: still each token once
+        scores = lm.evaluate(model, ids, characters=100, block=7, batch_size=1)
+    assert scores["tokens"] == 49 and scores["loss"] == pytest.approx(float(whole) / 49, rel=1e-5)
+
+
+@pytest.fixture
+def wikitext(tmp_path, monkeypatch):
+    """The WikiText-2 excerpt served as all three splits of a fake pinned archive."""
+    from test_benchmark_data import pytorch_example_tokens, wikitext_archive, WIKITEXT
+
+    from seqlab.data import benchmarks
+
+    monkeypatch.setenv("SEQLAB_HOME", str(tmp_path / "home"))
+    wikitext_archive(monkeypatch, tmp_path / "home")
+    tokens = pytorch_example_tokens(WIKITEXT)
+    monkeypatch.setattr(benchmarks, "WIKITEXT2_VOCAB", len(set(tokens)))
+    return tokens
+
+
+def test_wikitext2_word_level_keeps_the_released_vocabulary_and_splits(tmp_path, wikitext):
+    cfg = lm_config(tmp_path, "wikitext-2", "tokenizer.level=word", "model.arch=lstm", "model.tie_weights=true",
+                    "model.embed_dim=16", "name=wt2")
+    splits = lm.split_text(cfg)
+    assert (splits.sources["valid"], splits.sources["test"]) == ("wikitext-2:valid", "wikitext-2:test")
+    tokenizer = lm.learn_tokenizer(cfg, splits.train)
+    assert tokenizer.get_vocab_size() == len(set(wikitext))  # the corpus's own types; nothing added
+    ids = lm.Codec(tokenizer).encode_stream(splits.train)
+    assert [tokenizer.id_to_token(i) for i in ids.tolist()] == wikitext  # as PyTorch's word_language_model reads it
+    assert "<unk>" in wikitext and tokenizer.token_to_id("<unk>") is not None
+    run = api.train(cfg, progress="off")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["tokens"] == len(wikitext) - 1
+    result = runner.invoke(app, ["perplexity", str(run), "--data", "wikitext-2", "--split", "test"])
+    assert result.exit_code == 0, result.output
+    assert f"perplexity {metrics['test']['perplexity']:.2f}" in result.output and "wikitext-2:test" in result.output
+    result = runner.invoke(app, ["evaluate", str(run), "--data", "wikitext-2:test", "--json"])
+    assert json.loads(result.output)["perplexity"] == pytest.approx(metrics["test"]["perplexity"])
+    result = runner.invoke(app, ["perplexity", str(run), "--data", "wikitext-2", "--split", "dev"])
+    assert result.exit_code == 1 and "wikitext-2 has no split 'dev'" in result.output

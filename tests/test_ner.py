@@ -104,3 +104,35 @@ def test_a_pipeline_without_ner_and_unknown_names_are_one_line(tmp_path):
         api.load_ner("xx_nothing")
     result = runner.invoke(app, ["ner", "--format", "xml", APPLE])
     assert result.exit_code == 1 and "unknown format 'xml'" in result.output
+
+
+# --------------------------------------------------------------------------- the CoNLL-2003 baseline (issue 18 §2)
+
+
+def test_ontonotes_types_map_to_the_four_conll_types():
+    from seqlab.tasks.tag.ontonotes import DROPPED, ONTONOTES_TO_CONLL, to_conll
+
+    assert to_conll([(0, 1, "PERSON"), (1, 2, "GPE"), (2, 3, "FAC"), (3, 4, "NORP"), (4, 5, "DATE"), (5, 6, "ORG"),
+                     (6, 7, "MONEY"), (7, 8, "LAW")]) == [
+        (0, 1, "PER"), (1, 2, "LOC"), (2, 3, "LOC"), (3, 4, "MISC"), (5, 6, "ORG"), (7, 8, "MISC")]
+    assert set(ONTONOTES_TO_CONLL.values()) == {"PER", "ORG", "LOC", "MISC"}
+    assert len(ONTONOTES_TO_CONLL) + len(DROPPED) == 18  # every OntoNotes 5 type is mapped or dropped
+
+
+def test_a_spacy_pipeline_is_scored_on_conll_tokens_with_mapped_labels():
+    import spacy
+
+    from seqlab.data.conll import TaggedSentence
+    from seqlab.tasks.tag.ontonotes import score_pipeline, spacy_entities
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("entity_ruler").add_patterns([
+        {"label": "PERSON", "pattern": [{"TEXT": "Peter"}, {"TEXT": "Blackburn"}]}, {"label": "GPE", "pattern": "BRUSSELS"},
+        {"label": "NORP", "pattern": "German"}, {"label": "DATE", "pattern": "Thursday"}, {"label": "ORG", "pattern": "EU"}])
+    sentences = [TaggedSentence(["EU", "rejects", "German", "call"], [(0, 1, "ORG"), (2, 3, "MISC")]),
+                 TaggedSentence(["Peter", "Blackburn", "in", "BRUSSELS", "on", "Thursday"], [(0, 2, "PER"), (3, 4, "LOC")]),
+                 TaggedSentence(["U.S.", "says"], [(0, 1, "LOC")])]
+    assert spacy_entities(nlp, [s.tokens for s in sentences])[1] == [(0, 2, "PERSON"), (3, 4, "GPE"), (5, 6, "DATE")]
+    scores = score_pipeline(nlp, sentences)  # the DATE is dropped, U.S. is missed
+    assert (scores["precision"], scores["recall"]) == (1.0, pytest.approx(4 / 5))
+    assert scores["per_type"]["LOC"]["recall"] == 0.5 and scores["words"] == 12

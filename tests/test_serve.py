@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+from pathlib import Path
 
 import httpx
 import pytest
@@ -76,6 +77,21 @@ def test_models_health_and_the_page(client, models):
     for asset in ("app.js", "style.css", "docs.js"):
         assert client.get(f"/static/{asset}").status_code == 200
     assert "/v1/classify" in client.get("/openapi.json").json()["paths"] and client.get("/docs").status_code == 200
+
+
+def test_every_served_run_has_its_report_and_built_ins_have_none(client, models):
+    listed = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    assert listed["ents"]["report"] is None and listed["llama"]["report"] is None  # no run folder
+    assert listed["sentiment"]["report"] == "/v1/models/sentiment/report"
+    page = client.get("/v1/models/sentiment/report")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in page.headers["content-security-policy"] and "Attention" in page.text
+    # a run folder without a report gets one written on demand, with the model the server holds
+    (Path(models["rev"]) / "report.html").unlink(missing_ok=True)
+    page = client.get("/v1/models/rev/report")
+    assert page.status_code == 200 and "rev: translate" in page.text and (Path(models["rev"]) / "report.html").is_file()
+    assert_error(client.get("/v1/models/ents/report"), 404, "no_report", "not a run folder")
+    assert_error(client.get("/v1/models/nope/report"), 404, "unknown_model", "nope")
 
 
 def test_classify_answers_what_the_api_answers(client, models):

@@ -4,6 +4,7 @@
 import itertools
 import json
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +21,7 @@ from seqlab.models.crf import CRF
 from seqlab.tasks.tag import recipe as tag
 
 runner = CliRunner()
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 # --------------------------------------------------------------------------- CRF vs brute force
@@ -199,6 +201,35 @@ def test_seqeval_entity_scores_on_a_hand_made_case():
     assert tag.entity_scores([["O"]], [["O"]])["f1"] == 0.0
 
 
+def test_entity_scores_match_conlleval_counts_on_a_fixture():
+    """conlleval on tests/fixtures/conlleval-example.txt prints: processed 23 tokens with 9
+    phrases; found: 12 phrases; correct: 6 (P 50.00%, R 66.67%, F1 57.14); ORG P 33.33 R 50.00
+    F1 40.00, MISC 75.00/100.00/85.71, PER 50.00/50.00/50.00, LOC 33.33/50.00/40.00."""
+    gold, pred = [[]], [[]]
+    for line in (FIXTURES / "conlleval-example.txt").read_text(encoding="utf-8").split("\n"):
+        if line.strip():
+            _, g, p = line.split()
+            gold[-1].append(g)
+            pred[-1].append(p)
+        elif gold[-1]:
+            gold.append([])
+            pred.append([])
+    gold, pred = [g for g in gold if g], [p for p in pred if p]
+    expected = {"PER": (1 / 2, 1 / 2, 2), "ORG": (1 / 3, 1 / 2, 2), "LOC": (1 / 3, 1 / 2, 2), "MISC": (3 / 4, 1.0, 3)}
+    # as predicted, and as seqlab scores a model's output (read leniently into spans, written as BIO)
+    normalized = [conll.spans_to_tags(conll.tags_to_spans(p), len(p), "bio") for p in pred]
+    for predicted in (pred, normalized):
+        scores = tag.entity_scores(gold, predicted)
+        assert (sum(map(len, gold)), scores["support"]) == (23, 9)
+        assert sum(len(conll.tags_to_spans(p)) for p in predicted) == 12
+        assert scores["precision"] == pytest.approx(6 / 12) and scores["recall"] == pytest.approx(6 / 9)
+        assert round(100 * scores["f1"], 2) == 57.14
+        for name, (precision, recall, support) in expected.items():
+            row = scores["per_type"][name]
+            assert (row["precision"], row["recall"], row["support"]) == (pytest.approx(precision), pytest.approx(recall), support)
+        assert round(100 * scores["per_type"]["MISC"]["f1"], 2) == 85.71
+
+
 # --------------------------------------------------------------------------- taggers
 
 PEOPLE = ["Alice", "Bob", "Newton", "Carol"]
@@ -255,12 +286,15 @@ def tag_config(tmp_path, data, *extra):
 
 @pytest.mark.parametrize("arch, extra", [
     ("bilstm-crf", []),
+    ("bilstm-crf", ["model.char_features=cnn", "model.casing_dim=4", "model.char_dim=8", "model.char_hidden=8"]),
+    ("bilstm-crf", ["model.char_features=lstm", "model.char_dim=8", "model.char_hidden=8", "tokenizer.lowercase=true"]),
     ("transformer", ["tag.scheme=iobes", "tag.crf=true", "train.lr=0.005"]),
     ("hf", ["train.lr=0.003", "train.epochs=25"]),
 ])
 def test_each_tagger_overfits_saves_and_reloads(tmp_path, conll_file, tiny_bert_words, arch, extra):
     model = [f"model.model={tiny_bert_words}"] if arch == "hf" else []
-    run = api.train(tag_config(tmp_path, conll_file, f"model.arch={arch}", f"name={arch}", *model, *extra), progress="off")
+    name = arch + "".join(e.split("=")[1] for e in extra if e.startswith("model.char_features"))
+    run = api.train(tag_config(tmp_path, conll_file, f"model.arch={arch}", f"name={name}", *model, *extra), progress="off")
     for name in ("config.yaml", "tokenizer.json", "labels.json", "model.safetensors", "metrics.json", "manifest.json"):
         assert (run / name).is_file(), name
     pipe = api.load_tagger(run)
@@ -328,3 +362,105 @@ def test_cli_trains_evaluates_and_tags(tmp_path, conll_file):
     assert result.exit_code == 1 and "already finished" in result.output
     result = runner.invoke(app, ["predict", str(run), "text"])
     assert result.exit_code == 1 and "is a tagger, not a classifier" in result.output
+
+
+# --------------------------------------------------------------------------- word features
+
+
+def suffix_lines(count: int, seed: int) -> str:
+    """Sentences whose two entity slots hold made-up lowercase words, a person when the word
+    ends in -son, a place in -burg, no entity in -ing: the type shows only in the characters
+    (every word has the same shape, and the test words never occur in training)."""
+    rng = random.Random(seed)
+    blocks = []
+    for _ in range(count):
+        rows = [("the", "O")]
+        for slot in ("met", "."):
+            kind = rng.choice(["PER", "LOC", "O"])
+            word = "".join(rng.choice("abcdefghiklmnoprstuvw") for _ in range(rng.randint(3, 6)))
+            word += {"PER": "son", "LOC": "burg", "O": "ing"}[kind]
+            rows += [(word, "O" if kind == "O" else f"B-{kind}"), (slot, "O")]
+        blocks.append("\n".join(f"{w} {t}" for w, t in rows))
+    return "\n\n".join(blocks) + "\n"
+
+
+def test_character_features_learn_what_only_the_characters_show(tmp_path):
+    train, test = tmp_path / "train.conll", tmp_path / "test.conll"
+    train.write_text(suffix_lines(60, 0), encoding="utf-8")
+    test.write_text(suffix_lines(30, 1), encoding="utf-8")
+    scores = {}
+    for chars in ("cnn", "none"):
+        cfg = tag_config(tmp_path, train, f"model.char_features={chars}", "model.char_dim=8", "model.char_hidden=16",
+                         "train.epochs=12", "tokenizer.min_frequency=2", f"name=suffix-{chars}")
+        scores[chars] = api.load_tagger(api.train(cfg, progress="off")).evaluate(conll.read_tagged(test))["f1"]
+    assert scores["cnn"] >= 0.9, scores
+    assert scores["none"] <= 0.7, scores  # words alone: an entity, but which one is a guess
+
+
+def test_char_ids_and_casing_classes():
+    from seqlab.models.tagger import CASINGS, CHAR_VOCAB, casing_id, char_ids
+
+    assert [CASINGS[casing_id(w)] for w in ("1996", "1996-08-22", "said", "EU", "Paris", "iPhone", "$5", "--")] == [
+        "numeric", "mainly_numeric", "all_lower", "all_upper", "initial_upper", "mixed_case", "contains_digit", "other"]
+    assert char_ids("Ab", 30) == [1 + ord("A"), 1 + ord("b")] and len(char_ids("x" * 50, 30)) == 30
+    assert all(0 < i < CHAR_VOCAB for i in char_ids("Zürich→東京", 30))
+
+
+@pytest.mark.parametrize("chars", ["cnn", "lstm"])
+def test_word_features_ignore_padding_and_carry_gradients(chars):
+    from seqlab.models.tagger import BiLSTMTagger
+
+    torch.manual_seed(0)
+    model = BiLSTMTagger(20, 5, embed_dim=6, hidden_dim=7, dropout=0.0, char_features=chars, char_dim=4, char_hidden=5,
+                         casing_dim=3).eval()
+    pieces = tag.encode_words(_tokenizer(["Paris", "is", "big"]), [["Paris", "is", "big"], ["Paris"]], 16, 30)
+    batch = tag.collate_pieces([(p, None) for p in pieces])
+    assert batch["char_ids"].shape == (2, 3, 5) and batch["casing_ids"].tolist() == [[5, 3, 3], [5, 0, 0]]
+    logits = model(**tag.tagger_inputs(batch)).logits  # (B, W, K)
+    alone = model(**tag.tagger_inputs(tag.collate_pieces([(pieces[1], None)]))).logits
+    torch.testing.assert_close(logits[1, :1], alone[0])  # padding changes nothing
+    logits.sum().backward()
+    assert model.chars.embedding.weight.grad.abs().sum() > 0 and model.casing.weight.grad.abs().sum() > 0
+
+
+def _tokenizer(words):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tokenizer = Tokenizer(models.WordLevel({"[PAD]": 0, "[UNK]": 1, **{w: i + 2 for i, w in enumerate(words)}}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return tokenizer
+
+
+def test_glove_initialises_a_cased_vocabulary_lowercased_and_adds_its_words(tmp_path, conll_file):
+    glove = Path(__file__).parent / "fixtures" / "glove-6b-50d-head.txt"  # "the , . of to and in a ..."
+    conll_file.write_text(conll_file.read_text() + "\nThe O\nman O\nFrom O\nParis B-LOC\n", encoding="utf-8")
+    cfg = tag_config(tmp_path, conll_file, f"model.embeddings={glove}", "model.embed_dim=50", "model.vector_words=40", "train.epochs=1",
+                     "name=glove")
+    run = api.train(cfg, progress="off")
+    manifest = json.loads((run / "manifest.json").read_text())["embeddings"]
+    vocab = api.load_tagger(run).tokenizer.get_vocab()
+    assert "The" in vocab and "Alice" in vocab  # the training words, as written
+    assert "of" in vocab and "said" in vocab  # GloVe's words too, never seen in training
+    assert manifest["lowercase"] == 2 and manifest["exact"] >= 40 and manifest["dim"] == 50  # The → the, From → from
+    with pytest.raises(SeqlabError, match="model.embed_dim=16 does not match the 50-d vectors"):
+        api.train(tag_config(tmp_path, conll_file, f"model.embeddings={glove}", "name=glove-bad"), progress="off")
+
+
+def test_conll2003_alone_means_its_standard_splits(tmp_path, monkeypatch):
+    """`data.train=conll2003`: train, valid and test as released (here the excerpt served as
+    all three), in file order; `seqlab evaluate RUN --data conll2003` scores conll2003:test."""
+    from test_benchmark_data import conll_archive
+
+    from seqlab.tasks.tag import inference, pipeline
+
+    monkeypatch.setenv("SEQLAB_HOME", str(tmp_path / "home"))
+    conll_archive(monkeypatch, tmp_path / "home")
+    cfg = tag_config(tmp_path, "conll2003", "train.epochs=1", "name=conll")
+    splits = inference.load_splits(cfg)
+    assert splits.sources == {"train": "conll2003", "valid": "conll2003:valid", "test": "conll2003:test"}
+    assert [s.tokens[0] for s in splits.train][:3] == ["EU", "Peter", "BRUSSELS"]  # not re-shuffled
+    assert len(splits.valid) == len(splits.test) == len(splits.train) == 6
+    assert inference.standard_splits("conll2003:test") is None and inference.standard_splits("silver-ner") is None
+    run = api.train(cfg, progress="off")
+    sentences, what = pipeline.evaluation_data(api.load_tagger(run), "conll2003")
+    assert what == "conll2003:test (the standard test split)" and len(sentences) == 6

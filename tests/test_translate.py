@@ -2,6 +2,7 @@
 decoding through `seqlab.decoding`, metrics, run folders, the CLI and the comparison."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -393,3 +394,127 @@ def test_resume_finishes_an_unfinished_run(trained_run, tmp_path):
         api.load_translator(copy)
     assert api.train(None, resume=copy, progress="off") == copy
     assert api.load_translator(copy).translate("a b c", beam=1) == api.load_translator(trained_run).translate("a b c", beam=1)
+
+
+# --------------------------------------------------------------------------- issue 17: beam vs greedy, n-best, batches, vocabularies
+
+
+class GreedyTrapLM:
+    """A fake `IncrementalLM` whose likeliest first token (2, p=0.5) leads nowhere sure: after
+    it every token is equally likely for three steps; the second (3, p=0.4) is followed by
+    [EOS] with certainty. Greedy takes 2; a beam of 2 finds 3 [EOS]."""
+
+    context_length = None
+
+    def _logits(self, rows: torch.Tensor, produced: int) -> torch.Tensor:
+        logits = torch.full((rows.size(0), 8), -30.0)
+        for row, first in enumerate(rows.tolist()):
+            if produced == 0:
+                logits[row, 2], logits[row, 3], logits[row, 4] = math.log(0.5), math.log(0.4), math.log(0.1)
+            elif first == 3 or produced >= 4:
+                logits[row, 1] = 0.0  # [EOS]
+            else:
+                logits[row, 4:8] = math.log(0.25)
+        return logits
+
+    def prefill(self, input_ids, attention_mask):
+        first = torch.zeros(input_ids.size(0), dtype=torch.long)
+        return self._logits(first, 0), (first, 0)
+
+    def step(self, tokens, state):
+        first, produced = state
+        first = tokens if produced == 0 else first
+        return self._logits(first, produced + 1), (first, produced + 1)
+
+    def reorder(self, state, index):
+        return state[0].index_select(0, index), state[1]
+
+
+def test_beam_search_beats_greedy_on_a_toy_model_and_returns_an_n_best_list():
+    prompt = torch.tensor([[7], [7]])
+    greedy = decoding.generate(GreedyTrapLM(), prompt, None, decoding.GenerationConfig(max_new_tokens=8, eos_token_id=1))
+    assert greedy[0][0] == 2 and len(greedy[0]) == 5  # 2, three coin flips, [EOS]: p = 0.5 · 0.25³
+    config = decoding.GenerationConfig(max_new_tokens=8, num_beams=3, eos_token_id=1, pad_token_id=0, early_stopping=False,
+                                       length_penalty=0.0)
+    assert decoding.beam_search(GreedyTrapLM(), prompt, None, config) == [[3, 1], [3, 1]]  # p = 0.4
+    (hypotheses, _) = decoding.beam_hypotheses(GreedyTrapLM(), prompt, None, config, n_best=3)
+    scores = [score for score, _ in hypotheses]
+    assert hypotheses[0] == (pytest.approx(math.log(0.4)), [3, 1]) and scores == sorted(scores, reverse=True)
+    assert len(hypotheses) == 3
+
+
+@pytest.mark.parametrize("name", ["seq2seq", "bahdanau", "luong-general", "transformer"])
+def test_n_best_lists_are_sorted_and_their_best_is_the_beam_translation(name):
+    vocab = vocabularies()
+    model = random_model(vocab, None if name == "seq2seq" else name)
+    settings = translate.DecodeSettings(beam=4, max_length_ratio=1.5, max_length_offset=2, max_tokens=20)
+    found = translate.translate_nbest(model, SOURCES, vocab, settings, n_best=3)
+    assert [hyps[0][1] for hyps in found] == translate.translate_ids(model, SOURCES, vocab, settings)
+    for hyps in found:
+        assert len(hyps) == 3 and [s for s, _ in hyps] == sorted((s for s, _ in hyps), reverse=True)
+    with pytest.raises(SeqlabError, match="n_best must be between 1 and the beam size 4"):
+        translate.translate_nbest(model, SOURCES, vocab, settings, n_best=5)
+
+
+def test_token_budget_batches_cover_every_pair_once_within_the_budget():
+    import random
+
+    rng = random.Random(0)
+    sources = [[5] * rng.randint(1, 30) for _ in range(500)]
+    targets = [[6] * rng.randint(1, 30) for _ in range(500)]
+    loader = translate.make_loader(translate.EncodedPairs(sources, targets), 64, shuffle=True, max_tokens=400)
+    sampler = loader.batch_sampler
+    epochs = [sampler.batches(0), sampler.batches(1)]
+    assert len(epochs[0]) == len(epochs[1]) == len(sampler) and epochs[0] != epochs[1]  # same batches, new order
+    assert sorted(i for batch in epochs[0] for i in batch) == list(range(500))
+    for batch in loader:
+        padded = batch["source_ids"].size(0) * max(batch["source_ids"].size(1), batch["labels"].size(1))
+        assert padded <= 400 or batch["source_ids"].size(0) == 1
+
+
+def test_bpe_vocabularies_learn_on_training_pairs_and_never_fail_on_unknown_characters():
+    pairs = parallel.read_pairs("tests/fixtures/tatoeba-en-fr-300.tsv")
+    joint = translate.learn_vocabularies(build_config({"task": "translate"}, [
+        "translate.shared_vocab=true", "tokenizer.vocab_size=400"]), pairs)
+    assert joint.source is joint.target and joint.source.get_vocab_size() <= 400
+    separate = translate.learn_vocabularies(build_config({"task": "translate"}, [
+        "tokenizer.vocab_size=300", "translate.target_vocab_size=200"]), pairs)
+    assert separate.source.get_vocab_size() <= 300 and separate.target.get_vocab_size() <= 200
+    text = "I ❤️ 東京 😀 — naïve café"
+    encoded = translate.encode_sources(separate.source, [text, "🙂"], 64)
+    assert encoded.unknown >= 3 and all(encoded.ids)  # read as [UNK], counted; never empty
+    decoded = translate.decode_target(separate.target, encoded.ids[0])  # decoding any ids is safe
+    assert isinstance(decoded, str)
+    ids = translate.encode_targets(separate.target, ["Dégage\u202f!", "Dégage !"], 64)
+    assert ids[0] == ids[1]  # NFKC: Tatoeba's narrow no-break space before "!" is a plain space
+    with pytest.raises(SeqlabError, match="target_vocab_size is for separate vocabularies"):
+        build_config({"task": "translate"}, ["translate.shared_vocab=true", "translate.target_vocab_size=100"])
+
+
+def test_config_knobs_of_real_scale_training():
+    cfg = build_config({"task": "translate"}, ["train.batch_tokens=4096", "train.lr_schedule=inverse_sqrt", "train.warmup_steps=400"])
+    assert cfg.train.monitor == "val_bleu" and cfg.translate.val_bleu_sentences == 500 and cfg.train.schedule_clock
+    with pytest.raises(SeqlabError, match="train.warmup_steps"):
+        build_config({"task": "translate"}, ["train.lr_schedule=inverse_sqrt"])
+    with pytest.raises(SeqlabError, match="batch_tokens is implemented for task translate"):
+        build_config({"task": "classify"}, ["train.batch_tokens=100"])
+    with pytest.raises(SeqlabError, match="val_bleu is translation's metric"):
+        build_config({"task": "classify"}, ["train.monitor=val_bleu"])
+    with pytest.raises(SeqlabError, match="val_bleu_sentences"):
+        build_config({"task": "translate"}, ["translate.val_bleu_sentences=0"])
+    with pytest.raises(SeqlabError, match="unknown direction 'de-en'"):
+        build_config({"task": "translate"}, ["data.train=tatoeba-en-fr", "data.direction=de-en"])
+    with pytest.raises(SeqlabError, match="tatoeba-fr-en already means fr-en"):
+        build_config({"task": "translate"}, ["data.train=tatoeba-fr-en", "data.direction=en-fr"])
+    with pytest.raises(SeqlabError, match="first column is the source"):
+        build_config({"task": "translate"}, ["data.train=tests/fixtures/tatoeba-en-fr-300.tsv", "data.direction=fr-en"])
+    assert build_config({"task": "translate"}, ["data.train=tatoeba-en-fr", "data.direction=fr-en"]).data.direction == "fr-en"
+    base = build_config({"task": "translate"}, ["model.arch=transformer-seq2seq", "model.preset=base"]).model
+    assert (base.d_model, base.num_layers, base.ff_dim) == (256, 3, 1024)
+    assert build_config({"task": "classify"}, ["model.arch=transformer", "model.preset=base"]).model.d_model == 256  # unchanged
+    from seqlab.tasks.translate.compare import ENTRIES, parse_budget
+
+    assert parse_budget("45m") == 45 and parse_budget("2h") == 120 and parse_budget("90s") == 1.5 and parse_budget("30") == 30
+    with pytest.raises(SeqlabError, match="--budget"):
+        parse_budget("soon")
+    assert ENTRIES["luong"] == ["model.arch=seq2seq-attn", "model.attention=luong-general"]

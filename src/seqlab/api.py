@@ -146,8 +146,9 @@ def evaluate(run: str | Path | Any, data: str, **options: Any) -> dict:
 
     classify: accuracy, macro-F1, confusion matrix (`text_column`, `label_column`); tag: entity
     precision/recall/F1 per type (CoNLL rules); translate: BLEU, chrF, exact match, by source
-    length (`beam`); lm: loss, perplexity, bits per character. When `data` is the built-in
-    dataset a run trained on, its own held-out test split is scored (tag, translate).
+    length, with sacreBLEU's signatures (`beam`, `direction` for Tatoeba); lm: loss, perplexity,
+    bits per character. When `data` is the built-in dataset a run trained on, its own held-out
+    test split is scored (tag, translate).
 
     Returns:
         The metrics, with "data" saying what was scored.
@@ -168,7 +169,8 @@ def compare(task: str | dict = "classify", archs: Sequence[str] | str | None = N
         task: classify or translate (a dict is taken as classify's base config, as before).
         archs: architectures or named recipes, a list or comma-separated.
         overrides: `key=value` for every entry, or `ENTRY:key=value` for one.
-        options: classify `cv`, `train_sizes`, `min_epoch_examples`.
+        options: classify `cv`, `train_sizes`, `min_epoch_examples`; translate `budget_minutes`
+            (every entry's wall-clock training budget).
 
     Returns:
         (one summary row per entry, the output folder).
@@ -186,7 +188,8 @@ def compare(task: str | dict = "classify", archs: Sequence[str] | str | None = N
     if name == "translate":
         from seqlab.tasks.translate import compare as comparison
 
-        return comparison.run(base, entries or list(comparison.DEFAULT_ENTRIES), overrides, output_dir, seeds)
+        return comparison.run(base, entries or list(comparison.DEFAULT_ENTRIES), overrides, output_dir, seeds,
+                              budget_minutes=options.pop("budget_minutes", None), **options)
     raise SeqlabError(f"seqlab compares classify and translate runs, not {name}")
 
 
@@ -261,11 +264,12 @@ def translate(run: str | Path, texts: str | Sequence[str], beam: int | None = No
 
 
 def compare_translation(base: dict, archs: Sequence[str], overrides: Sequence[str] = (), output_dir: str | Path | None = None,
-                        seeds: int = 1) -> tuple[list[dict], Path]:
-    """`compare("translate", ...)` with a base config dict."""
+                        seeds: int = 1, budget_minutes: float | None = None) -> tuple[list[dict], Path]:
+    """`compare("translate", ...)` with a base config dict; `budget_minutes` trains every
+    entry for that long (`train.max_minutes`)."""
     from seqlab.tasks.translate import compare as comparison
 
-    return comparison.run(base, list(archs), overrides, output_dir, seeds)
+    return comparison.run(base, list(archs), overrides, output_dir, seeds, budget_minutes)
 
 
 def augment(texts: str | Sequence[str], method: str = "synonym", n: int = 4, seed: int | None = 0, **options: Any) -> list[list[str]]:

@@ -153,6 +153,16 @@ class BiLSTMCRFModelConfig(_WordModelBase):
     embed_dim: int = Field(gt=0)
     hidden_dim: int = Field(gt=0, description="per direction")
     num_layers: int = Field(1, gt=0)
+    char_features: Literal["none", "cnn", "lstm"] = Field(
+        "none", description="a character encoding of each word: cnn (Ma & Hovy 2016) or lstm (Lample et al. 2016)")
+    char_dim: int = Field(30, gt=0, description="character embedding size (Ma & Hovy 30, Lample et al. 25)")
+    char_hidden: int = Field(30, gt=0, description="char cnn: filters (Ma & Hovy 30); char lstm: units per direction (Lample 25)")
+    char_width: int = Field(3, gt=0, description="char cnn: window in characters")
+    max_word_chars: int = Field(30, gt=0, description="characters read per word (longer words: their first ones)")
+    casing_dim: int = Field(0, ge=0, description="embedding size of the word's casing class (Reimers & Gurevych 2017); 0: none")
+    vector_words: int = Field(
+        0, ge=0, description="with model.embeddings: also give the N most frequent words of the vectors a row of the "
+                             "vocabulary, so words never seen in training keep their pretrained vector")
 
 
 class CNNModelConfig(_WordModelBase):

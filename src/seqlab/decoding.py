@@ -21,6 +21,7 @@ Conventions shared by `generate`, `stream` and `beam_search`:
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -456,15 +457,16 @@ class SeqlabRNN:
 def as_incremental(model: Any) -> IncrementalLM:
     """The adapter for `model`: an `IncrementalLM` is returned as it is; a `transformers` model,
     seqlab's GPT or its RNN language model is wrapped."""
-    from transformers import PreTrainedModel
-
     from seqlab.models.gpt import GPT
     from seqlab.models.llama import Llama
     from seqlab.models.rnn import RNNLanguageModel
 
     if isinstance(model, IncrementalLM):
         return model
-    if isinstance(model, PreTrainedModel):
+    # A transformers model exists only once transformers is imported: a seqlab run decodes
+    # without paying for that import (seconds).
+    transformers = sys.modules.get("transformers")
+    if transformers is not None and isinstance(model, transformers.PreTrainedModel):
         return HFCausalLM(model)
     if isinstance(model, (GPT, Llama)):
         return SeqlabGPT(model)
@@ -781,11 +783,14 @@ def beam_hypotheses(
     attention_mask: Tensor | None = None,
     config: GenerationConfig | None = None,
     decode: Decode | None = None,
+    n_best: int = 1,
 ) -> list[list[tuple[float, list[int]]]]:
     """`beam_search`'s finished hypotheses of each prompt, best first: (score, tokens), score =
-    sum(log p) / new_length ** length_penalty (an n-best list). At most `num_beams` per prompt;
-    with `early_stopping=False` there may be fewer, when no running beam could still beat the
-    best one."""
+    sum(log p) / new_length ** length_penalty (an n-best list), at most `num_beams` per prompt.
+
+    With `early_stopping=False` a prompt is searched until it has `n_best` hypotheses and no
+    running beam could still beat the `n_best`-th (with the default 1: the best one), so a
+    longer list costs more steps; it may hold fewer when the length limit ends the search."""
     config = config or GenerationConfig()
     lm = as_incremental(lm)
     mask = _check_prompts(lm, input_ids, attention_mask, config, decode)
@@ -838,7 +843,7 @@ def beam_hypotheses(
             # the length that divides it most (N with a positive length penalty)
             reach = max((step + 1) ** config.length_penalty, N**config.length_penalty)
             best = ((top_scores + ends * _BLOCKED).max(dim=1).values / reach).tolist()
-            done = [d or (bool(f) and f[0][0] >= s) for d, f, s in zip(done, finished, best)]
+            done = [d or (len(f) >= n_best and f[n_best - 1][0] >= s) for d, f, s in zip(done, finished, best)]
         if step + 1 == N or all(done):
             break
 

@@ -4,12 +4,14 @@ learning curves, attention heat maps. Each function writes one PNG and returns i
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")  # files only: no display on servers and CI
+if "ipykernel" not in sys.modules:  # files only (no display on servers and CI); a notebook keeps its inline plots
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
@@ -202,7 +204,7 @@ def run_curves(metrics_csv: str | Path, path: str | Path, title: str = "") -> Pa
     return _save(fig, path)
 
 
-def grouped_bars(categories: Sequence[str], series: dict[str, Sequence[float]], path: str | Path, title: str = "",
+def grouped_bars(categories: Sequence[str], series: Mapping[str, Sequence[float]], path: str | Path, title: str = "",
                  ylabel: str = "", xlabel: str = "") -> Path:
     """One group of bars per category, one bar per series (e.g. precision/recall/F1 per entity
     type, or BLEU and exact match per source-length bucket), each bar labelled with its value."""
@@ -213,6 +215,8 @@ def grouped_bars(categories: Sequence[str], series: dict[str, Sequence[float]], 
         bars = ax.bar(xs, values, width, label=name)
         ax.bar_label(bars, fmt="%.1f", fontsize=7)
     ax.set_xticks(range(len(categories)), categories, rotation=30 if len(categories) > 5 else 0)
+    peak = max((value for values in series.values() for value in values), default=0.0)
+    ax.set_ylim(0, max(peak * 1.15, 1.0))  # (all-zero scores still get a readable axis)
     ax.set_ylabel(ylabel)
     ax.set_xlabel(xlabel)
     ax.grid(axis="y", alpha=0.3)

@@ -87,7 +87,7 @@ def render(run_dir: str | Path, pipe: Any | None = None) -> str:
         figures = [*_curves(run_dir, folder), *_metric_figures(metrics, folder), *_hook_figures(run_dir, cfg, metrics, folder, pipe)]
     body = [
         _summary(metrics),
-        _section("Learning curves and metrics", "".join(_figure(f) for f in figures) or _note("no pictures for this run")),
+        _section("Learning curves and plots", "".join(_figure(f) for f in figures) or _note("no pictures for this run")),
         _samples(metrics),
         _section("All metrics", _metrics_table(metrics)),
         _section("Data", _data_table(manifest.get("data", {}))),
@@ -146,20 +146,24 @@ def _metric_figures(metrics: dict, folder: Path) -> list[Figure]:
 
 
 def _hook_figures(run_dir: Path, cfg: RunConfig, metrics: dict, folder: Path, pipe: Any | None) -> list[Figure]:
-    """The task's own pictures (attention maps), if its pipeline module has the hook; a hook
-    that fails costs its pictures, never the report."""
+    """The attention maps of the task's hook (`report_attention` on its pipeline module), if it
+    has one; a hook that fails costs its pictures, never the report."""
     try:
-        hook = getattr(get_task(cfg.task).pipeline(), "report_figures", None)
-        return list(hook(run_dir, cfg, metrics, folder, pipe)) if hook is not None else []
+        hook = getattr(get_task(cfg.task).pipeline(), "report_attention", None)
+        maps = list(hook(run_dir, cfg, metrics, pipe)) if hook is not None else []
+        figures = []
+        for number, item in enumerate(maps):
+            path = folder / f"attention{number}.png"
+            if item.get("kind") == "alignment":
+                image = plots.alignment_heatmap(item["weights"], item["rows"], item["columns"], path, item.get("title", ""))
+                figures.append(Figure.from_file("Alignment", image, item.get("caption", "")))
+            else:
+                image = plots.attention_heatmap(item["weights"], item["rows"], item["columns"], path, item.get("title", ""))
+                figures.append(Figure.from_file("Attention", image, item.get("caption", "")))
+        return figures
     except Exception as err:  # a model that no longer loads, a plot that fails: the rest still reports
         log.warning("report of %s: no attention maps (%s)", run_dir, err)
         return []
-
-
-def held_out_samples(metrics: dict) -> list[dict]:
-    """The `samples` a run's metrics.json holds for its headline split (test, else valid)."""
-    split = next((s for s in SPLITS if isinstance(metrics.get(s), dict) and metrics[s].get("samples")), None)
-    return list(metrics[split]["samples"]) if split is not None else []
 
 
 def _figure(figure: Figure) -> str:
@@ -237,8 +241,9 @@ def _samples(metrics: dict) -> str:
         rows = [(s["gold"] != s["predicted"], [s["text"], s["gold"], s["predicted"], f"{s.get('probability', 0):.3f}"]) for s in samples]
         body = _marked_table(["text", "gold", "predicted", "p(predicted)"], rows)
     elif {"words", "gold", "predicted"} <= first.keys():
-        rows = [(sorted(map(tuple, s["gold"])) != sorted(map(tuple, s["predicted"])), s) for s in samples]
-        body = "".join(_tagged(s, wrong) for wrong, s in rows)
+        marks = [sorted(map(tuple, s["gold"])) != sorted(map(tuple, s["predicted"])) for s in samples]
+        rows = [(wrong, []) for wrong in marks]
+        body = "".join(_tagged(s, wrong) for wrong, s in zip(marks, samples))
     elif {"source", "output"} <= first.keys():
         rows = [(s["output"] not in s.get("references", [s["output"]]),
                  [s["source"], " | ".join(s.get("references", [])), s["output"]]) for s in samples]

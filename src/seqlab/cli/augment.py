@@ -33,6 +33,9 @@ def augment(
     model: Annotated[Path | None, typer.Option(help="contextual: a pretrain run or HF masked-LM folder.")] = None,
     forward: Annotated[Path | None, typer.Option(help="backtranslate: text → pivot translate run or HF seq2seq folder.")] = None,
     backward: Annotated[Path | None, typer.Option(help="backtranslate: pivot → text translate run or HF seq2seq folder.")] = None,
+    via: Annotated[str | None, typer.Option(help="backtranslate: both translate runs, RUN_EN_FR,RUN_FR_EN (instead of --forward/--backward).")] = None,
+    beam: Annotated[int | None, typer.Option(help="backtranslate: beam search (the forward run's n-best pivots) instead of sampling.")] = None,
+    min_chrf: Annotated[float | None, typer.Option(help="backtranslate: keep a round trip only if its chrF against the original reaches this (30; 0: no filter).")] = None,
     temperature: Annotated[float | None, typer.Option(help="backtranslate/contextual: sampling temperature (0.8; 0 = greedy).")] = None,
     top_k: Annotated[int | None, typer.Option(help="backtranslate/contextual: sample among the k likeliest (contextual: 10).")] = None,
     top_p: Annotated[float | None, typer.Option(help="backtranslate: nucleus sampling (0.95).")] = None,
@@ -49,7 +52,7 @@ def augment(
     from seqlab import api
 
     options = {"synonyms": synonyms, "rate": rate, "tagger": tagger, "alpha_sr": alpha_sr, "alpha_ri": alpha_ri,
-               "alpha_rs": alpha_rs, "p_rd": p_rd, "model": model, "forward": forward, "backward": backward,
+               "alpha_rs": alpha_rs, "p_rd": p_rd, "model": model, "forward": forward, "backward": backward, "via": via, "beam": beam, "min_chrf": min_chrf,
                "temperature": temperature, "top_k": top_k, "top_p": top_p}
     options = {k: v for k, v in options.items() if v is not None}
     if input is not None:

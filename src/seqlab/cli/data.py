@@ -12,11 +12,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from seqlab import assets
 from seqlab.cli._errors import handle_errors
-from seqlab.data import datasets
-from seqlab.data.corpus import load_corpus
 from seqlab.errors import SeqlabError
+
+# The datasets and archives (`seqlab.assets`, `seqlab.data`) are imported by the commands that use
+# them: every `seqlab` command builds this sub-app, and `seqlab predict` should not pay for them.
 
 data_app = typer.Typer(
     help="Built-in datasets: list them, download and verify their pinned archives.",
@@ -34,14 +34,15 @@ NamesArg = Annotated[
 @handle_errors
 def list_cmd() -> None:
     """Show the built-in datasets, their size, licence and whether they are cached."""
+    from seqlab import assets
+    from seqlab.data import datasets, tatoeba
+
     table = Table(title=f"built-in datasets (cache: {assets.home()})")
     table.add_column("name", no_wrap=True)
     table.add_column("examples", justify="right")
     table.add_column("archive", justify="right", no_wrap=True)
     table.add_column("cached")
     table.add_column("description and licence")
-    from seqlab.data import tatoeba
-
     for row in [*datasets.dataset_rows(), *tatoeba.dataset_rows()]:
         about = Text(row["description"])
         about.append(f"\n{row['licence']}", style="dim")
@@ -59,7 +60,9 @@ def get_cmd(
     ] = False,
 ) -> None:
     """Download, verify and parse datasets; print where each one is cached."""
-    from seqlab.data import tatoeba, vectors
+    from seqlab import assets
+    from seqlab.data import datasets, tatoeba, vectors
+    from seqlab.data.corpus import load_corpus
 
     ds_names, archive_names = _resolve(names)
     if force:
@@ -104,6 +107,8 @@ def verify_cmd(
     ] = None,
 ) -> None:
     """Rehash cached archives against their pins; exit 1 if any does not match."""
+    from seqlab import assets
+
     archive_names = _resolve(names)[1] if names else list(assets.ARCHIVES)
     mismatches = 0
     for name in archive_names:
@@ -127,7 +132,8 @@ def _resolve(names: list[str]) -> tuple[list[str], list[str]]:
     Raises:
         SeqlabError: A name is neither a dataset nor an archive.
     """
-    from seqlab.data import tatoeba, vectors
+    from seqlab import assets
+    from seqlab.data import datasets, tatoeba, vectors
 
     known = {**{name: ds.archive for name, ds in datasets.BUILTIN_DATASETS.items()},
              **{name: ds.archive for name, ds in tatoeba.TATOEBA.items()},

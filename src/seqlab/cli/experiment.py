@@ -157,6 +157,7 @@ def augmentation_cli(
     n: Annotated[int, typer.Option("-n", help="Variants per training example (0: the preset's, 4).")] = 0,
     forward: Annotated[Path | None, typer.Option(help="backtranslate: English → pivot translate run or HF seq2seq folder.")] = None,
     backward: Annotated[Path | None, typer.Option(help="backtranslate: pivot → English translate run or HF seq2seq folder.")] = None,
+    via: Annotated[str | None, typer.Option(help="backtranslate: both runs, RUN_EN_FR,RUN_FR_EN (e.g. trained on tatoeba-en-fr and tatoeba-fr-en).")] = None,
     mlm: Annotated[Path | None, typer.Option(help="contextual: a pretrain run or HF masked-LM folder.")] = None,
 ) -> None:
     """Does augmentation help? Test accuracy per training size, method and architecture, mean ± std over seeds."""
@@ -172,7 +173,7 @@ def augmentation_cli(
     def names(text: str) -> list[str] | None:
         return [p.strip() for p in text.split(",") if p.strip()] or None
 
-    options = {"backtranslate": {k: v for k, v in (("forward", forward), ("backward", backward)) if v},
+    options = {"backtranslate": {k: v for k, v in (("forward", forward), ("backward", backward), ("via", via)) if v},
                "contextual": {"model": mlm} if mlm else {}}
     result = augmentation.run(quick, output, data=data, train_sizes=numbers(train_sizes), methods=names(methods), archs=names(archs),
                               seeds=seeds or None, n=n or None, method_options=options)

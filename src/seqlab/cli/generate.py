@@ -41,13 +41,16 @@ def generate(
     engine: Annotated[str, typer.Option(help="hf: run the model in transformers; seqlab: run GPT-2 weights in seqlab's own GPT, Llama weights (smollm2-135m) in seqlab's own Llama (fewer operations per step).")] = "hf",
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile seqlab's model (with --engine seqlab or an lm run): faster steps after minutes of compilation; for long or repeated generation.")] = False,
     input: Annotated[Optional[Path], typer.Option("--input", help="A file with one prompt per line.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Prompts decoded together (left-padded; a row that ends stops while the others go on).")] = 16,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write one JSON line per prompt ({\"prompt\", \"generated\"}) to this file, atomically, instead of printing.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per prompt.")] = False,
 ) -> None:
     """Continue text with a language model: `seqlab generate --model smollm2-135m "The capital of France is"`.
 
     The course's GPT-2 call: `seqlab generate --model gpt2 "Natural Language Processing with
     transformers is" --max-new-tokens 80 --temperature 0.7 --top-k 50 --top-p 0.95`. One prompt at
-    a terminal streams its tokens as they come.
+    a terminal streams its tokens as they come. Many prompts: `seqlab generate --input prompts.txt
+    --batch-size 16 --output generated.jsonl`.
     """
     from seqlab import api
     from seqlab.decoding import GenerationConfig
@@ -63,7 +66,12 @@ def generate(
                 "stop": stop or [], "seed": seed}
     settings.update({k: v for k, v in {"temperature": temperature, "top_k": top_k, "top_p": top_p}.items() if v is not None})
     GenerationConfig.create(**settings)  # a bad setting fails before the model loads (seconds for a large one)
+    if batch_size < 1:
+        raise SeqlabError(f"--batch-size must be at least 1, got {batch_size}")
     pipe = api.load_generator(model, dtype=dtype, engine=engine, compile=compile_model)
+    if output is not None:
+        _write_generations(output, texts, pipe.generate(texts, batch_size=batch_size, **settings))
+        return
     if len(texts) == 1 and num_beams == 1 and not as_json:
         _out.print(texts[0], end="", style="bold")
         for piece in pipe.stream(texts[0], **settings):
@@ -71,11 +79,21 @@ def generate(
             sys.stdout.flush()
         _out.print()
         return
-    for prompt, text in zip(texts, pipe.generate(texts, **settings)):
+    for prompt, text in zip(texts, pipe.generate(texts, batch_size=batch_size, **settings)):
         if as_json:
             _out.print(json.dumps({"prompt": prompt, "generated": text}, ensure_ascii=False), markup=False)
         else:
             _out.print(f"[bold]{prompt}[/bold]{text}")
+
+
+def _write_generations(path: Path, prompts: list[str], texts: list[str]) -> None:
+    """One JSON line per prompt, all or nothing (`seqlab.files`)."""
+    from seqlab.files import atomic_open
+
+    with atomic_open(path) as handle:
+        for prompt, text in zip(prompts, texts):
+            handle.write(json.dumps({"prompt": prompt, "generated": text}, ensure_ascii=False) + "\n")
+    _out.print(f"wrote {len(texts)} generation(s) to {path}", markup=False)
 
 
 def _read_prompts(path: Path) -> list[str]:
@@ -86,13 +104,28 @@ def _read_prompts(path: Path) -> list[str]:
 
 @handle_errors
 def perplexity(
-    model: ModelOption,
-    data: Annotated[str, typer.Option(help="Text to score: a .txt file, shakespeare, or a built-in dataset.")],
+    run: Annotated[Optional[str], typer.Argument(help="An lm run folder (or give --model).", show_default=False)] = None,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", "-m", help="An lm run folder, built-in smollm2-135m, a transformers folder, or a hub id.")] = None,
+    data: Annotated[str, typer.Option(help="Text to score: a .txt file, shakespeare, wikitext-2, or a built-in dataset.")] = "",
+    split: Annotated[Optional[str], typer.Option(
+        help="A standard split of --data: wikitext-2 --split test is wikitext-2:test (valid, test; default: the name's own).")] = None,
 ) -> None:
-    """Perplexity and bits per character of a language model on held-out text."""
+    """Perplexity and bits per character of a language model on held-out text:
+    `seqlab perplexity RUN --data wikitext-2 --split test`."""
     from seqlab import api
+    from seqlab.data.datasets import builtin_split
     from seqlab.tasks.lm.inference import load_text
 
+    if (run is None) == (model is None):
+        raise SeqlabError("give the model once: `seqlab perplexity RUN --data TEXT` or `--model NAME`")
+    if not data:
+        raise SeqlabError("say what to score: --data FILE.txt, --data wikitext-2 --split test, ...")
+    if split is not None:
+        if ":" in data or builtin_split(f"{data}:{split}") is None:  # (a dataset without splits raises its own line)
+            raise SeqlabError(f"--split applies to a built-in dataset with standard splits, such as wikitext-2; not {data}")
+        data = f"{data}:{split}"
+    model = model or run
     scores = api.load_generator(model).perplexity(load_text(data))
     _out.print(f"{model} on {data}: loss {scores['loss']:.4f} nats/token, perplexity {scores['perplexity']:.2f}, "
                f"{scores['bits_per_char']:.3f} bits/char ({scores['tokens']:,} tokens, {scores['characters']:,} characters)")

@@ -27,6 +27,7 @@ from seqlab.cli.export import export_run
 from seqlab.cli.generate import evaluate_language_model, generate, perplexity, report_language_model
 from seqlab.cli.ner import evaluate_tagger, ner, report_tagger
 from seqlab.cli.pretrain import fill_mask, pretrain_app, report_pretrained
+from seqlab.cli.report import report_run
 from seqlab.cli.serve import serve
 from seqlab.cli.translate import compare_translation, evaluate_translation, report_translation, translate
 from seqlab.errors import SeqlabError
@@ -148,6 +149,8 @@ def train(
         run_dir = api.train(cfg)
     if is_rank_zero():  # (DDP: the other ranks wrote nothing to report)
         _report_run(run_dir)
+        if (run_dir / "report.html").is_file():
+            console.print(f"report: {run_dir / 'report.html'}", highlight=False)
 
 
 def _report_run(run_dir: Path) -> None:
@@ -180,6 +183,8 @@ def evaluate(
     plot: Annotated[Optional[Path], typer.Option(help="Confusion-matrix PNG (default RUN/confusion_matrix.png).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
     backend: BackendOption = "auto",
+    beam: Annotated[Optional[int], typer.Option(help="translate: beam size (1: greedy); default: the run's translate.beam.")] = None,
+    direction: Annotated[Optional[str], typer.Option(help="translate, built-in Tatoeba data: en-fr or fr-en (en-es, es-en); default: the run's.")] = None,
 ) -> None:
     """Score a run on labelled data with its task's metrics: a classifier's accuracy, macro-F1
     and confusion matrix; a tagger's entity precision, recall and F1 per type; a translator's
@@ -191,7 +196,9 @@ def evaluate(
     if task == "tag":
         return evaluate_tagger(run, data, as_json)
     if task == "translate":
-        return evaluate_translation(run, data, as_json=as_json)
+        return evaluate_translation(run, data, beam=beam, as_json=as_json, direction=direction)
+    if beam is not None or direction is not None:
+        raise SeqlabError(f"--beam and --direction are for translate runs; {run} is a {task} run")
     if task == "lm":
         return evaluate_language_model(run, data, as_json)
     pipe = api.load_classifier(run, backend=backend)
@@ -257,6 +264,7 @@ def compare(
     seeds: Annotated[int, typer.Option(help="Repeat every run with this many training seeds (and subsamples): mean ± std without --cv.")] = 1,
     min_epoch_examples: Annotated[int, typer.Option(help="Repeat a smaller training set within each epoch up to this many examples, so small sets get enough steps (0: off).")] = 2000,
     output: Annotated[Optional[Path], typer.Option(help="Folder for results.json, table.md, comparison.png.")] = None,
+    budget: Annotated[Optional[str], typer.Option(help="translate: every entry's training time, e.g. 45m, 2h (train.max_minutes; the lr decay ends with it).")] = None,
 ) -> None:
     """Train several architectures on the same data and compare them in a table and a chart.
 
@@ -267,9 +275,11 @@ def compare(
 
     if task == "translate":  # the classify defaults of --data and --archs mean "the translate defaults"
         return compare_translation(None if data == "rt-polarity" else data, None if archs == "lstm,bilstm,cnn,transformer" else archs,
-                                   overrides or [], seeds, output)
+                                   overrides or [], seeds, output, budget)
     if task != "classify":
         raise SeqlabError(f"unknown task {task!r}; seqlab compares: classify, translate")
+    if budget is not None:
+        raise SeqlabError("--budget is for compare translate; a classifier comparison trains for train.epochs")
     rows, folder = api.compare("classify", archs, overrides or [], data=data, output_dir=output, seeds=seeds, cv=cv,
                                train_sizes=train_sizes, min_epoch_examples=min_epoch_examples)
     papers = any(r.get("published") is not None for r in rows)
@@ -300,6 +310,7 @@ app.command("fill-mask")(fill_mask)
 app.command()(generate)
 app.command()(perplexity)
 app.command("export")(export_run)
+app.command("report")(report_run)
 app.command()(ner)
 app.command()(translate)
 app.command()(augment)

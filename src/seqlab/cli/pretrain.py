@@ -48,11 +48,14 @@ def mlm(
     """
     from seqlab import api
     from seqlab.config import build_config
+    from seqlab.runs import is_rank_zero
 
     if resume is not None:
         if overrides or data or nsp:
             raise SeqlabError("--resume continues a run with its saved config; drop --data, --nsp and overrides")
-        report_pretrained(api.pretrain(None, resume=resume))
+        run_dir = api.pretrain(None, resume=resume)
+        if is_rank_zero():  # (DDP: the other ranks wrote nothing to report)
+            report_pretrained(run_dir)
         return
     if data is None:
         raise SeqlabError("say what to pretrain on: --data shakespeare, --data rt-polarity or --data FILE.txt")
@@ -63,7 +66,9 @@ def mlm(
     }
     given = [f"{key}={json.dumps(value) if isinstance(value, str) else value}" for key, value in flags.items() if value is not None]
     cfg = build_config({"task": "pretrain"}, [*given, *(overrides or [])])
-    report_pretrained(api.pretrain(cfg))
+    run_dir = api.pretrain(cfg)
+    if is_rank_zero():  # (DDP, train.devices > 1: the other ranks wrote nothing to report)
+        report_pretrained(run_dir)
 
 
 def report_pretrained(run_dir: Path) -> None:

@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from seqlab.cli._errors import handle_errors
@@ -34,8 +35,9 @@ def translate(
     input: Annotated[Optional[Path], typer.Option("--input", "-i", help="A .txt file, one sentence per line (or a .tsv of pairs: its sources).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write one JSON line per sentence here instead of printing.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per sentence.")] = False,
+    n_best: Annotated[int, typer.Option("--n-best", help="Show the best N translations of each sentence with their scores (beam search; N <= --beam).")] = 1,
 ) -> None:
-    """Translate sentences with a trained model: `seqlab translate runs/numbers "ninety-seven" --beam 5 --attention a.html`."""
+    """Translate sentences with a trained model: `seqlab translate runs/tatoeba "I would like a cup of coffee." --beam 5 --attention a.html`."""
     from seqlab import api
 
     for path in (output, attention):
@@ -48,20 +50,31 @@ def translate(
     if not items:
         raise SeqlabError('nothing to translate: give sentences as arguments or --input FILE')
     settings = {"beam": beam, "length_penalty": length_penalty, "max_length_ratio": max_length_ratio}
+    if n_best < 1:
+        raise SeqlabError(f"--n-best must be at least 1 (got {n_best})")
+    pipe.settings(**settings)  # a bad --beam or --max-length-ratio fails before anything is decoded
+    if n_best > 1 and n_best > (beam or pipe.config.translate.beam):
+        raise SeqlabError(f"--n-best {n_best} needs a beam at least as wide: add --beam {n_best}")
     if attention is not None:  # first, so a wrong file type or a model without attention fails fast
         image = pipe.save_attention(items, attention, **settings)
         _out.print(f"alignments: {image}", style="dim")
-    translations = pipe.translate(items, **settings)
+    if n_best > 1:
+        records = [{"source": text, "translations": found} for text, found in zip(items, pipe.translate(items, n_best=n_best, **settings))]
+    else:
+        records = [{"source": text, "translation": out} for text, out in zip(items, pipe.translate(items, **settings))]
     if output is not None:
-        write_atomic(output, "".join(json.dumps({"source": text, "translation": out}, ensure_ascii=False) + "\n"
-                                     for text, out in zip(items, translations)))
-        _out.print(f"wrote {len(translations):,} translations to {output}")
+        write_atomic(output, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+        _out.print(f"wrote {len(records):,} translations to {output}")
         return
-    for text, out in zip(items, translations):
+    for record in records:
         if as_json:
-            _out.print(json.dumps({"source": text, "translation": out}, ensure_ascii=False), markup=False)
+            _out.print(json.dumps(record, ensure_ascii=False), markup=False)
+        elif n_best > 1:
+            _out.print(f"[dim]{escape(record['source'])}[/dim]")
+            for rank, found in enumerate(record["translations"], 1):
+                _out.print(f"  {rank}. [bold]{escape(found['translation'])}[/bold]  [dim](score {found['score']:.3f})[/dim]")
         else:
-            _out.print(f"[dim]{text}[/dim] → [bold]{out}[/bold]")
+            _out.print(f"[dim]{escape(record['source'])}[/dim] → [bold]{escape(record['translation'])}[/bold]")
 
 
 def _read_sentences(path: Path, max_chars: int) -> list[str]:
@@ -73,45 +86,52 @@ def _read_sentences(path: Path, max_chars: int) -> list[str]:
     return read_texts(path, max_chars=max_chars)
 
 
-def evaluate_translation(run: Path, data: str, beam: int | None = None, as_json: bool = False) -> None:
-    """`seqlab evaluate RUN --data ...` for a translate run."""
+def evaluate_translation(run: Path, data: str, beam: int | None = None, as_json: bool = False, direction: str | None = None) -> None:
+    """`seqlab evaluate RUN --data ...` for a translate run: sacreBLEU BLEU and chrF with their
+    signatures, and BLEU by source length."""
     from seqlab import api
 
-    metrics = api.evaluate(run, data, beam=beam)
+    metrics = api.evaluate(run, data, beam=beam, direction=direction)
     if as_json:
         print(json.dumps(metrics, indent=2, ensure_ascii=False))
         return
     entropy = ("" if metrics["attention_entropy"] is None else
                f", attention entropy {metrics['attention_entropy']:.2f} nats ({metrics['attention_entropy_normalized']:.2f} of uniform)")
-    _out.print(f"{run} on {data}: BLEU [bold]{metrics['bleu']:.2f}[/bold], chrF {metrics['chrf']:.2f}, "
-               f"exact match [bold]{100 * metrics['exact_match']:.2f}%[/bold] ({metrics['examples']:,} pairs, beam {metrics['beam']}, "
-               f"{metrics['sentences_per_second']:,.0f} sentences/s)")
+    _out.print(f"{run} on {escape(metrics['scored'])}")
+    _out.print(f"BLEU [bold]{metrics['bleu']:.2f}[/bold]  {escape(metrics['bleu_signature'])}")
+    _out.print(f"chrF [bold]{metrics['chrf']:.2f}[/bold]  {escape(metrics['chrf_signature'])}")
+    _out.print(f"{metrics['examples']:,} sources, {metrics['references']:,} references; exact match {100 * metrics['exact_match']:.2f}%; "
+               f"beam {metrics['beam']}, {metrics['sentences_per_second']:,.0f} sentences/s")
     _out.print(f"token accuracy: teacher-forced {100 * metrics['teacher_forced_accuracy']:.2f}%, "
                f"free-running {100 * metrics['free_running_accuracy']:.2f}%{entropy}")
     if metrics["unknown_source_tokens"] or metrics["truncated_sources"]:
         _out.print(f"{metrics['unknown_source_tokens']:,} unknown source tokens, {metrics['truncated_sources']:,} sources truncated")
-    table = Table("source chars", "pairs", "exact match", "BLEU", title="by source length")
+    unit = metrics["by_length"][0]["unit"] if metrics["by_length"] else "chars"
+    table = Table(f"source {'words' if unit == 'words' else 'chars'}", "sources", "BLEU", "exact match", title="by source length")
     for row in metrics["by_length"]:
-        table.add_row(row["source_chars"], f"{row['examples']:,}", f"{100 * row['exact_match']:.2f}%", f"{row['bleu']:.2f}")
+        table.add_row(row["bucket"], f"{row['examples']:,}", f"{row['bleu']:.2f}", f"{100 * row['exact_match']:.2f}%")
     _out.print(table)
 
 
-def compare_translation(data: str | None, archs: str | None, overrides: list[str], seeds: int, output: Path | None) -> None:
-    """`seqlab compare translate --archs seq2seq,seq2seq-attn,transformer --data numbers-en-fr`."""
+def compare_translation(data: str | None, archs: str | None, overrides: list[str], seeds: int, output: Path | None,
+                        budget: str | None = None) -> None:
+    """`seqlab compare translate --archs seq2seq,bahdanau,luong,transformer --data tatoeba-en-fr --budget 45m`."""
     from seqlab import api
-    from seqlab.tasks.translate.compare import DEFAULT_ENTRIES
+    from seqlab.tasks.translate.compare import DEFAULT_ENTRIES, parse_budget
 
     data = data or "numbers-en-fr"
+    minutes = parse_budget(budget)
     rows, folder = api.compare_translation({"data": {"train": data}}, (archs or ",".join(DEFAULT_ENTRIES)).split(","),
-                                           overrides, output, seeds)
-    table = Table("model", "parameters", "train s", "exact match", "BLEU", "chrF", "TF acc.", "FR acc.", "beam sent/s", "speed-up",
-                  title=f"{data} · test split · beam {rows[0]['beam']}")
+                                           overrides, output, seeds, budget_minutes=minutes)
+    table = Table("model", "parameters", "train s", "tgt tok/s", "exact match", "BLEU", "chrF", "TF acc.", "FR acc.", "beam sent/s", "speed-up",
+                  title=f"{data} · test split · beam {rows[0]['beam']}" + (f" · {minutes:g} min each" if minutes else ""))
     for r in rows:
-        table.add_row(r["arch"], f"{r['parameters']:,}", f"{r['train_seconds']:.0f}", f"{100 * r['exact_match']:.2f}%", f"{r['bleu']:.2f}",
-                      f"{r['chrf']:.2f}", f"{100 * r['teacher_forced_accuracy']:.2f}%", f"{100 * r['free_running_accuracy']:.2f}%",
-                      f"{r['beam_sentences_per_second']:,.0f}", f"{r['batched_speedup']:.1f}×")
+        table.add_row(r["arch"], f"{r['parameters']:,}", f"{r['train_seconds']:.0f}", f"{r['train_target_tokens_per_second']:,.0f}",
+                      f"{100 * r['exact_match']:.2f}%", f"{r['bleu']:.2f}", f"{r['chrf']:.2f}", f"{100 * r['teacher_forced_accuracy']:.2f}%",
+                      f"{100 * r['free_running_accuracy']:.2f}%", f"{r['beam_sentences_per_second']:,.0f}", f"{r['batched_speedup']:.1f}×")
     _out.print(table)
-    _out.print(f"results: {folder}/results.json, {folder}/table.md (with exact match by source length), chart: {folder}/comparison.png")
+    _out.print(f"BLEU: {rows[0]['bleu_signature']}")
+    _out.print(f"results: {folder}/results.json, {folder}/table.md (BLEU by source length), chart: {folder}/comparison.png")
 
 
 def report_translation(run_dir: Path) -> None:

@@ -202,7 +202,9 @@ class ShareOfBatch:
     global batch), made to shard after collating: under DDP every process collates the whole
     global batch (same examples, same random draws) and keeps its rows `[rank::world]` of
     every tensor, so the processes' rows are exactly one process's batch. A collate function
-    asks for this with the attribute `collates_whole_batch = True`."""
+    asks for this with the attribute `collates_whole_batch = True`. (It reads the process's
+    rank when called, so it must run in the training process: loader workers, which seqlab's
+    in-memory loaders do not use, are outside the process group.)"""
 
     collates_whole_batch = True
 

@@ -104,9 +104,11 @@ def splits_seed(configs: dict, repeat: int) -> int:
 
 def _method_options(methods: list[str], given: dict[str, dict]) -> dict[str, dict]:
     """Fail before training when a model-based method has no model to run."""
-    if "backtranslate" in methods and not {"forward", "backward"} <= set(given.get("backtranslate", {})):
-        raise SeqlabError("method backtranslate needs --forward RUN (English → pivot) and --backward RUN (pivot → English); "
-                          "seqlab ships no English translation model, so train or bring one, or leave the method out")
+    bt = set(given.get("backtranslate", {}))
+    if "backtranslate" in methods and not ({"forward", "backward"} <= bt or "via" in bt):
+        raise SeqlabError("method backtranslate needs --forward RUN (English → pivot) and --backward RUN (pivot → English), "
+                          "or --via RUN_EN_FR,RUN_FR_EN; seqlab ships no English translation model, so train two on "
+                          "tatoeba-en-fr and tatoeba-fr-en or bring them, or leave the method out")
     if "contextual" in methods and "model" not in given.get("contextual", {}):
         raise SeqlabError("method contextual needs --mlm RUN (a `seqlab pretrain mlm` run or an HF masked-LM folder), or leave it out")
     return {m: dict(given.get(m, {})) for m in methods if m != "none"}

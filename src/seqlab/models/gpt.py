@@ -119,6 +119,39 @@ class KVCache:
         self.length = min(self.length, length)
         return self
 
+    def drop_front(self, positions: int) -> KVCache:
+        """Forget the first `positions` positions of every row, in place (views of the same
+        buffers: no copy). In-flight batching calls it once no row still needs them. Returns self."""
+        if positions > 0:
+            self._keys = [k[:, :, positions:] for k in self._keys]
+            self._values = [v[:, :, positions:] for v in self._values]
+            self.length -= positions
+        return self
+
+    @classmethod
+    def merged(cls, caches: list[KVCache]) -> KVCache:
+        """The rows of `caches`, one cache after another, in a new cache as long as the longest:
+        a shorter cache's positions are moved right (right-aligned, as left padding is) and its
+        first positions hold zero keys and values, for the attention mask to hide. In-flight
+        batching adds newly prefilled sequences to the running batch with it."""
+        length = max(cache.length for cache in caches)
+        merged = cls()
+        merged.length = length
+        for layer in range(len(caches[0]._keys)):
+            for name, target in (("_keys", merged._keys), ("_values", merged._values)):
+                parts = [getattr(cache, name)[layer] for cache in caches]
+                first = parts[0]
+                rows = sum(part.size(0) for part in parts)
+                buffer = first.new_empty(rows, first.size(1), length + 64, first.size(3))  # (B, H, room, D)
+                start = 0
+                for cache, part in zip(caches, parts):
+                    end, pad = start + part.size(0), length - cache.length
+                    buffer[start:end, :, :pad] = 0  # masked, but 0 · NaN would still be NaN
+                    buffer[start:end, :, pad:length] = part[:, :, : cache.length]
+                    start = end
+                target.append(buffer)
+        return merged
+
 
 def _cache_dtype(keys: torch.Tensor) -> torch.dtype:
     """float32 for bfloat16/float16 keys on a CPU, else the keys' dtype. A decoding step's

@@ -9,6 +9,7 @@ Sequences are packed before the recurrence, so padding never changes an output.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -121,14 +122,16 @@ class RNNLanguageModel(nn.Module):
         self.dropout = nn.Dropout(dropout)
         # Tying needs the decoder's input to live in the embedding space.
         self.projection = nn.Linear(hidden_dim, embed_dim) if tie_weights and hidden_dim != embed_dim else None
-        self.decoder = nn.Linear(embed_dim if tie_weights else hidden_dim, vocab_size)
+        # Tied: the output layer is the embedding matrix itself plus a bias of its own (no second
+        # parameter sharing the storage, which safetensors refuses to save), as GPT's lm_head.
+        self.decoder = None if tie_weights else nn.Linear(hidden_dim, vocab_size)
+        self.decoder_bias = nn.Parameter(torch.zeros(vocab_size)) if tie_weights else None
         # U(-0.1, 0.1), as the classic word-level LMs (Zaremba et al.; PyTorch's example):
         # small enough that the tied decoder starts near-uniform.
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
-        nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
-        nn.init.zeros_(self.decoder.bias)
-        if tie_weights:
-            self.decoder.weight = self.embedding.weight
+        if self.decoder is not None:
+            nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
+            nn.init.zeros_(self.decoder.bias)
 
     def forward(
         self, input_ids: torch.Tensor, state: State | None = None, lengths: torch.Tensor | None = None
@@ -156,6 +159,8 @@ class RNNLanguageModel(nn.Module):
         outputs = self.dropout(outputs)
         if self.projection is not None:
             outputs = self.projection(outputs)  # (B, T, E)
+        if self.decoder is None:  # tied
+            return LMOutput(F.linear(outputs, self.embedding.weight, self.decoder_bias), state)  # (B, T, V)
         return LMOutput(self.decoder(outputs), state)
 
 

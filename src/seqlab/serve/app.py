@@ -5,7 +5,8 @@
     >>> # uvicorn.run(app, host="127.0.0.1", port=8000)   (what `seqlab serve` does)
 
 Endpoints: POST /v1/classify, /v1/generate (JSON, or Server-Sent Events with `"stream": true`),
-/v1/ner, /v1/translate, /v1/fill-mask, /v1/augment; GET /v1/models, /health, /openapi.json,
+/v1/ner, /v1/translate, /v1/fill-mask, /v1/augment; GET /v1/models, /v1/models/{name}/report
+(a served run's HTML report, `seqlab.report`), /health, /openapi.json,
 /docs (an offline page over /openapi.json), and `/` (the playground, static files).
 
 The server is a thin skin: each handler checks the request against the server's limits, hands
@@ -13,16 +14,24 @@ it to a `seqlab.api` pipeline (through the model's micro-batcher or its inferenc
 returns what the pipeline returned. Every error is JSON `{"error": "...", "code": "..."}` with a
 4xx status: 400 for input the pipeline refuses (a `SeqlabError`) or malformed JSON, 404 for an
 unknown model, 413 for a body over the size limit, 422 for a request that does not match the
-schema or the server's limits; 504 when a request outlasts the per-request timeout.
+schema or the server's limits; 504 when a request outlasts the per-request timeout; 503 with
+`Retry-After` when the model's queue is full (`--max-queue`); 401 without the bearer token when
+the server has an API key (`--api-key`: every route but /, /static, /docs, /openapi.json and
+/health, which hold no data; the page sends the key it is given).
+
+/v1/generate goes through the model's `Scheduler` (`seqlab.serve.scheduler`): requests join and
+leave one running batch at token boundaries (in-flight batching for seqlab's GPT and Llama,
+`--engine seqlab`; static batches for transformers models), each with its own settings; beam
+search runs on the same thread between two steps, alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
-import threading
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -30,15 +39,18 @@ from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from seqlab import __version__, api
+from seqlab import __version__, api, report, runs
 from seqlab.errors import SeqlabError
+from seqlab.files import write_text
 from seqlab.serve import schemas
+from seqlab.serve.batching import QueueFull
 from seqlab.serve.models import ServedModel, load_models
+from seqlab.serve.scheduler import Ticket
 from seqlab.serve.settings import ServeSettings
 
 __all__ = ["create_app", "ServeSettings"]
@@ -49,10 +61,14 @@ T = TypeVar("T")
 
 # The page may load nothing from anywhere but this server (it must work offline anyway).
 PAGE_POLICY = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'"
+# A run's report is one page: its pictures are data: URIs and its style is inline; it has no script.
+REPORT_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": schemas.Error, "description": text}
     for status, text in ((400, "input the model refuses, or malformed JSON"), (404, "unknown model"),
                          (413, "request body too large"), (422, "request does not match the schema or the server's limits"),
+                         (401, "missing or wrong bearer token (a server started with --api-key)"),
+                         (503, "the model's queue is full; retry after Retry-After seconds"),
                          (504, "the request outlasted the per-request timeout"))
 }
 
@@ -93,6 +109,8 @@ def create_app(models: dict[str, str], settings: ServeSettings | None = None) ->
     app.state.augmenter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seqlab-augment")  # spaCy/WordNet: one at a time
     app.state.settings = settings
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    if settings.api_key is not None:  # added last, so it runs first: no body is read without the key
+        app.add_middleware(BearerAuth, key=settings.api_key)
     _install_error_handlers(app)
     _add_task_routes(app)
     _add_info_routes(app)
@@ -174,11 +192,24 @@ def _add_task_routes(app: FastAPI) -> None:
             raise ApiError(422, "too_many_tokens", f"max_new_tokens={body.max_new_tokens} is over this server's cap of {cap} (--max-new-tokens)")
         options = body.model_dump(exclude={"model", "prompt", "stream"}, exclude_none=True)
         pipe = model.pipeline
+        config = pipe.settings(**options)  # settings are checked here, before any byte is sent
+        if config.num_beams > 1:
+            if body.stream:
+                raise SeqlabError(f"generation: stream needs num_beams=1 (got {config.num_beams}); "
+                                  "beam search answers once it is done: ask without stream")
+            text = await _within_timeout(request, model.call(lambda: pipe.generate([body.prompt], **options)[0]))
+            return {"model": model.name, "text": text}
+        ids, _ = pipe.encode_prompts([body.prompt], config.max_new_tokens)
+        ticket = model.scheduler.submit(ids[0].tolist(), config, pipe.codec.decode)  # may be 503: queue full
         if body.stream:
-            pieces = await model.call(lambda: pipe.stream(body.prompt, **options))  # settings are checked here, before any byte is sent
-            return StreamingResponse(_events(request, model, pieces), media_type="text/event-stream",
+            return StreamingResponse(_events(request, ticket), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        text = await _within_timeout(request, model.call(lambda: pipe.generate([body.prompt], **options)[0]))
+        try:
+            text = await _within_timeout(request, ticket.text())
+        except RuntimeError as err:
+            raise ApiError(500, "internal_error", str(err)) from None
+        finally:
+            ticket.cancel()  # (a no-op once done) a timeout or a client gone frees the row
         return {"model": model.name, "text": text}
 
     @app.post("/v1/ner", response_model=schemas.NerResponse, responses=ERRORS, tags=["tasks"])
@@ -253,44 +284,22 @@ def _attention(pipe: Any, text: str) -> dict:
     return {"tokens": tokens, "layers": [layer.float().round(decimals=4).tolist() for layer in layers]}
 
 
-async def _events(request: Request, model: ServedModel, pieces: Iterator[str]) -> AsyncIterator[str]:
+async def _events(request: Request, ticket: Ticket) -> AsyncIterator[str]:
     """Server-Sent Events for one stream: `data: {"text": piece}` per piece, then
     `event: done` with the whole text, or `event: error` with the reason.
 
-    The whole stream runs as one job on the model's thread, which pushes pieces onto a queue:
-    a stream's decoding state never meets another request's, and a client that goes away (or
-    the timeout) sets `stop`, which ends the job at the next token.
+    The request's row decodes in its model's running batch; its pieces arrive on the ticket. A
+    client that goes away (Starlette then cancels this generator) or the timeout cancels the
+    ticket, and the row leaves the batch before the next step.
     """
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
-    stop = threading.Event()
-
-    def put(kind: str, value: str) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
-
-    def produce() -> None:
-        try:
-            for piece in pieces:
-                if stop.is_set():
-                    return
-                put("piece", piece)
-            put("done", "")
-        except SeqlabError as err:
-            put("error", str(err))
-        except Exception:  # a bug: logged in full, reported as one line
-            log.exception("generation failed")
-            put("error", "internal error while generating")
-        finally:
-            pieces.close()
-
     limit = request.app.state.settings.timeout_s
     deadline = loop.time() + limit
-    loop.run_in_executor(model.executor, produce)  # catches everything itself
     text = ""
     try:
         while True:
             try:
-                kind, value = await asyncio.wait_for(queue.get(), max(deadline - loop.time(), 0))
+                kind, value = await asyncio.wait_for(ticket.next(), max(deadline - loop.time(), 0))
             except asyncio.TimeoutError:
                 yield _event("error", {"error": f"the stream took longer than this server's limit of {limit:g} s (--timeout)", "code": "timeout"})
                 return
@@ -301,10 +310,10 @@ async def _events(request: Request, model: ServedModel, pieces: Iterator[str]) -
                 yield _event("done", {"text": text})
                 return
             else:
-                yield _event("error", {"error": value, "code": "bad_input"})
+                yield _event("error", {"error": value, "code": "internal_error"})
                 return
     finally:
-        stop.set()  # the job ends at its next token if it is still running
+        ticket.cancel()  # (a no-op once done) the row leaves the batch before its next step
 
 
 def _event(name: str | None, data: dict) -> str:
@@ -320,8 +329,31 @@ def _add_info_routes(app: FastAPI) -> None:
     async def models(request: Request) -> dict:
         """The models this server holds, what each does, and the augmentation methods."""
         served: dict[str, ServedModel] = request.app.state.models
-        return {"models": [{"name": m.name, "task": m.task, "source": m.spec, "details": m.describe()} for m in served.values()],
+        return {"models": [{"name": m.name, "task": m.task, "source": m.spec, "details": m.describe(),
+                            "report": f"/v1/models/{m.name}/report" if _run_folder(m) is not None else None}
+                           for m in served.values()],
                 "augment": _augment_methods(served)}
+
+    @app.get("/v1/models/{name}/report", response_class=HTMLResponse, tags=["info"], responses={
+        200: {"description": "the run's report.html: one self-contained page", "content": {"text/html": {}}},
+        404: {"model": schemas.Error, "description": "unknown model, or a built-in model (no run folder, no report)"}})
+    async def model_report(name: str, request: Request) -> HTMLResponse:
+        """The report of a served run (`seqlab report`): its scores, learning curves, plots,
+        sample predictions and config, as one page. Written now if the run folder has none;
+        built-in models have no run folder and so no report."""
+        served: dict[str, ServedModel] = request.app.state.models
+        if name not in served:
+            raise ApiError(404, "unknown_model", f"unknown model {name!r}; this server has: {', '.join(served)}")
+        model = served[name]
+        run_dir = _run_folder(model)
+        if run_dir is None:
+            raise ApiError(404, "no_report", f"model {name!r} ({model.spec}) is not a run folder, so it has no report")
+        page = run_dir / runs.REPORT
+        if page.is_file():
+            text = page.read_text(encoding="utf-8")
+        else:
+            text = await _within_timeout(request, model.call(_write_report, run_dir, model.pipeline))
+        return HTMLResponse(text, headers={"Content-Security-Policy": REPORT_POLICY})
 
     @app.get("/health", response_model=schemas.Health, tags=["info"])
     async def health(request: Request) -> dict:
@@ -336,6 +368,22 @@ def _add_info_routes(app: FastAPI) -> None:
         return FileResponse(STATIC / "docs.html", headers={"Content-Security-Policy": PAGE_POLICY})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+
+def _run_folder(model: ServedModel) -> Path | None:
+    """The run folder a model was loaded from (None: a built-in, a spaCy or transformers model)."""
+    folder = Path(model.spec)
+    return folder if (folder / runs.CONFIG).is_file() else None
+
+
+def _write_report(run_dir: Path, pipe: Any) -> str:
+    """A run's report, drawn with the loaded pipeline; kept in the folder when it is writable."""
+    text = report.render(run_dir, pipe)
+    try:
+        write_text(run_dir / runs.REPORT, text)
+    except SeqlabError as err:  # a read-only run folder: serve the page all the same
+        log.info("report of %s not kept (%s)", run_dir, err)
+    return text
 
 
 # --------------------------------------------------------------------------- errors and limits
@@ -370,6 +418,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def seqlab_error(request: Request, err: SeqlabError) -> JSONResponse:
         return _error(400, "bad_input", str(err))
 
+    @app.exception_handler(QueueFull)
+    async def queue_full(request: Request, err: QueueFull) -> JSONResponse:
+        response = _error(503, "busy", str(err))
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, err: RequestValidationError) -> JSONResponse:
         return _error(*_describe_validation(err))
@@ -379,6 +433,34 @@ def _install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(err.status_code, "http_error")
         message = f"no such endpoint {request.url.path}; see /docs" if err.status_code == 404 else str(err.detail)
         return _error(err.status_code, code, message)
+
+
+RETRY_AFTER_S = 1  # what a 503 asks a client to wait: a decoding step frees rows every few tens of ms
+
+
+class BearerAuth:
+    """Every route but the open ones needs `Authorization: Bearer <key>`, compared in constant
+    time (`hmac.compare_digest`), else 401 with `WWW-Authenticate: Bearer`. Open: the page, its
+    static files, /docs, /openapi.json and /health, which hold no data; the page asks for the key
+    (or reads it from the URL fragment, `/#key=...`) and sends it with each /v1 request. A new
+    route is closed unless it is added here."""
+
+    OPEN = frozenset({"/", "/docs", "/openapi.json", "/health"})
+
+    def __init__(self, app: ASGIApp, key: str):
+        self.app = app
+        self.expected = f"Bearer {key}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path not in self.OPEN and not path.startswith("/static/"):
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                answer = _error(401, "unauthorized", "this server needs an API key: send the header Authorization: Bearer <key>")
+                answer.headers["WWW-Authenticate"] = "Bearer"
+                await answer(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class BodyLimit:

@@ -14,7 +14,8 @@ request C ──┘  or 32 items     (one executor thread)        └── resu
 Only requests with the same `key` (e.g. the same beam width) share a call. The call runs on the
 model's own single-thread executor, so the event loop keeps accepting requests meanwhile and a
 model never runs two batches at once. If a batched call fails, each request in it is retried on
-its own, so one bad input fails only the request that sent it.
+its own, so one bad input fails only the request that sent it. When `max_pending` requests
+already wait, `submit` raises `QueueFull` (the server answers 503) instead of queueing more.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 BatchFn = Callable[[Hashable, list[Any]], Sequence[Any]]
+
+
+class QueueFull(Exception):
+    """A model's queue holds as many requests as it may: the server answers 503 with Retry-After."""
+
+    def __init__(self, model: str, waiting: int):
+        super().__init__(f"model {model!r} is busy: {waiting} requests are already waiting (--max-queue); retry shortly")
 
 
 @dataclass
@@ -43,10 +51,15 @@ class MicroBatcher:
         executor: where `run` executes (the model's own thread).
         max_batch_size: most items per call; 1 turns batching off (each request alone).
         max_wait_ms: how long the first request of a batch waits for others.
+        max_pending: most requests waiting for a batch; `submit` raises `QueueFull` beyond.
+        name: the model's name, for that error.
     """
 
-    def __init__(self, run: BatchFn, executor: Executor, max_batch_size: int = 32, max_wait_ms: float = 5.0):
+    def __init__(self, run: BatchFn, executor: Executor, max_batch_size: int = 32, max_wait_ms: float = 5.0,
+                 max_pending: int = 1_000_000, name: str = "model"):
         self.run = run
+        self.max_pending = max_pending
+        self.name = name
         self.executor = executor
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
@@ -58,6 +71,8 @@ class MicroBatcher:
         """Results for `items` (one per item), computed in some batch; raises what `run` raised
         for these items alone."""
         self._bind_to_running_loop()
+        if len(self._pending) >= self.max_pending:
+            raise QueueFull(self.name, len(self._pending))
         future = asyncio.get_running_loop().create_future()
         self._pending.append(_Request(key, list(items), future))
         self._arrived.set()

@@ -1,5 +1,6 @@
 """The models a server holds: each loaded once at start-up through `seqlab.api`, with its own
-inference thread and, for classify / ner / translate, its own micro-batcher.
+inference thread and, for classify / ner / translate, its own micro-batcher; a generate model's
+inference thread is its `Scheduler` (continuous batching, `seqlab.serve.scheduler`).
 
 Every call into a pipeline goes through the model's single-thread executor: PyTorch and spaCy
 then never run one model from two threads at once, and the event loop stays free to accept
@@ -19,7 +20,9 @@ from typing import Any
 
 from seqlab import api, registry
 from seqlab.errors import SeqlabError
+from seqlab.inflight import batch_for
 from seqlab.serve.batching import MicroBatcher
+from seqlab.serve.scheduler import Scheduler
 from seqlab.serve.settings import ServeSettings
 
 log = logging.getLogger("seqlab")
@@ -61,9 +64,13 @@ class ServedModel:
     pipeline: Any
     executor: ThreadPoolExecutor = field(repr=False)
     batcher: MicroBatcher | None = field(default=None, repr=False)
+    scheduler: Scheduler | None = field(default=None, repr=False)
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """`fn(*args)` on this model's inference thread."""
+        """`fn(*args)` on this model's inference thread (a generate model's: between two steps
+        of its running batch)."""
+        if self.scheduler is not None:
+            return await asyncio.wrap_future(self.scheduler.call(fn, *args))
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     def describe(self) -> dict[str, Any]:
@@ -83,6 +90,8 @@ class ServedModel:
             details = {"mask": "[MASK]"}
         if self.batcher is not None:
             details["batches"] = {"calls": self.batcher.calls, "items": self.batcher.items}
+        if self.scheduler is not None:
+            details["scheduler"] = self.scheduler.describe()
         return details
 
 
@@ -101,10 +110,19 @@ def load_models(models: dict[str, str], settings: ServeSettings) -> dict[str, Se
         spec = str(Path(spec).expanduser()) if Path(spec).expanduser().exists() else str(spec)
         task = api.task_of_model(spec).verb
         log.info("loading %s = %s (%s)", name, spec, task)
-        pipeline = api.load(spec)
+        pipeline = api.load(spec, **(_generator_options(settings) if task == "generate" else {}))
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"seqlab-{name}")
-        batcher = None
+        batcher = scheduler = None
         if task in BATCHED:
-            batcher = MicroBatcher(BATCHED[task](pipeline), executor, settings.max_batch_size, settings.batch_wait_ms)
-        served[name] = ServedModel(name, spec, task, pipeline, executor, batcher)
+            batcher = MicroBatcher(BATCHED[task](pipeline), executor, settings.max_batch_size, settings.batch_wait_ms,
+                                   max_pending=settings.max_queue, name=name)
+        if task == "generate":
+            scheduler = Scheduler(name, batch_for(pipeline.model), settings.max_active, settings.max_queue)
+            log.info("%s: %s batching, at most %d sequences at once", name, scheduler.mode, settings.max_active)
+        served[name] = ServedModel(name, spec, task, pipeline, executor, batcher, scheduler)
     return served
+
+
+def _generator_options(settings: ServeSettings) -> dict[str, Any]:
+    """`api.load_generator`'s engine and dtype, where the operator chose them."""
+    return {name: value for name, value in (("engine", settings.engine), ("dtype", settings.dtype)) if value is not None}

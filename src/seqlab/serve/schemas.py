@@ -175,6 +175,7 @@ class ModelInfo(BaseModel):
     task: str = Field(description="classify, generate, ner, translate or fill-mask")
     source: str = Field(description="the run folder or built-in it was loaded from")
     details: dict = Field(default_factory=dict, description="labels, attention, architecture... by task")
+    report: str | None = Field(None, description="where the run's HTML report is (/v1/models/{name}/report); None for a built-in model")
 
 
 class ModelsResponse(BaseModel):

@@ -46,8 +46,32 @@ class ApiError extends Error {
   constructor(message, code) { super(message); this.code = code; }
 }
 
+// A server started with --api-key answers 401 without "Authorization: Bearer KEY". The page takes
+// the key from its address (/#key=KEY: a fragment is never sent to the server), else asks for it
+// at the first 401, and keeps it for this tab only (sessionStorage).
+const KEY_ITEM = "seqlab-api-key";
+
+function takeKeyFromAddress() {
+  const match = location.hash.match(/(?:^#|&)key=([^&]*)/);
+  if (!match) return;
+  sessionStorage.setItem(KEY_ITEM, decodeURIComponent(match[1]));
+  history.replaceState(null, "", location.pathname + location.search);  // out of the address bar
+}
+
+async function call(path, options = {}) {
+  for (;;) {
+    const key = sessionStorage.getItem(KEY_ITEM);
+    const headers = { ...(options.headers || {}), ...(key ? { Authorization: `Bearer ${key}` } : {}) };
+    const response = await fetch(path, { ...options, headers });
+    if (response.status !== 401) return response;
+    const given = window.prompt(key ? "That API key was refused; the server's API key:" : "This server needs its API key:");
+    if (!given) return response;
+    sessionStorage.setItem(KEY_ITEM, given.trim());
+  }
+}
+
 async function post(path, body) {
-  const response = await fetch(path, {
+  const response = await call(path, {
     method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
   });
   if (!response.ok) throw await apiError(response);
@@ -90,13 +114,16 @@ async function readEvents(response, onEvent) {
 
 async function start() {
   try {
-    const info = await (await fetch("/v1/models")).json();
+    takeKeyFromAddress();
+    const response = await call("/v1/models");
+    if (!response.ok) throw await apiError(response);
+    const info = await response.json();
     state.models = info.models;
     state.augment = info.augment || [];
     $("status").textContent = `${state.models.length} model(s) loaded`;
     $("status").className = "status ok";
   } catch (err) {
-    $("status").textContent = "server unreachable";
+    $("status").textContent = err instanceof ApiError ? err.message : "server unreachable";
     $("status").className = "status down";
     return;
   }
@@ -105,10 +132,24 @@ async function start() {
     button.disabled = task === "augment" ? state.augment.length === 0 : !state.models.some((m) => m.task === task);
     button.addEventListener("click", () => selectTask(task));
   }
+  listModels();
   for (const method of state.augment) $("method").append(el("option", { value: method, text: method }));
   $("form").addEventListener("submit", (event) => { event.preventDefault(); run(); });
   const first = document.querySelector("#tasks button:not(:disabled)");
   if (first) selectTask(first.dataset.task);
+}
+
+// The models this server holds; a run folder links to its report (one HTML page per run).
+function listModels() {
+  const rows = $("model-list").querySelector("tbody");
+  for (const model of state.models) {
+    const report = model.report
+      ? el("a", { href: model.report, target: "_blank", rel: "noopener", class: "report-link", text: "report" })
+      : el("span", { class: "note", text: "built-in: no report" });
+    rows.append(el("tr", { "data-model": model.name },
+      el("td", { text: model.name }), el("td", { text: model.task }),
+      el("td", { class: "source", text: model.source }), el("td", {}, report)));
+  }
 }
 
 function selectTask(task) {

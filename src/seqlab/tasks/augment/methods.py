@@ -9,7 +9,13 @@ Methods (each returns `n` variants per text; `seqlab.tasks.augment.pipeline` is 
   (RS) and random deletion (RD) with rates `alpha_sr`, `alpha_ri`, `alpha_rs`, `p_rd`; each
   variant applies one operation, the operations taking turns as in the paper's code.
 - `backtranslate`: text → pivot language → text through two translation models (seqlab
-  translate runs or Hugging Face seq2seq folders), sampled for diversity.
+  translate runs, e.g. `via="RUN_EN_FR,RUN_FR_EN"` trained on Tatoeba, or Hugging Face seq2seq
+  folders), sampled for diversity (or, with `beam`, the forward model's n-best pivots each
+  translated back by beam search), then a round-trip quality filter: a variant is kept only if
+  its sentence chrF against the original reaches `min_chrf` and its length is within a factor
+  `max_length_ratio` of it (Sennrich et al., 2016; the filter as in Xie et al., 2020's UDA
+  practice). Up to 3n candidates are drawn per text; a text short of n good ones fills up with
+  itself, and the log says how many did.
 - `contextual`: words replaced by what a masked language model (a seqlab pretrain run or a
   Hugging Face masked-LM folder) predicts in their place, sampled from its top-k.
 
@@ -356,12 +362,16 @@ class Options:
     backward: str | None = None  # backtranslate: pivot → text
     temperature: float = 0.8
     top_p: float = 0.95
+    via: str | None = None  # backtranslate: "FORWARD,BACKWARD" in one option
+    beam: int | None = None  # backtranslate: beam search (n-best pivots) instead of sampling
+    min_chrf: float = 30.0  # backtranslate: the round trip's sentence chrF against the original, 0 = no filter
+    max_length_ratio: float = 2.0  # backtranslate: longest round trip relative to the original (in characters), and its inverse
 
 
 ALLOWED = {
     "synonym": {"synonyms", "rate", "tagger"},
     "eda": {"synonyms", "alpha_sr", "alpha_ri", "alpha_rs", "p_rd", "tagger"},
-    "backtranslate": {"forward", "backward", "temperature", "top_k", "top_p"},
+    "backtranslate": {"forward", "backward", "via", "temperature", "top_k", "top_p", "beam", "min_chrf", "max_length_ratio"},
     "contextual": {"model", "rate", "top_k", "temperature", "tagger"},
 }
 
@@ -395,8 +405,22 @@ def make_options(method: str, options: dict) -> Options:
         opts.rate = 1.0 if opts.synonyms is not None and method == "synonym" else (0.2 if method == "synonym" else 0.15)
     if method == "contextual" and not opts.model:
         raise SeqlabError("--method contextual needs a masked language model: --model RUN (seqlab pretrain mlm) or an HF masked-LM folder")
+    if opts.via is not None:
+        if opts.forward or opts.backward:
+            raise SeqlabError("--via RUN_A,RUN_B already names both translation models; drop --forward/--backward")
+        parts = [part.strip() for part in str(opts.via).split(",")]
+        if len(parts) != 2 or not all(parts):
+            raise SeqlabError(f"--via takes two translate runs, RUN_EN_FR,RUN_FR_EN (text → pivot, pivot → text); got {opts.via!r}")
+        opts.forward, opts.backward = parts
     if method == "backtranslate" and not (opts.forward and opts.backward):
-        raise SeqlabError("--method backtranslate needs two translation models: --forward RUN (text → pivot) and --backward RUN (pivot → text)")
+        raise SeqlabError("--method backtranslate needs two translation models: --via RUN_EN_FR,RUN_FR_EN, or --forward RUN "
+                          "(text → pivot) and --backward RUN (pivot → text)")
+    if opts.beam is not None and opts.beam < 1:
+        raise SeqlabError(f"beam must be at least 1 (got {opts.beam})")
+    if not 0.0 <= opts.min_chrf <= 100.0:
+        raise SeqlabError(f"min_chrf is a chrF score between 0 and 100 (got {opts.min_chrf})")
+    if opts.max_length_ratio < 1.0:
+        raise SeqlabError(f"max_length_ratio must be at least 1 (got {opts.max_length_ratio})")
     return opts
 
 
@@ -582,21 +606,68 @@ class HFMaskedLM:
 
 
 def backtranslate(texts: list[str], n: int, seed: int | None, opts: Options, forward: Any, backward: Any) -> list[list[str]]:
-    """Each text sampled `n` times into the pivot language (`forward`) and each pivot sampled
-    back (`backward`); both a `SeqlabTranslator` or an `HFTranslator`."""
-    sampling = {"temperature": opts.temperature, "top_k": opts.top_k, "top_p": opts.top_p}
-    repeated = [text for text in texts for _ in range(n)]
+    """`n` round trips of each text through the pivot language (`forward`, then `backward`;
+    each a `SeqlabTranslator` or an `HFTranslator`) that pass `round_trip_ok`.
+
+    Sampling (default) draws 3n round trips per text; with `opts.beam` the forward model's
+    min(3n, beam) best pivots are each translated back by beam search. The first `n` distinct
+    candidates that pass the filter are kept, repeated in turn when fewer are distinct (greedy
+    decoding gives one); a text none of whose round trips passes gets itself `n` times, and the
+    log says how many did.
+    """
+    tries = 3 * n
     base = 0 if seed is None else seed
-    pivots = forward.sample(repeated, seed=None if seed is None else base, **sampling)
-    back = backward.sample([p or "." for p in pivots], seed=None if seed is None else base + 1, **sampling)
-    return [back[i * n : (i + 1) * n] for i in range(len(texts))]
+    if opts.beam:
+        found_pivots = forward.nbest(texts, opts.beam, min(tries, opts.beam))
+        pivots = [p or "." for found in found_pivots for p in found]
+        owners = [i for i, found in enumerate(found_pivots) for _ in found]
+        back = backward.nbest(pivots, opts.beam, 1)
+        candidates: list[list[str]] = [[] for _ in texts]
+        for owner, found in zip(owners, back):
+            candidates[owner].append(found[0] if found else "")
+    else:
+        sampling = {"temperature": opts.temperature, "top_k": opts.top_k, "top_p": opts.top_p}
+        repeated = [text for text in texts for _ in range(tries)]
+        pivots = forward.sample(repeated, seed=None if seed is None else base, **sampling)
+        back = backward.sample([p or "." for p in pivots], seed=None if seed is None else base + 1, **sampling)
+        candidates = [back[i * tries : (i + 1) * tries] for i in range(len(texts))]
+    result, short = [], 0
+    for text, found in zip(texts, candidates):
+        good = list(dict.fromkeys(c for c in found if round_trip_ok(text, c, opts)))[:n]
+        if not good:
+            short += 1
+            good = [text]
+        result.append([good[i % len(good)] for i in range(n)])
+    if short:
+        log.warning("backtranslate: no round trip of %d of %d text(s) passed the filter (chrF >= %g, length within %gx); "
+                    "they are kept unchanged", short, len(texts), opts.min_chrf, opts.max_length_ratio)
+    return result
+
+
+def round_trip_ok(original: str, round_trip: str, opts: Options) -> bool:
+    """Whether a back-translation is close enough to its original to keep its label: not empty,
+    its length within `opts.max_length_ratio` of the original's (characters), and its sentence
+    chrF against the original at least `opts.min_chrf`."""
+    import sacrebleu
+
+    if not round_trip.strip():
+        return False
+    ratio = len(round_trip) / max(len(original), 1)
+    if not 1 / opts.max_length_ratio <= ratio <= opts.max_length_ratio:
+        return False
+    return opts.min_chrf <= 0 or sacrebleu.sentence_chrf(round_trip, [original]).score >= opts.min_chrf
 
 
 class SeqlabTranslator:
-    """A seqlab translate run, decoded by sampling (the run's own `translate` is greedy or beam)."""
+    """A seqlab translate run, decoded by sampling or beam search (n-best)."""
 
     def __init__(self, pipe: Any):
         self.pipe = pipe
+
+    def nbest(self, texts: list[str], beam: int, n_best: int) -> list[list[str]]:
+        """The `n_best` best translations of each text by beam search of width `beam`."""
+        found = self.pipe.translate(self.pipe.check_texts(texts), beam=beam, n_best=min(n_best, beam))
+        return [[h["translation"] for h in hyps] if isinstance(hyps, list) else [hyps] for hyps in found]
 
     def sample(self, texts: list[str], temperature: float, top_k: int, top_p: float, seed: int | None, batch_size: int = 64) -> list[str]:
         import torch
@@ -633,6 +704,20 @@ class HFTranslator:
         from transformers import AutoModelForSeq2SeqLM
 
         self.tokenizer, self.model = _hf_folder(folder, AutoModelForSeq2SeqLM, "seq2seq")
+
+    def nbest(self, texts: list[str], beam: int, n_best: int, batch_size: int = 32) -> list[list[str]]:
+        """The `n_best` best translations of each text by beam search of width `beam`."""
+        import torch
+
+        found: list[list[str]] = []
+        for start in range(0, len(texts), batch_size):
+            batch = self.tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True, truncation=True)
+            with torch.inference_mode():
+                ids = self.model.generate(**batch, max_new_tokens=2 * batch["input_ids"].size(1) + 10, num_beams=beam,
+                                          num_return_sequences=n_best, do_sample=False)
+            decoded = [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+            found += [decoded[i : i + n_best] for i in range(0, len(decoded), n_best)]
+        return found
 
     def sample(self, texts: list[str], temperature: float, top_k: int, top_p: float, seed: int | None, batch_size: int = 32) -> list[str]:
         import torch

@@ -66,7 +66,9 @@ def augment(texts: str | Sequence[str], method: str = "synonym", n: int = 4, see
     opts = make_options(method, options)
     texts = check_texts(texts, "augment")
     if method == "backtranslate":
-        return backtranslate(texts, n, seed, opts, load_translator(opts.forward), load_translator(opts.backward))
+        forward, backward = load_translator(opts.forward), load_translator(opts.backward)
+        check_round_trip(forward, backward)
+        return backtranslate(texts, n, seed, opts, forward, backward)
     if method == "contextual":
         return contextual(texts, n, seed, opts, load_masked_lm(opts.model))
     lookup = opts.synonyms or wordnet_synonyms()
@@ -145,6 +147,24 @@ def load_translator(spec: str | Path) -> SeqlabTranslator | HFTranslator:
         return HFTranslator(folder)
     raise SeqlabError(f"{spec} is neither a seqlab translate run nor a Hugging Face seq2seq folder; "
                       "train one with `seqlab train translate` or give a folder saved with save_pretrained")
+
+
+def check_round_trip(forward: Any, backward: Any) -> None:
+    """Two seqlab runs trained on built-in Tatoeba data must go there and back: the forward
+    run's direction reversed is the backward run's (en-fr then fr-en)."""
+    from seqlab.data import tatoeba
+
+    directions = []
+    for model in (forward, backward):
+        data = getattr(getattr(model, "pipe", None), "config", None)
+        data = data.data if data is not None else None
+        if data is None or not tatoeba.is_tatoeba(data.train):
+            return
+        directions.append(tatoeba.resolve(data.train, data.direction)[1])
+    there, back = directions
+    if there.split("-")[::-1] != back.split("-"):
+        raise SeqlabError(f"back-translation goes there and back: the first run translates {there}, so the second must translate "
+                          f"{'-'.join(there.split('-')[::-1])}, not {back}")
 
 
 # --------------------------------------------------------------------------- data sets and the filter

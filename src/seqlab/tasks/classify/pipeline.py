@@ -140,18 +140,16 @@ def evaluate(pipe: ClassifierPipeline, data: str, text_column: str | None = None
     return {"data": data, **pipe.evaluate(examples)}
 
 
-def report_figures(run_dir: Path, config: Any, metrics: dict, folder: Path, pipe: ClassifierPipeline | None = None) -> list:
-    """The run report's attention map (`seqlab.report`): what a transformer's last layer
-    attends to in one held-out sentence, mean of its heads; other architectures have none."""
+
+def report_attention(run_dir: Path, config: Any, metrics: dict, pipe: ClassifierPipeline | None = None) -> list[dict]:
+    """The run report's attention map (`seqlab.report` draws it): what a transformer's last
+    layer attends to in one held-out sentence, mean of its heads; other architectures have none."""
     if config.model.arch != "transformer":
         return []
-    from seqlab import plots
-    from seqlab.report import Figure, held_out_samples
-
-    texts = [s["text"] for s in held_out_samples(metrics) if "text" in s]
+    split = next((s for s in ("test", "valid") if isinstance(metrics.get(s), dict) and metrics[s].get("samples")), None)
+    texts = [s["text"] for s in metrics[split]["samples"]] if split else []
     text = next((t for t in texts if len(t.split()) <= 25), " ".join(texts[0].split()[:25]) if texts else "a gorgeous, witty film")
     tokens, layers = (pipe if pipe is not None and pipe.backend == "torch" else load(run_dir, backend="torch")).attention(text)
     last = layers[-1].float().mean(dim=0)  # (T, T): each row one query's weights over the keys
-    image = plots.attention_heatmap(last.numpy(), tokens, tokens, folder / "attention.png",
-                                    f"last layer, mean of {layers[-1].size(0)} heads")
-    return [Figure.from_file("Attention", image, f"{len(layers)} layer(s); a held-out sentence: {text}")]
+    return [{"kind": "attention", "title": f"last layer, mean of {layers[-1].size(0)} heads", "weights": last.tolist(),
+             "rows": tokens, "columns": tokens, "caption": f"{len(layers)} layer(s); {'a held-out' if texts else 'an example'} sentence: {text}"}]

@@ -22,27 +22,45 @@ from torch.utils.data import DataLoader
 from seqlab import hub
 from seqlab.config import RunConfig
 from seqlab.data.batching import pad_batch
+from seqlab.data.benchmarks import wikitext2_lines
 from seqlab.data.corpus import load_corpus
+from seqlab.data.datasets import builtin_split
 from seqlab.data.readers import _read_utf8
 from seqlab.data.tokenize import PAD_ID
 from seqlab.data.tokens import ConsecutiveWindows, TokenFile
 from seqlab.errors import SeqlabError
 from seqlab.models.gpt import GPT
-from seqlab.models.rnn import RNNLanguageModel
+from seqlab.models.rnn import RNNLanguageModel, reorder_state
 
 IGNORE = -100  # target of padded positions (F.cross_entropy's ignore_index)
 
 
 def load_text(spec: str, *, max_chars: int = 100_000, text_column: str | None = None) -> str:
-    """Running text from a built-in name or a file (see the module docstring)."""
+    """Running text from a built-in name or a file (see the module docstring). WikiText-2
+    (`wikitext-2`, `wikitext-2:valid`, `wikitext-2:test`) is its released lines, each ended
+    by a newline: a word-level run reads each line end as the corpus's `<eos>`."""
     path = Path(spec)
     if path.suffix.lower() == ".txt" and path.is_file():
         text = _read_utf8(path)
         if not text.strip():
             raise SeqlabError(f"{path} is empty; a language model needs text to learn from")
         return text
+    named = builtin_split(spec)
+    if named is not None and named[0].task == "lm":
+        return "".join(f"{line}\n" for line in wikitext2_lines(named[1]))
     documents = load_corpus(spec, max_chars=max_chars, text_column=text_column)
     return "\n\n".join("\n".join(sentences) for sentences in documents) + "\n"
+
+
+def standard_splits(spec: str) -> dict[str, str] | None:
+    """`{"valid": "wikitext-2:valid", "test": "wikitext-2:test"}` when `spec` names a built-in
+    corpus with standard splits (its training split), else None."""
+    if ":" in spec or Path(spec).is_file():
+        return None
+    named = builtin_split(spec)
+    if named is None or named[0].task != "lm" or not named[0].splits:
+        return None
+    return {split: f"{named[0].name}:{split}" for split in named[0].splits[1:]}
 
 
 class Codec:
@@ -146,11 +164,14 @@ def evaluate(model: nn.Module, ids: torch.Tensor, characters: int, block: int, b
     Args:
         ids: (N,) token ids of the held-out text.
         characters: length of that text in characters (for bits per character).
-        block: context window; the text is read in consecutive windows of this many tokens.
+        block: context window; the text is read in consecutive windows of this many tokens (a
+            recurrent model carries its state from window to window, see `recurrent_nats`).
     """
     model.eval()
     nats, tokens = 0.0, 0
-    for batch in DataLoader(heldout_windows(ids, block), batch_size=batch_size, collate_fn=collate_windows):
+    if isinstance(model, RNNLanguageModel):
+        nats, tokens = recurrent_nats(model, ids, block, batch_size)
+    for batch in DataLoader(heldout_windows(ids, block) if not tokens else [], batch_size=batch_size, collate_fn=collate_windows):
         total, count = token_nats(model, batch)
         nats, tokens = nats + float(total), tokens + count
     if not tokens:
@@ -158,6 +179,37 @@ def evaluate(model: nn.Module, ids: torch.Tensor, characters: int, block: int, b
     loss = nats / tokens
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "bits_per_char": nats / math.log(2) / max(characters, 1),
             "tokens": tokens, "characters": characters}
+
+
+def recurrent_nats(model: RNNLanguageModel, ids: torch.Tensor, block: int, streams: int) -> tuple[float, int]:
+    """(nats, tokens) of held-out ids under a recurrent LM that reads them as `streams`
+    contiguous rows, `block` tokens at a time, its state carried from one window to the next
+    (as the word-level LM papers evaluate: every token but the first of the text is scored once,
+    with all of its row before it as context).
+
+    Rows: ids[r·L : (r+1)·L] predict ids[r·L + 1 : (r+1)·L + 1]; the last targets that do not
+    fill a row continue the last row, from its state.
+    """
+    targets = len(ids) - 1
+    if targets < 1:
+        return 0.0, 0
+    rows = max(1, min(streams, targets // max(block, 1)))
+    length = targets // rows
+    inputs, goals = ids[: rows * length].view(rows, length), ids[1 : rows * length + 1].view(rows, length)  # (R, L)
+    nats, state = 0.0, None
+    for start in range(0, length, block):
+        out = model(inputs[:, start : start + block], state)
+        state = out.cache
+        nats += float(F.cross_entropy(out.logits.flatten(0, 1).float(), goals[:, start : start + block].flatten(), reduction="sum"))
+    rest = ids[rows * length :]  # continues the last row
+    if len(rest) > 1:
+        last = reorder_state(state, torch.tensor([rows - 1]))
+        for start in range(0, len(rest) - 1, block):
+            window = rest[start : start + block + 1][None]  # (1, n + 1)
+            out = model(window[:, :-1], last)
+            last = out.cache
+            nats += float(F.cross_entropy(out.logits[0].float(), window[0, 1:], reduction="sum"))
+    return nats, targets
 
 
 def load_pretrained_lm(name: str) -> tuple[nn.Module, Codec]:

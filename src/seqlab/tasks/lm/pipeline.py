@@ -70,6 +70,11 @@ class GeneratorPipeline:
 
     def encode_prompts(self, prompts: Sequence[str], max_new_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-padded (B, T) ids and mask; a prompt too long for the context loses its start."""
+        return decoding.left_pad(self.prompt_ids(prompts, max_new_tokens), self.codec.pad_id)
+
+    def prompt_ids(self, prompts: Sequence[str], max_new_tokens: int) -> list[list[int]]:
+        """Each prompt's token ids (a beginning-of-text token for an empty one); a prompt too long
+        for the context with `max_new_tokens` more loses its start."""
         if self.context_length is not None and max_new_tokens >= self.context_length:
             raise SeqlabError(f"max_new_tokens={max_new_tokens} does not fit the model's context of {self.context_length} tokens; "
                               f"ask for at most {self.context_length - 1}")
@@ -90,7 +95,7 @@ class GeneratorPipeline:
             encoded.append(ids)
         if not encoded:
             raise SeqlabError("no prompt given")
-        return decoding.left_pad(encoded, self.codec.pad_id)
+        return encoded
 
     def settings(self, **kwargs) -> decoding.GenerationConfig:
         """Decoding settings, with this model's end-of-text and padding ids filled in."""
@@ -100,20 +105,40 @@ class GeneratorPipeline:
 
     # ----------------------------------------------------------------------------- generation
 
-    def generate(self, prompts: str | Sequence[str], **kwargs) -> list[str]:
+    def generate(self, prompts: str | Sequence[str], batch_size: int | None = None, **kwargs) -> list[str]:
         """Continue every prompt; keyword arguments are `decoding.GenerationConfig` fields
         (max_new_tokens, do_sample, temperature, top_k, top_p, repetition_penalty,
         no_repeat_ngram_size, num_beams, length_penalty, stop, seed).
 
+        Args:
+            batch_size: prompts decoded together (None: all of them). Each batch is left-padded;
+                a row that ends (eos, a stop string) stops while the others go on. Prompts of
+                similar length share a batch (less padding); greedy and beam search give each
+                prompt the text it gets alone. With sampling and a seed, batch k draws from
+                seed + k.
+
         Returns:
-            The new text of each prompt (without the prompt).
+            The new text of each prompt (without the prompt), in the order of `prompts`.
         """
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         config = self.settings(**kwargs)
-        ids, mask = self.encode_prompts(prompts, config.max_new_tokens)
-        with torch.inference_mode():
-            new = decoding.generate(self.lm, ids, mask, config, decode=self.codec.decode)
-        return [self.codec.decode(tokens) for tokens in new]
+        if batch_size is not None and batch_size < 1:
+            raise SeqlabError(f"batch_size must be at least 1, got {batch_size}")
+        encoded = self.prompt_ids(prompts, config.max_new_tokens)
+        size = min(batch_size or len(encoded), len(encoded))
+        order = list(range(len(encoded)))
+        if size < len(encoded):
+            order.sort(key=lambda i: len(encoded[i]))
+        texts: list[str] = [""] * len(encoded)
+        for number, start in enumerate(range(0, len(order), size)):
+            chosen = order[start : start + size]
+            ids, mask = decoding.left_pad([encoded[i] for i in chosen], self.codec.pad_id)
+            settings = config if not number or config.seed is None else config.model_copy(update={"seed": config.seed + number})
+            with torch.inference_mode():
+                new = decoding.generate(self.lm, ids, mask, settings, decode=self.codec.decode)
+            for i, tokens in zip(chosen, new):
+                texts[i] = self.codec.decode(tokens)
+        return texts
 
     def stream(self, prompt: str, **kwargs) -> Iterator[str]:
         """Continue one prompt, yielding text pieces as tokens are chosen (greedy or sampled)."""

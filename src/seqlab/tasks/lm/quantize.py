@@ -6,6 +6,7 @@ Inference only: converted models are not trained or saved as runs."""
 from __future__ import annotations
 
 import gc
+import sys
 
 import torch
 from torch import nn
@@ -272,13 +273,13 @@ def _linear_layers(model: nn.Module) -> None:
         embedding = model.token_embedding.weight
         model.lm_head = nn.Linear(embedding.size(1), embedding.size(0), bias=False)
         model.lm_head.weight = embedding
-    try:
-        from transformers.pytorch_utils import Conv1D
-    except ImportError:
+    # A Conv1D exists only once transformers has imported it: a seqlab model needs no transformers import.
+    pytorch_utils = sys.modules.get("transformers.pytorch_utils")
+    if pytorch_utils is None:
         return
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, Conv1D):
+            if isinstance(child, pytorch_utils.Conv1D):
                 linear = nn.Linear(child.weight.size(0), child.weight.size(1))
                 linear.weight = nn.Parameter(child.weight.detach().t().contiguous())
                 linear.bias = child.bias

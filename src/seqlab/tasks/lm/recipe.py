@@ -40,13 +40,14 @@ from typing import Any
 
 import lightning as L
 import torch
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from torch import nn
 from torch.utils.data import DataLoader
 
 from seqlab import runs
 from seqlab.config import RunConfig, TrainConfig
 from seqlab.data import tokens
+from seqlab.data.benchmarks import EOS, WIKITEXT2, wikitext2_vocab
 from seqlab.data.tokenize import load_tokenizer, train_tokenizer
 from seqlab.data.tokens import RandomWindowSampler, TextSpan, TokenFile, TokenWindows
 from seqlab.errors import SeqlabError
@@ -61,10 +62,10 @@ from seqlab.tasks.lm.inference import (  # noqa: F401 (re-exported: the recipe t
     load_pretrained_lm,
     load_text,
     next_token_logits,
+    standard_splits,
     token_nats,
 )
 from seqlab.trainer import FitResult, fit, global_mean, make_optimizer, with_lr_schedule
-
 
 # --------------------------------------------------------------------------- text and splits
 
@@ -80,8 +81,15 @@ class TextSplits:
 
 
 def split_text(cfg: RunConfig) -> TextSplits:
-    """Contiguous train / valid / test parts of `data.train` (or `data.valid`/`data.test` files)."""
+    """Contiguous train / valid / test parts of `data.train` (or `data.valid`/`data.test` files);
+    a built-in corpus with standard splits (`wikitext-2`) keeps them as released."""
     data = cfg.data
+    standard = standard_splits(data.train)
+    if standard is not None:
+        splits = TextSplits(load_text(data.train), load_text(data.valid or standard["valid"]),
+                            load_text(data.test or standard["test"]),
+                            {"train": data.train, "valid": data.valid or standard["valid"], "test": data.test or standard["test"]})
+        return splits
     text = load_text(data.train, max_chars=data.max_chars, text_column=data.text_column)
     test_cut = len(text) - (0 if data.test else round(len(text) * data.test_fraction))
     valid_cut = test_cut - (0 if data.valid else round(len(text) * data.valid_fraction))
@@ -135,25 +143,48 @@ def split_text_file(cfg: RunConfig) -> TextSplits:
 # --------------------------------------------------------------------------- tokens
 
 
+def closed_vocabulary(spec: str) -> bool:
+    """Whether `spec` is a corpus released with its own closed word vocabulary (WikiText-2:
+    rare words already replaced by `<unk>`), which a word-level run must keep as it is."""
+    return spec.partition(":")[0] == WIKITEXT2 and not Path(spec).is_file()
+
+
+def wikitext2_tokenizer() -> Tokenizer:
+    """WikiText-2's own word vocabulary: its 33,278 types (`<unk>` and `<eos>` included, in
+    order of first appearance), words split at whitespace, case kept, and every line end read as
+    `<eos>`, so the released text encodes to exactly the token stream the papers count
+    (2,088,628 training tokens) and perplexities compare with theirs. Nothing is added: no
+    [PAD] (a causal model never reads the right padding of a held-out window) and no [UNK]
+    other than the corpus's own `<unk>`."""
+    vocab = wikitext2_vocab()
+    tokenizer = Tokenizer(models.WordLevel({word: i for i, word in enumerate(vocab)}, unk_token="<unk>"))
+    tokenizer.normalizer = normalizers.Replace("\n", f" {EOS} ")
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return tokenizer
+
+
 def learn_tokenizer(cfg: RunConfig, train_text: str | TextSpan) -> Tokenizer:
     """A char/word/BPE vocabulary learned on the training text only (a `TextSpan` streamed)."""
     tok = cfg.tokenizer
+    if tok.level == "word" and closed_vocabulary(cfg.data.train):
+        return wikitext2_tokenizer()
     lines = train_text.lines() if isinstance(train_text, TextSpan) else train_text.splitlines(keepends=True)
     return train_tokenizer(lines, tok.level, tok.vocab_size, tok.min_frequency, tok.lowercase)
 
 
 def _encode_chunks(codec: Codec, chunks: list[str]) -> list[list[int]]:
+    tokenizer: Any = codec.tokenizer  # (as `Codec.encode_stream` encodes its chunks)
     if codec.pretrained:
-        return codec.tokenizer(chunks, add_special_tokens=False)["input_ids"]
-    return [encoding.ids for encoding in codec.tokenizer.encode_batch(chunks, add_special_tokens=False)]
+        return tokenizer(chunks, add_special_tokens=False)["input_ids"]
+    return [encoding.ids for encoding in tokenizer.encode_batch(chunks, add_special_tokens=False)]
 
 
 def _tokenizer_id(codec: Codec) -> str:
     """A hash of everything that decides a codec's ids (for the token-file cache)."""
-    tok = codec.tokenizer
+    tok: Any = codec.tokenizer
     backend = tok if isinstance(tok, Tokenizer) else getattr(tok, "backend_tokenizer", None)
     described = backend.to_str() if backend is not None else json.dumps(sorted(tok.get_vocab().items()))
-    return hashlib.sha256(f"{codec.pretrained}:{described}".encode("utf-8")).hexdigest()
+    return hashlib.sha256(f"{codec.pretrained}:{described}".encode()).hexdigest()
 
 
 def token_ids(text: str | TextSpan, codec: Codec) -> torch.Tensor | TokenFile:

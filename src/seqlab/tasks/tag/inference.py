@@ -23,11 +23,11 @@ from torch.utils.data import DataLoader
 from seqlab import hub
 from seqlab.config import RunConfig
 from seqlab.data.batching import pad_batch
-from seqlab.data.conll import TaggedSentence, entity_types, load_tagged, spans_to_tags, tags_to_spans
+from seqlab.data.conll import SILVER_NER, TaggedSentence, entity_types, load_tagged, spans_to_tags, tags_to_spans
 from seqlab.data.tokenize import PAD_ID, UNK
 from seqlab.errors import SeqlabError
 from seqlab.models.crf import CRF
-from seqlab.models.tagger import BiLSTMTagger, HFTokenTagger, TransformerTagger
+from seqlab.models.tagger import BiLSTMTagger, HFTokenTagger, TransformerTagger, casing_id, char_ids
 
 
 @dataclass
@@ -38,9 +38,36 @@ class TagSplits:
     sources: dict[str, str] = field(default_factory=dict)
 
 
+def standard_splits(spec: str) -> dict[str, str] | None:
+    """`{"valid": "conll2003:valid", "test": "conll2003:test"}` when `spec` names a built-in
+    tagged corpus with standard splits (its training split), else None."""
+    from seqlab.data.datasets import builtin_split
+
+    if ":" in spec or spec == SILVER_NER:
+        return None
+    named = builtin_split(spec)
+    if named is None or named[0].task != "tag" or not named[0].splits:
+        return None
+    return {split: f"{named[0].name}:{split}" for split in named[0].splits[1:]}
+
+
 def load_splits(cfg: RunConfig) -> TagSplits:
-    """Read `data.train` (and `data.valid`/`data.test` files) and cut the missing splits off."""
+    """Read `data.train` (and `data.valid`/`data.test` files) and cut the missing splits off.
+
+    A built-in corpus with standard splits (`conll2003`) keeps them as released: its training
+    split in file order, and its own valid and test splits unless `data.valid`/`data.test`
+    name others; nothing is shuffled or cut off, so scores compare with the papers'.
+    """
     data = cfg.data
+    standard = standard_splits(data.train)
+    if standard is not None:
+        train = load_tagged(data.train)
+        valid = load_tagged(data.valid or standard["valid"])
+        test = load_tagged(data.test or standard["test"])
+        sources = {"train": data.train, "valid": data.valid or standard["valid"], "test": data.test or standard["test"]}
+        splits = TagSplits(train[: data.limit] if data.limit else train, valid, test, sources)
+        check_types(splits)
+        return splits
     sentences = load_tagged(data.train)
     order = list(range(len(sentences)))
     random.Random(data.split_seed).shuffle(order)
@@ -108,21 +135,40 @@ class Piece:
     """One model input: the token ids of words [start, start + len(first)) of a sentence.
 
     first: the position in `ids` of each word's first token.
+    chars, casing: per token position, the character ids and casing class of the word as
+        written (`models.tagger.char_ids`, `casing_id`); None unless the model reads them.
     """
 
     sentence: int
     start: int
     ids: list[int]
     first: list[int]
+    chars: list[list[int]] | None = None
+    casing: list[int] | None = None
 
 
-def encode_words(tokenizer: Tokenizer, token_lists: Sequence[Sequence[str]], max_length: int) -> list[Piece]:
+def encode_words(tokenizer: Tokenizer, token_lists: Sequence[Sequence[str]], max_length: int,
+                 max_word_chars: int | None = None) -> list[Piece]:
     """Tokens (and special tokens) of pre-split words, in pieces of at most `max_length` tokens.
 
     A sentence that fits is one piece; a longer one is cut between words into consecutive
     pieces (a single word longer than the limit keeps only its first tokens). A word the
-    tokenizer turns into nothing (a lone control character) is read as [UNK].
+    tokenizer turns into nothing (a lone control character) is read as [UNK]. With
+    `max_word_chars`, each piece also holds the characters (at most that many per word) and
+    casing class of its words as written, for a tagger with word features.
     """
+    pieces = _encode_words(tokenizer, token_lists, max_length)
+    if max_word_chars is not None:
+        for piece in pieces:
+            words = token_lists[piece.sentence][piece.start : piece.start + len(piece.first)]
+            piece.chars, piece.casing = [[1]] * len(piece.ids), [0] * len(piece.ids)
+            for word, position in zip(words, piece.first):
+                piece.chars[position] = char_ids(word, max_word_chars)
+                piece.casing[position] = casing_id(word)
+    return pieces
+
+
+def _encode_words(tokenizer: Tokenizer, token_lists: Sequence[Sequence[str]], max_length: int) -> list[Piece]:
     specials = tokenizer.num_special_tokens_to_add(False)
     budget = max(max_length - specials, 1)
     pieces = []
@@ -186,13 +232,35 @@ class PieceDataset(torch.utils.data.Dataset):
 
 
 def collate_pieces(batch: list[tuple[Piece, list[int] | None]]) -> dict[str, torch.Tensor]:
-    """→ input_ids, attention_mask (B, T); word_index, word_mask (B, W); tags (B, W) when known."""
+    """→ input_ids, attention_mask (B, T); word_index, word_mask (B, W); tags (B, W) when known;
+    char_ids (B, T, C) and casing_ids (B, T) when the pieces hold them (0 pads all of them)."""
     input_ids, attention_mask = pad_batch([piece.ids for piece, _ in batch])
     word_index, word_mask = pad_batch([piece.first for piece, _ in batch])
     out = {"input_ids": input_ids, "attention_mask": attention_mask, "word_index": word_index, "word_mask": word_mask}
     if batch[0][1] is not None:
         out["tags"] = pad_batch([tags for _, tags in batch])[0]
+    if batch[0][0].chars is not None:
+        longest = max(len(chars) for piece, _ in batch for chars in piece.chars)
+        char_ids = torch.zeros(*input_ids.shape, longest, dtype=torch.long)  # (B, T, C)
+        for row, (piece, _) in enumerate(batch):
+            for position, chars in enumerate(piece.chars):
+                char_ids[row, position, : len(chars)] = torch.as_tensor(chars)
+        out["char_ids"] = char_ids
+        out["casing_ids"] = pad_batch([piece.casing for piece, _ in batch], pad_id=0)[0]
     return out
+
+
+def tagger_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's keyword arguments out of a `collate_pieces` batch (the word features only
+    where the batch has them, so every tagger takes the same call)."""
+    keys = ("input_ids", "attention_mask", "word_index", "char_ids", "casing_ids")
+    return {key: batch[key] for key in keys if key in batch}
+
+
+def word_chars(model: nn.Module) -> int | None:
+    """Characters per word that `model`'s word features read (`encode_words`' max_word_chars),
+    None for a tagger without them."""
+    return model.max_word_chars if getattr(model, "word_features", False) else None
 
 
 def allowed_transitions(names: list[str], scheme: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -224,7 +292,8 @@ def build_tagger(cfg: RunConfig, tokenizer: Tokenizer, names: list[str], encoder
     crf = CRF(len(names), *allowed_transitions(names, cfg.tag.scheme)) if cfg.tag.crf else None
     vocab_size = tokenizer.get_vocab_size()
     if m.arch == "bilstm-crf":
-        return BiLSTMTagger(vocab_size, len(names), m.embed_dim, m.hidden_dim, m.num_layers, m.dropout, PAD_ID, crf)
+        return BiLSTMTagger(vocab_size, len(names), m.embed_dim, m.hidden_dim, m.num_layers, m.dropout, PAD_ID, crf,
+                            m.char_features, m.char_dim, m.char_hidden, m.char_width, m.casing_dim, m.max_word_chars)
     if m.arch == "transformer":
         return TransformerTagger(vocab_size, len(names), m.d_model, m.num_heads, m.num_layers, m.ff_dim, m.dropout,
                                  m.positional, max(512, cfg.tokenizer.max_length), PAD_ID, crf)
@@ -251,12 +320,12 @@ def predict_tags(model: nn.Module, tokenizer: Tokenizer, names: list[str], token
                  max_length: int, batch_size: int = 64) -> list[list[str]]:
     """Tags of every word of every sentence, in input order (an empty sentence gets none)."""
     model.eval()
-    pieces = encode_words(tokenizer, token_lists, max_length)
+    pieces = encode_words(tokenizer, token_lists, max_length, word_chars(model))
     out: list[list[str]] = [[] for _ in token_lists]
     loader = DataLoader(PieceDataset(pieces), batch_size=batch_size, collate_fn=collate_pieces)  # in order
     done = 0
     for batch in loader:
-        logits = model(batch["input_ids"], batch["attention_mask"], batch["word_index"]).logits
+        logits = model(**tagger_inputs(batch)).logits
         for path in decode(model, logits, batch["word_mask"]):
             out[pieces[done].sentence].extend(names[i] for i in path)  # pieces come in sentence order
             done += 1

@@ -250,10 +250,14 @@ def load_tagger(path: str | Path) -> TaggerPipeline:
 
 def evaluation_data(pipe: TaggerPipeline, spec: str) -> tuple[list[TaggedSentence], str]:
     """Sentences to score a run on, and what they are: the run's own held-out test split when
-    `spec` is the built-in corpus it trained on (the rest was training data), else all of `spec`."""
+    `spec` is the built-in corpus it trained on (the rest was training data), the standard test
+    split of a corpus that has one (`conll2003` → `conll2003:test`), else all of `spec`."""
     cfg = pipe.config
     if spec == cfg.data.train and spec == SILVER_NER and cfg.data.test_fraction and not cfg.data.test:
         return tag.load_splits(cfg).test, f"the held-out test split of {spec} ({cfg.data.test_fraction:.0%}, silver labels)"
+    standard = tag.standard_splits(spec)
+    if standard is not None:  # conll2003: its standard test split (the run trained on the training split)
+        return load_tagged(standard["test"]), f"{standard['test']} (the standard test split)"
     sentences = load_tagged(spec)
     return sentences, f"{spec} (silver labels)" if spec == SILVER_NER else spec
 

@@ -46,6 +46,7 @@ from seqlab.data.conll import (
 )
 from seqlab.data.spacy_models import DEFAULT_PIPELINE, source_of
 from seqlab.data.tokenize import SPECIAL_TOKENS, UNK, load_tokenizer
+from seqlab.errors import SeqlabError
 from seqlab.lifecycle import Finished
 from seqlab.tasks.tag.inference import (  # noqa: F401 (re-exported: the recipe trains and scores with them)
     SHAPES,
@@ -61,6 +62,8 @@ from seqlab.tasks.tag.inference import (  # noqa: F401 (re-exported: the recipe 
     evaluate_sentences,
     load_splits,
     predict_tags,
+    tagger_inputs,
+    word_chars,
     word_shape,
 )
 from seqlab.tasks.word_vectors import apply_word_vectors
@@ -85,7 +88,36 @@ def learn_vocabulary(cfg: RunConfig, train: Sequence[TaggedSentence]) -> tuple[T
     trainer = trainers.WordLevelTrainer(vocab_size=tok.vocab_size, min_frequency=tok.min_frequency,
                                         special_tokens=[*SPECIAL_TOKENS, *SHAPES])
     tokenizer.train_from_iterator((" ".join(s.tokens) for s in train), trainer=trainer)
+    extra = getattr(cfg.model, "vector_words", 0)
+    if extra and cfg.model.embeddings:
+        tokenizer = with_vector_words(tokenizer, cfg.model.embeddings, extra, tok.lowercase)
     return tokenizer, tags
+
+
+def with_vector_words(tokenizer: Tokenizer, spec: str, count: int, lowercase: bool) -> Tokenizer:
+    """The word vocabulary with the first `count` words of a text vector table added (GloVe's
+    are ordered by frequency), as the LSTM-CRF taggers of Lample et al. and Ma & Hovy keep
+    every pretrained word: a test word never seen in training then still has its vector.
+
+    A cased vocabulary gains the vectors' words as written (GloVe's: lowercase), so a
+    capitalised unseen word still falls back to its shape; `tokenizer.lowercase=true` reads
+    every word lowercased (the casing and character features keep the case).
+    """
+    from seqlab.data.vectors import load_vectors
+
+    words = getattr(load_vectors(spec).keys, "words", None)
+    if words is None:
+        raise SeqlabError(f"model.vector_words needs a text table of vectors (glove-6b-50d or a GloVe-format file), "
+                          f"not {spec}; set it to 0")
+    vocab = tokenizer.get_vocab()
+    for word in words[:count]:
+        word = word.lower() if lowercase else word
+        if word not in vocab and word.strip() == word and word:
+            vocab[word] = len(vocab)
+    extended = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
+    extended.normalizer = tokenizer.normalizer
+    extended.pre_tokenizer = tokenizer.pre_tokenizer
+    return extended
 
 
 def piece_tags(sentence: TaggedSentence, piece: Piece, tag_index: dict[str, int], scheme: str) -> list[int]:
@@ -127,7 +159,7 @@ class TaggerModule(L.LightningModule):
         self._pred: list[list[str]] = []
 
     def _step(self, batch: dict[str, torch.Tensor], reduction: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.model(batch["input_ids"], batch["attention_mask"], batch["word_index"]).logits
+        logits = self.model(**tagger_inputs(batch)).logits
         return logits, tag_loss(self.model, logits, batch["tags"], batch["word_mask"], reduction)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -166,8 +198,9 @@ class FittedTagger:
     embeddings: dict | None = None
 
 
-def _pieces_and_tags(sentences: Sequence[TaggedSentence], tokenizer: Tokenizer, names: list[str], cfg: RunConfig):
-    pieces = encode_words(tokenizer, [s.tokens for s in sentences], cfg.tokenizer.max_length)
+def _pieces_and_tags(sentences: Sequence[TaggedSentence], tokenizer: Tokenizer, names: list[str], cfg: RunConfig,
+                     model: nn.Module):
+    pieces = encode_words(tokenizer, [s.tokens for s in sentences], cfg.tokenizer.max_length, word_chars(model))
     index = {name: i for i, name in enumerate(names)}
     tags = [piece_tags(sentences[p.sentence], p, index, cfg.tag.scheme) for p in pieces]
     return pieces, tags, len(pieces) - len(sentences)
@@ -176,15 +209,15 @@ def _pieces_and_tags(sentences: Sequence[TaggedSentence], tokenizer: Tokenizer, 
 def fit_tagger(cfg: RunConfig, train: Sequence[TaggedSentence], valid: Sequence[TaggedSentence], work_dir: Path,
                tokenizer: Tokenizer, names: list[str], *, resume: bool = False, progress: str | None = None) -> FittedTagger:
     """Train the configured tagger on `train`, keeping the epoch with the best `train.monitor` on `valid`."""
-    train_pieces, train_tags, train_split = _pieces_and_tags(train, tokenizer, names, cfg)
     torch.manual_seed(cfg.train.seed)  # same initial weights for the same seed
     model = build_tagger(cfg, tokenizer, names)
+    train_pieces, train_tags, train_split = _pieces_and_tags(train, tokenizer, names, cfg, model)
     vectors = apply_word_vectors(model, cfg, tokenizer) if cfg.model.arch != "hf" else None
     batch = cfg.train.batch_size
     train_loader = make_piece_loader(train_pieces, train_tags, batch, shuffle=True, bucket=cfg.train.bucket, seed=cfg.train.seed)
     valid_loader, valid_split = None, 0
     if valid:
-        valid_pieces, valid_tags, valid_split = _pieces_and_tags(valid, tokenizer, names, cfg)
+        valid_pieces, valid_tags, valid_split = _pieces_and_tags(valid, tokenizer, names, cfg, model)
         valid_loader = make_piece_loader(valid_pieces, valid_tags, batch * 2)
     module = TaggerModule(model, names, cfg.train)
     model.train()  # transformers loads encoders in eval mode, which would switch their dropout off

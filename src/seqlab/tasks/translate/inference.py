@@ -279,9 +279,9 @@ Hypothesis = tuple[float, list[int]]  # (score: sum of log p / length ** length_
 def translate_nbest(model: nn.Module, sources: Sequence[Sequence[int]], vocab: Vocabularies, settings: DecodeSettings,
                     batch_size: int = 64, n_best: int = 1) -> list[list[Hypothesis]]:
     """Decode every source, batched by similar length → per source, its best `n_best`
-    hypotheses, best first, in input order. Greedy (beam 1) gives one hypothesis per source,
-    scored by its summed log-probability; beam search may end with fewer than `n_best` when no
-    other beam could still beat its best hypothesis.
+    hypotheses, best first, in input order. Greedy (beam 1) gives one hypothesis per source
+    (its score not computed: NaN); beam search goes on until it has `n_best` hypotheses that no
+    running beam could still beat (fewer only if the length limit ends it first).
 
     Raises:
         SeqlabError: `n_best` below 1 or above the beam size.
@@ -312,7 +312,7 @@ def translate_nbest(model: nn.Module, sources: Sequence[Sequence[int]], vocab: V
         # hypotheses before the likely translation ends (see `decoding.beam_search`)
         config = decoding.GenerationConfig(max_new_tokens=int(limits.max()) + 1, num_beams=settings.beam, eos_token_id=eos,
                                            pad_token_id=PAD_ID, length_penalty=settings.length_penalty, early_stopping=False)
-        for i, hypotheses in zip(rows, decoding.beam_hypotheses(lm, prompt, None, config)):
+        for i, hypotheses in zip(rows, decoding.beam_hypotheses(lm, prompt, None, config, n_best=n_best)):
             results[i] = [(score, strip(tokens)) for score, tokens in hypotheses[:n_best]]
     return results
 
@@ -342,6 +342,26 @@ def alignments(model: nn.Module, sources: Sequence[Sequence[int]], outputs: Sequ
 # --------------------------------------------------------------------------- held-out data of built-in corpora
 
 TATOEBA_HELD_OUT = {"valid": 1000, "test": 2000}  # distinct source sentences (issue 17 §1)
+
+
+def _held_out(fraction: float, sources: int | None, given_file: str | None) -> float | int:
+    """What `split_by_source` holds out of a file: nothing when a separate file is given, else
+    a number of sources or a fraction of them."""
+    if given_file:
+        return 0
+    return sources if sources is not None else float(fraction)
+
+
+def file_splits(data: DataConfig) -> tuple[SourceSplits, int]:
+    """A user's file of pairs (`data.train`) split by distinct source sentence with
+    `data.split_seed`, and how many of its lines were cut to `data.max_chars`."""
+    from seqlab.data import parallel
+
+    text = parallel.read_parallel(data.train, max_chars=data.max_chars)
+    splits = parallel.split_by_source(text.pairs, seed=data.split_seed,
+                                      n_test=_held_out(data.test_fraction, data.test_sources, data.test),
+                                      n_valid=_held_out(data.valid_fraction, data.valid_sources, data.valid))
+    return splits, text.truncated
 
 
 def tatoeba_splits(data: DataConfig) -> SourceSplits:

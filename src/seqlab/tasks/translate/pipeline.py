@@ -171,8 +171,9 @@ def evaluation_pairs(pipe: TranslatorPipeline, data: str, direction: str | None 
       run's own test split, rebuilt with its split seed and sizes;
     - another Tatoeba dataset or direction: that dataset's standard test split (split seed 0,
       2,000 sources; `direction` or the name's own);
-    - a TSV or Moses file: every pair, grouped by source (several translations of one source
-      are its references).
+    - the file the run trained on: its own held-out test sources (unless it had a test file);
+    - another TSV or Moses file: every pair, grouped by source (several translations of one
+      source are its references).
     """
     from seqlab.data import parallel, tatoeba
 
@@ -190,10 +191,18 @@ def evaluation_pairs(pipe: TranslatorPipeline, data: str, direction: str | None 
         return translate.tatoeba_splits(standard).test, f"{dataset.name} ({wanted}): the standard test split (split_seed 0)"
     if direction is not None:
         raise SeqlabError("--direction applies to built-in Tatoeba data; in a file of pairs the first column is the source")
+    if _same_file(data, d.test):
+        pass  # the run's own test file: every pair of it, as below
+    elif _same_file(data, d.train) and not d.test:
+        return translate.file_splits(d)[0].test, f"{data}: the run's own held-out test sources (split_seed {d.split_seed})"
     text = parallel.read_parallel(data, max_chars=d.max_chars)
     if text.truncated:
         log.warning("%d line(s) of %s longer than %d characters were cut to it", text.truncated, data, d.max_chars)
     return parallel.group_by_source(text.pairs), f"{data}: every pair, grouped by source"
+
+
+def _same_file(a: str, b: str | None) -> bool:
+    return b is not None and "," not in a and Path(a).is_file() and Path(b).is_file() and Path(a).resolve() == Path(b).resolve()
 
 
 def evaluate(pipe: TranslatorPipeline, data: str, beam: int | None = None, direction: str | None = None) -> dict:
@@ -203,22 +212,18 @@ def evaluate(pipe: TranslatorPipeline, data: str, beam: int | None = None, direc
     return {"data": data, "scored": what, **pipe.evaluate(refs, beam=beam)}
 
 
-def report_figures(run_dir: Path, config: RunConfig, metrics: dict, folder: Path, pipe: TranslatorPipeline | None = None) -> list:
-    """The run report's alignments (`seqlab.report`): target × source attention of the first
-    two held-out samples, as the run translates them; a plain seq2seq has none."""
+
+def report_attention(run_dir: Path, config: RunConfig, metrics: dict, pipe: TranslatorPipeline | None = None) -> list[dict]:
+    """The run report's alignments (`seqlab.report` draws them): target × source attention of
+    the first two held-out samples, as the run translates them; a plain seq2seq has none."""
     if config.model.arch == "seq2seq":
         return []
-    from seqlab.report import Figure, held_out_samples
-
-    sources = [s["source"] for s in held_out_samples(metrics) if "source" in s][:2]
+    split = next((s for s in ("test", "valid") if isinstance(metrics.get(s), dict) and metrics[s].get("samples")), None)
+    sources = [s["source"] for s in metrics[split]["samples"]][:2] if split else []
     if not sources:
         return []
-    pipe = pipe or load_translator(run_dir)
-    figures = []
-    for number, item in enumerate(pipe.translate(sources, return_attention=True)):
-        if item["attention"] is None:
-            continue
-        image = plots.alignment_heatmap(item["attention"], item["target_tokens"], item["source_tokens"],
-                                        folder / f"alignment{number}.png", f"{item['source']}\n→ {item['translation']}")
-        figures.append(Figure.from_file("Alignment", image, "rows: output tokens; columns: source tokens (beam search)"))
-    return figures
+    items = (pipe or load_translator(run_dir)).translate(sources, return_attention=True)
+    return [{"kind": "alignment", "title": f"{item['source']}\n→ {item['translation']}", "weights": item["attention"],
+             "rows": item["target_tokens"], "columns": item["source_tokens"],
+             "caption": "rows: output tokens; columns: source tokens (the run's beam search)"}
+            for item in items if item["attention"] is not None]

@@ -63,6 +63,7 @@ from seqlab.tasks.translate.inference import (  # noqa: F401  (re-exported: the 
     encode_pairs,
     encode_sources,
     encode_targets,
+    file_splits,
     make_loader,
     read_vocabularies,
     tatoeba_splits,
@@ -96,14 +97,6 @@ class Splits:
     truncated: int = 0
 
 
-def _held_out(fraction: float, sources: int | None, given_file: str | None) -> float | int:
-    """What `split_by_source` holds out: nothing when a file is given, else a number of sources
-    or a fraction of them."""
-    if given_file:
-        return 0
-    return sources if sources is not None else float(fraction)
-
-
 def _read_grouped(spec: str, max_chars: int) -> tuple[list[MultiRef], int]:
     text = parallel.read_parallel(spec, max_chars=max_chars)
     return parallel.group_by_source(text.pairs), text.truncated
@@ -126,11 +119,7 @@ def load_splits(cfg: RunConfig) -> Splits:
             parts = tatoeba_splits(data)
             name = f"{data.train} ({direction})"
         else:
-            text = parallel.read_parallel(data.train, max_chars=data.max_chars)
-            truncated = text.truncated
-            parts = parallel.split_by_source(text.pairs, seed=data.split_seed,
-                                             n_test=_held_out(data.test_fraction, data.test_sources, data.test),
-                                             n_valid=_held_out(data.valid_fraction, data.valid_sources, data.valid))
+            parts, truncated = file_splits(data)
             name = data.train
         train, valid, test = parts.train, parts.valid, parts.test
         sources = {"train": f"{name}, held-out sources removed", "valid": f"{name}: {len(valid):,} held-out sources, split_seed {data.split_seed}",
