@@ -25,14 +25,16 @@ def letters(ids):
 
 @pytest.fixture(scope="module")
 def models():
-    """seqlab's GPT, a transformers Llama and seqlab's Llama with its weights; random weights
-    scaled up so the distributions are peaked (greedy ties would make equality luck)."""
+    """seqlab's GPT, a transformers Llama, seqlab's Llama with its weights and seqlab's GRU LM;
+    random weights scaled up so the distributions are peaked (greedy ties would make equality luck)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from seqlab.models.gpt import GPT
     from seqlab.models.llama import Llama
+    from seqlab.models.rnn import RNNLanguageModel
 
     torch.manual_seed(0)
+    rnn = RNNLanguageModel(40, cell="gru", embed_dim=16, hidden_dim=24, num_layers=2, dropout=0.0).eval()
     gpt = GPT(vocab_size=50, d_model=32, num_heads=2, num_layers=2, ff_dim=64, max_len=128, dropout=0.0).eval()
     hf = LlamaForCausalLM(LlamaConfig(vocab_size=60, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)).eval()
@@ -41,17 +43,18 @@ def models():
             p.normal_(std=0.3)
         for p in hf.parameters():
             p.mul_(8)
-    return {"gpt": gpt, "hf-llama": hf, "llama": Llama.from_llama(hf)}
+        rnn.decoder.weight.mul_(20)
+    return {"gpt": gpt, "hf-llama": hf, "llama": Llama.from_llama(hf), "rnn": rnn}
 
 
-@pytest.mark.parametrize("name", ["gpt", "llama", "hf-llama"])
+@pytest.mark.parametrize("name", ["gpt", "llama", "hf-llama", "rnn"])
 @pytest.mark.parametrize("max_active", [1, 3, 6])
 def test_rows_decode_as_they_do_alone(models, name, max_active):
     model = models[name]
     alone = [generate(model, *left_pad([p]), GenerationConfig(**s), decode=letters)[0] for p, s in zip(PROMPTS, SETTINGS)]
     rows = [Row(p, GenerationConfig(**s), letters) for p, s in zip(PROMPTS, SETTINGS)]
     batch = batch_for(model)
-    assert isinstance(batch, StaticBatch if name == "hf-llama" else InflightBatch)
+    assert isinstance(batch, StaticBatch if name in ("hf-llama", "rnn") else InflightBatch)
     run(batch, rows, max_active)
     assert [row.tokens for row in rows] == [[t for t in a if t not in row.eos] for a, row in zip(alone, rows)]
     assert all(row.done for row in rows) and batch.rows == []

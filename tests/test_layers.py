@@ -74,10 +74,10 @@ def test_predicting_with_a_cnn_run_imports_no_training_code(tmp_path):
     """`seqlab predict RUN TEXT` and `seqlab.load(RUN)` load a CNN run and predict without
     importing Lightning, torchmetrics, torch._dynamo, transformers or matplotlib (seconds of
     imports before the first answer; timings: docs/benchmarks.md, "Time to first prediction")."""
+    from conftest import sentiment_rows, write_csv
+
     from seqlab import api
     from seqlab.config import build_config
-
-    from conftest import sentiment_rows, write_csv
 
     data = write_csv(tmp_path / "sentiment.csv", sentiment_rows(40))
     run = api.train(build_config({}, [

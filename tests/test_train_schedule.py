@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from seqlab.config import build_config
+from seqlab.config import TrainConfig, build_config
 from seqlab.errors import SeqlabError
 from seqlab.trainer import fit, lr_factor, make_optimizer, with_lr_schedule
 
@@ -102,3 +102,14 @@ def test_a_constant_lr_without_warmup_keeps_the_bare_optimiser():
     cfg = train_cfg()
     module = Regression(cfg)
     assert isinstance(with_lr_schedule(module, make_optimizer(module, cfg), cfg), torch.optim.Optimizer)
+
+
+def test_inverse_sqrt_and_the_clock_fitted_decay():
+    inverse = TrainConfig(lr=1e-3, min_lr=1e-5, lr_schedule="inverse_sqrt", warmup_steps=100)
+    assert [lr_factor(s, inverse, horizon=10) for s in (99, 100, 399, 10**9)] == pytest.approx([100 / 101, math.sqrt(100 / 101), 0.5, 0.01])
+    clock = TrainConfig(lr=1e-3, min_lr=1e-5, lr_schedule="cosine", warmup_steps=10, max_minutes=45, schedule_clock=True)
+    # far from the step horizon, the decay follows the share of the time budget spent
+    assert lr_factor(100, clock, horizon=10**6, clock=0.5) == pytest.approx(0.01 + 0.5 * 0.99)
+    assert lr_factor(100, clock, horizon=10**6, clock=1.0) == pytest.approx(0.01)
+    assert lr_factor(100, clock, horizon=10**6) == pytest.approx(lr_factor(100, clock, horizon=10**6, clock=0.0))
+    assert lr_factor(5, clock, horizon=10**6, clock=0.9) == pytest.approx(6 / 11)  # warm-up goes by steps

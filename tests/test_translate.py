@@ -18,8 +18,8 @@ from seqlab.errors import SeqlabError
 from seqlab.models.attention import AdditiveAttention, MultiplicativeAttention
 from seqlab.models.seq2seq import RNNSeq2Seq
 from seqlab.models.transformer import TransformerSeq2Seq
-from seqlab.tasks.translate import recipe as translate
 from seqlab.tasks.translate import metrics as translate_eval
+from seqlab.tasks.translate import recipe as translate
 
 runner = CliRunner()
 

@@ -71,7 +71,7 @@ PATHS = {
 }
 
 # GPT-2 configurations with random weights (transformers.GPT2Config keyword arguments).
-GPT2_SHAPES = {
+GPT2_SHAPES: dict[str, dict[str, Any]] = {
     "gpt2-shapes": {},  # GPT-2 small: 12 layers × 768, 124M parameters
     "gpt2-tiny": {"n_layer": 2, "n_head": 2, "n_embd": 32, "vocab_size": 100, "n_positions": 512,
                   "bos_token_id": 0, "eos_token_id": 0},
@@ -113,7 +113,7 @@ class _Runner:
         self.prompt, self.eval_ids = prompt, eval_ids
         hf_model = _random_gpt2(model) if model in GPT2_SHAPES else _smollm2()
         if path.engine == "hf":
-            self.model = hf_model
+            self.model: Any = hf_model  # a transformers model (.generate) or, below, seqlab's GPT / Llama
             self.lm = None
             return
         # seqlab's own GPT (GPT-2 shapes) or Llama (SmolLM2) with the same weights
@@ -286,6 +286,7 @@ def _serve(conn: Any, model: str, path: DecodePath, settings: BenchSettings, inp
                 return
             if command == "stop":
                 return
+            result: dict[str, Any] | float | None
             if command == "warmup":
                 runner.warm_up()
                 result = None
@@ -410,7 +411,7 @@ def _bench_model(model: str, paths: list[DecodePath], settings: BenchSettings, s
                 runs[name].append(result)
                 say(f"{model}: repeat {repeat + 1}/{settings.repeats} {name}: "
                     f"{settings.new_tokens / result['seconds']:.1f} tokens/s")
-        perplexities = {}
+        perplexities: dict[str, float | None] = {}
         for name, worker in workers.items():
             if model in GPT2_SHAPES:
                 perplexities[name] = None

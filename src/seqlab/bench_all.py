@@ -83,6 +83,17 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               "accuracy against CNN-rand's published 76.1%",
               ("benchmarks/classify_cv.py", "--archs", "cnn,bilstm,transformer", "--output", "{out}/mr-cv10"),
               None),
+    Benchmark("batched-generate", "issue 19 §1", "aggregate tokens/s of batched greedy generation at batch 1/4/16: "
+              "seqlab's pipeline against HF generate, smollm2-135m", "seqlab / HF tokens/s at the same batch size",
+              ("benchmarks/batched_generate.py", "--batch-sizes", "1,4,16", "--new-tokens", "64", "--repeats", "3"),
+              ("benchmarks/batched_generate.py", "--paths", "hf-fp32,seqlab-fp32", "--batch-sizes", "1,2", "--new-tokens", "4",
+               "--repeats", "1")),
+    Benchmark("serve-generate", "issue 19 §2", "streaming clients on /v1/generate (continuous batching, smollm2-135m, "
+              "--engine seqlab) against one client at a time", "aggregate tokens/s, 16 clients / 1 client (target ≥ 4)",
+              ("benchmarks/serve_load.py", "--task", "generate", "--run", "smollm2=smollm2-135m", "--engine", "seqlab",
+               "--clients", "16", "--duration", "60", "--threads", "2"),
+              ("benchmarks/serve_load.py", "--task", "generate", "--run", "smollm2=smollm2-135m", "--engine", "seqlab",
+               "--clients", "2", "--duration", "3", "--warmup", "1", "--new-tokens", "4", "--threads", "2")),
 )
 BY_NAME = {b.name: b for b in BENCHMARKS}
 

@@ -24,7 +24,7 @@ import inspect
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -350,7 +350,7 @@ class HFCausalLM:
             attention_mask=mask,
             position_ids=positions,
             use_cache=True,
-            **{self._cache_name: DynamicCache(config=self.model.config)},
+            **{self._cache_name: DynamicCache(config=cast(Any, self.model).config)},  # a transformers model
             **self._last_only,
         )
         state = _CacheState(getattr(out, self._cache_name), _GrowingMask(mask), positions[:, -1] + 1)
@@ -358,6 +358,7 @@ class HFCausalLM:
 
     @torch.inference_mode()
     def step(self, tokens: Tensor, state: _CacheState) -> tuple[Tensor, _CacheState]:
+        assert state.mask is not None and state.positions is not None  # prefill sets both
         out = self.model(
             input_ids=tokens[:, None],
             attention_mask=state.mask.grow(),
@@ -372,6 +373,7 @@ class HFCausalLM:
 
     @torch.inference_mode()
     def reorder(self, state: _CacheState, index: Tensor) -> _CacheState:
+        assert state.mask is not None and state.positions is not None  # prefill sets both
         state.cache.reorder_cache(index)
         state.mask.reorder(index)
         state.positions = state.positions.index_select(0, index)
@@ -387,7 +389,7 @@ class SeqlabGPT:
         self.model = model
         self.context_length = _context_length(model)
         accepts = inspect.signature(model.forward).parameters
-        self._options = {"use_cache": True} if "use_cache" in accepts else {}
+        self._options: dict[str, Any] = {"use_cache": True} if "use_cache" in accepts else {}
         if "logits_to_keep" in accepts:  # only the last position's logits are needed
             self._options["logits_to_keep"] = 1
 
@@ -426,7 +428,7 @@ class SeqlabRNN:
     A left-padded prompt is right-aligned first, so the recurrence never reads a pad and each
     row's state is the one it would have alone."""
 
-    context_length = None
+    context_length: int | None = None
 
     def __init__(self, model: torch.nn.Module):
         self.model = model
@@ -642,7 +644,7 @@ def _token_steps(
                 if row in ended:
                     continue
                 rows[row].append(token)
-                cut = None if token in eos else _stop_cut(rows[row], config.stop, decode)
+                cut = None if token in eos else _stop_cut(rows[row], config.stop, cast(Decode, decode))  # stop needs decode: _check_prompts
                 if token in eos or cut is not None:
                     ended.add(row)
                 if cut is not None:
@@ -721,7 +723,7 @@ def stream(
         )
     kept: dict[int, int] = {}
     steps = _token_steps(lm, input_ids, mask, config, decode, kept)
-    return _held_back(steps, config, decode, kept) if config.stop else steps
+    return _held_back(steps, config, cast(Decode, decode), kept) if config.stop else steps  # stop needs decode: _check_prompts
 
 
 def _held_back(
@@ -833,7 +835,7 @@ def beam_hypotheses(
             ends = torch.zeros_like(tokens, dtype=torch.bool)
         cuts: dict[tuple[int, int], int] = {}
         if config.stop:
-            _stop_candidates(running, parents, tokens, ends, step, config.stop, decode, cuts)
+            _stop_candidates(running, parents, tokens, ends, step, config.stop, cast(Decode, decode), cuts)  # checked in _check_prompts
 
         _add_hypotheses(finished, ends[:, :beams], top_scores, parents, tokens, running, step, config, cuts, done)
         if config.early_stopping:

@@ -180,7 +180,7 @@ def _folder_or_hub_id(name_or_path: str, builtins: str) -> str:
 
 def _offline_error(name: str, err: Exception, kind: str = "model", builtins: str | None = None) -> SeqlabError:
     reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-    cached = _cached_hub_ids()
+    cached: list[str] | str = _cached_hub_ids()
     cached = f" (cached here: {', '.join(cached)})" if cached else ""
     return SeqlabError(
         f"could not load {name!r} from the Hugging Face hub ({reason}); offline, use a built-in {kind} "

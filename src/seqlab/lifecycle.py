@@ -19,7 +19,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from torch import nn
 
@@ -110,9 +110,9 @@ def train_run(recipe: Recipe, cfg: RunConfig | None, *, resume: str | Path | Non
     started = time.perf_counter()
     fresh = resume is None
     if fresh:
-        cfg = recipe.configure(cfg)
+        cfg = recipe.configure(cast(RunConfig, cfg))  # a fresh run is given its config
     else:
-        run_dir = Path(resume)
+        run_dir = Path(cast("str | Path", resume))  # not fresh: resume is set
         cfg = runs.resumable_config(run_dir, recipe.task)
     rank_zero = runs.is_rank_zero()
     data = recipe.load_data(cfg)

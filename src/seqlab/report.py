@@ -11,9 +11,12 @@ of `manifest.json`. It loads nothing from anywhere: the pictures are PNGs inside
 
 Everything task-specific is driven by what `metrics.json` holds (a confusion matrix, per-type
 entity scores, BLEU by source length, a split's `samples`), so this module knows no task. A task
-may add pictures that need its model (attention maps) through an optional hook on its pipeline
-module, `report_figures(run_dir, config, metrics, folder, pipe=None) -> list[Figure]`, found
-through the task table (`registry.TASKS[task].pipeline()`).
+whose model has attention to show adds it through an optional hook on its pipeline module,
+found through the task table (`registry.TASKS[task].pipeline()`):
+`report_attention(run_dir, config, metrics, pipe=None) -> list[dict]`, each dict a matrix to
+draw (`kind` "attention" or "alignment", `title`, `weights` rows × columns, `rows`, `columns`,
+`caption`). The hook returns numbers, not pictures: pipelines never import matplotlib (loading a
+run stays fast), so the drawing happens here.
 
 `seqlab.lifecycle` writes the report once a run has finished; `seqlab report RUN` writes it
 again, and the server (`/v1/models/{name}/report`) writes it when it is missing. The report

@@ -31,7 +31,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -186,7 +186,7 @@ class ResumedCSVLogger(CSVLogger):
         fresh = self._experiment is None
         writer = super().experiment
         if fresh and self._kept and isinstance(writer, ExperimentWriter):  # (a dummy on ranks other than 0)
-            writer.metrics[:0] = self._kept
+            writer.metrics[:0] = self._kept  # type: ignore[assignment]  # rows as read (str); Lightning annotates float but writes any value
             writer.save()  # at once: the writer has just deleted the file
             self._kept = []
         return writer
@@ -195,7 +195,8 @@ class ResumedCSVLogger(CSVLogger):
 def _rng_states() -> dict[str, Any]:
     import numpy as np
 
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    # legacy=True (the default) returns the tuple; numpy's stubs give the union with the dict form
+    kind, keys, pos, has_gauss, gauss = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state())
     return {"python": random.getstate(), "torch": torch.get_rng_state(),
             "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],  # (lists: checkpoints load with weights_only)
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
@@ -291,7 +292,7 @@ def schedule_horizon(module: L.LightningModule, cfg: TrainConfig) -> int:
 def budget_spent(trainer: L.Trainer, minutes: float) -> float:
     """The share of a `minutes` budget that training has used, as Lightning's `Timer` (the one
     that enforces `max_time`) counts it: training time only, carried over by --resume."""
-    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)  # type: ignore[attr-defined]  # Lightning sets Trainer.callbacks in its connector, unseen by mypy
     if timer is None:
         return 0.0
     return timer.time_elapsed("train") / (60.0 * minutes)
@@ -317,7 +318,7 @@ def with_lr_schedule(module: L.LightningModule, optimizer: torch.optim.Optimizer
     trainer = module.trainer
 
     def factor(step: int) -> float:
-        return lr_factor(step, cfg, horizon, budget_spent(trainer, cfg.max_minutes) if by_clock else 0.0)
+        return lr_factor(step, cfg, horizon, budget_spent(trainer, cast(float, cfg.max_minutes)) if by_clock else 0.0)  # by_clock: set
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
@@ -474,7 +475,7 @@ def _make_trainer(cfg: TrainConfig, callbacks: list[Callback], logger: Any, prog
     return L.Trainer(
         max_epochs=cfg.epochs,
         max_steps=cfg.max_steps or -1,
-        max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,
+        max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,  # type: ignore[dict-item]  # Lightning passes it to timedelta, which takes floats; its stub says int
         # steps counted across epochs: validation every n steps, and not at each epoch's end
         val_check_interval=every_steps,
         check_val_every_n_epoch=None if every_steps else 1,
@@ -486,7 +487,7 @@ def _make_trainer(cfg: TrainConfig, callbacks: list[Callback], logger: Any, prog
         # rebuild it around a DistributedSampler
         use_distributed_sampler=not shards_itself,
         plugins=plugins,
-        precision=None if precision == "bf16-mixed" else precision,
+        precision=None if precision == "bf16-mixed" else precision,  # type: ignore[arg-type]  # a config string Lightning validates; its stub wants its Literal
         gradient_clip_val=cfg.grad_clip,
         callbacks=callbacks,
         logger=logger,

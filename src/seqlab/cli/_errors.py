@@ -19,7 +19,7 @@ from seqlab.errors import SeqlabError
 try:  # typer 0.2x parses with its own vendored copy of click, whose errors are other classes
     from typer._click.exceptions import UsageError as _TyperUsageError
 except ImportError:  # an older typer on the real click
-    _TyperUsageError = click.UsageError
+    _TyperUsageError = click.UsageError  # type: ignore[misc, assignment]  # mypy sees only the first branch's class
 _USAGE_ERRORS = (click.UsageError, _TyperUsageError)
 
 P = ParamSpec("P")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -173,7 +173,7 @@ def augmentation_cli(
     def names(text: str) -> list[str] | None:
         return [p.strip() for p in text.split(",") if p.strip()] or None
 
-    options = {"backtranslate": {k: v for k, v in (("forward", forward), ("backward", backward), ("via", via)) if v},
+    options: dict[str, dict[Any, Any]] = {"backtranslate": {k: v for k, v in (("forward", forward), ("backward", backward), ("via", via)) if v},
                "contextual": {"model": mlm} if mlm else {}}
     result = augmentation.run(quick, output, data=data, train_sizes=numbers(train_sizes), methods=names(methods), archs=names(archs),
                               seeds=seeds or None, n=n or None, method_options=options)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, cast
 
 import typer
 from rich.console import Console
@@ -125,8 +125,8 @@ def perplexity(
         if ":" in data or builtin_split(f"{data}:{split}") is None:  # (a dataset without splits raises its own line)
             raise SeqlabError(f"--split applies to a built-in dataset with standard splits, such as wikitext-2; not {data}")
         data = f"{data}:{split}"
-    model = model or run
-    scores = api.load_generator(model).perplexity(load_text(data))
+    model = model or run  # exactly one was given (checked above)
+    scores = api.load_generator(cast(str, model)).perplexity(load_text(data))
     _out.print(f"{model} on {data}: loss {scores['loss']:.4f} nats/token, perplexity {scores['perplexity']:.2f}, "
                f"{scores['bits_per_char']:.3f} bits/char ({scores['tokens']:,} tokens, {scores['characters']:,} characters)")
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+if TYPE_CHECKING:
+    from torch.utils.data.dataloader import _BaseDataLoaderIter
 
 from seqlab.data.tokenize import PAD_ID
 
@@ -112,6 +115,8 @@ class BucketBatchSampler(Sampler[list[int]]):
             random.Random(f"tokens:{self.seed}").shuffle(order)  # ties (and bucket=False) in random order
             if self.bucket:
                 order.sort(key=self.lengths.__getitem__)
+            assert self.max_tokens is not None  # only called with max_tokens
+            batch: list[int]
             self._by_tokens, batch, longest = [], [], 0
             for i in order:
                 wider = max(longest, self.lengths[i])
@@ -183,7 +188,7 @@ class ResumableLoader(DataLoader):
     in-memory data does not use.
     """
 
-    def __iter__(self) -> Iterator:
+    def __iter__(self) -> _BaseDataLoaderIter:
         state = torch.get_rng_state()
         try:
             return super().__iter__()
@@ -191,10 +196,10 @@ class ResumableLoader(DataLoader):
             torch.set_rng_state(state)
 
     def state_dict(self) -> dict[str, int]:
-        return self.batch_sampler.state_dict()
+        return cast(BucketBatchSampler, self.batch_sampler).state_dict()
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self.batch_sampler.load_state_dict(state)
+        cast(BucketBatchSampler, self.batch_sampler).load_state_dict(state)
 
 
 class ShareOfBatch:

@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
+from typing import cast
 
 from seqlab.data.readers import _read_utf8
 from seqlab.errors import SeqlabError
@@ -77,19 +78,19 @@ def tags_to_spans(tags: list[str]) -> list[Span]:
         check_tag(tag)
         if tag == "O":
             if start is not None:
-                spans.append((start, i, label))
+                spans.append((start, i, cast(str, label)))  # set with start
             start, label = None, None
             continue
         prefix, kind = tag[0], tag[2:]
         if prefix in "BSU" or start is None or kind != label:
             if start is not None:
-                spans.append((start, i, label))
+                spans.append((start, i, cast(str, label)))
             start, label = i, kind
         if prefix in "ESLU":  # the entity ends with this word
-            spans.append((start, i + 1, label))
+            spans.append((start, i + 1, cast(str, label)))
             start, label = None, None
     if start is not None:
-        spans.append((start, len(tags), label))
+        spans.append((start, len(tags), cast(str, label)))
     return spans
 
 

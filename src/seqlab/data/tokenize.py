@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
@@ -101,6 +102,8 @@ def _reversible(level: str) -> tuple:
     """Word or BPE pieces that keep their spacing: "▁" marks a piece that follows a space, and
     punctuation (hyphens too) is its own piece, so "quatre-vingt-dix" is ▁quatre - vingt - dix
     and decodes back to itself."""
+    trainer_class: type[trainers.Trainer]
+    extra: dict[str, Any]
     if level == "word":
         tokenizer, trainer_class, extra = Tokenizer(models.WordLevel(unk_token=UNK)), trainers.WordLevelTrainer, {}
     else:

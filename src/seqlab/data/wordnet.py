@@ -23,7 +23,7 @@ import tarfile
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 from seqlab import assets
 from seqlab.errors import SeqlabError
@@ -99,7 +99,7 @@ def _convert(archive: Path, out: Path) -> None:
                 name = member.name[len(PREFIX):]
                 if not name or "/" in name:
                     continue
-                data = tar.extractfile(member).read()
+                data = cast(IO[bytes], tar.extractfile(member)).read()  # a regular file member: never None
                 (out / name).write_bytes(data.replace(b"\r\n", b"\n"))
                 found = True
     except (tarfile.TarError, OSError, EOFError) as err:

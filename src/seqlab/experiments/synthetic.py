@@ -23,6 +23,7 @@ the shared optimiser (`seqlab.trainer.make_optimizer`) and gradient clipping of 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import nn
@@ -149,7 +150,7 @@ def train_synthetic(
         loss = loss_fn(logits.reshape(-1, logits.size(-1)), labels[batch].reshape(-1))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        nn.utils.clip_grad_norm_(model.parameters(), cast(float, cfg.grad_clip))  # the experiments set it
         optimizer.step()
         losses.append(loss.item())
     model.eval()

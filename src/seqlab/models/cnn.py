@@ -7,6 +7,8 @@ dropout → linear. The course's CNN is the one-width case: Conv1D(128, 5) with 
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -58,7 +60,7 @@ class KimCNN(nn.Module):
         embedded = self.embedding(input_ids).transpose(1, 2)  # (B, E, T)
         pooled = []
         for conv in self.convs:
-            width = conv.kernel_size[0]
+            width = cast(nn.Conv1d, conv).kernel_size[0]
             feature_map = torch.relu(conv(embedded))  # (B, F, T + w - 1)
             # window t covers tokens t-w+1 .. t; it touches a real token iff t < length + w - 1
             positions = torch.arange(feature_map.size(-1), device=input_ids.device)

@@ -29,6 +29,10 @@ class CRF(nn.Module):
         allowed_start, allowed_end: optional (K,) bool, tags that may open / close a sequence.
     """
 
+    allowed: torch.Tensor  # buffers registered in __init__
+    allowed_start: torch.Tensor
+    allowed_end: torch.Tensor
+
     def __init__(
         self,
         num_tags: int,

@@ -21,7 +21,7 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -220,7 +220,18 @@ def decoder_inputs(
     return cache, position_ids, decoding_mask(attention_mask, length, total, input_ids.device)
 
 
-def output_logits(model: nn.Module, x: torch.Tensor, logits_to_keep: int) -> torch.Tensor:
+class _DecoderStack(Protocol):
+    """What `output_logits` reads of a decoder (GPT, Llama)."""
+
+    @property
+    def final_norm(self) -> nn.Module: ...
+    @property
+    def lm_head(self) -> nn.Module | None: ...
+    @property
+    def token_embedding(self) -> nn.Embedding: ...
+
+
+def output_logits(model: _DecoderStack, x: torch.Tensor, logits_to_keep: int) -> torch.Tensor:
     """A decoder's last states (B, T, d) → logits (B, T_kept, V): only the last `logits_to_keep`
     positions (0: all; decoding needs one, and the output layer is the costliest product), through
     `model.final_norm` and `model.lm_head`, or the token embedding when the weights are tied."""
@@ -351,8 +362,8 @@ class GPT(nn.Module):
                 nn.init.normal_(module.weight, std=0.02)
             if isinstance(module, nn.Linear) and module.bias is not None:
                 nn.init.zeros_(module.bias)
-        for block in self.blocks:
-            for projection in (block.attention.out_proj, block.mlp.proj):
+        for block in cast("list[Block]", self.blocks):
+            for projection in (block.attention.out_proj, cast(nn.Linear, block.mlp.proj)):
                 nn.init.normal_(projection.weight, std=0.02 / math.sqrt(2 * len(self.blocks)))
 
     def forward(
@@ -391,10 +402,11 @@ class GPT(nn.Module):
         cache, position_ids, mask = decoder_inputs(input_ids, attention_mask, cache, position_ids, use_cache)
         x = self.token_embedding(input_ids) * self.embed_scale + self.positions.at(position_ids)  # (B, T, d)
         x = self.dropout(x)
-        attentions = [] if need_weights else None
+        attentions: list[torch.Tensor] | None = [] if need_weights else None
         for i, block in enumerate(self.blocks):
             x, weights = block(x, mask, cache.layer(i) if cache is not None else None, need_weights)
             if need_weights:
+                assert attentions is not None
                 attentions.append(weights)
         if cache is not None:
             cache.advance(input_ids.size(1))

@@ -50,6 +50,8 @@ class RotaryPositions(nn.Module):
     """Rotary position embedding (Su et al., 2021) in the "rotate half" layout of Llama: feature
     i and i + D/2 of each head form a pair turned by position · θ^(-2i/D)."""
 
+    inverse_frequency: torch.Tensor  # a buffer
+
     def __init__(self, head_dim: int, theta: float):
         super().__init__()
         inverse = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim)  # (D/2,)
@@ -157,10 +159,11 @@ class Llama(nn.Module):
         cache, position_ids, mask = decoder_inputs(input_ids, attention_mask, cache, position_ids, use_cache)
         x = self.token_embedding(input_ids)  # (B, T, d)
         rotary = self.rotary(position_ids, x.dtype)
-        attentions = [] if need_weights else None
+        attentions: list[torch.Tensor] | None = [] if need_weights else None
         for i, block in enumerate(self.blocks):
             x, weights = block(x, rotary, mask, cache.layer(i) if cache is not None else None, need_weights)
             if need_weights:
+                assert attentions is not None
                 attentions.append(weights)
         if cache is not None:
             cache.advance(input_ids.size(1))

@@ -7,6 +7,8 @@ Loading weights is `seqlab.hub`'s job; this module only wires the network.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 from torch import nn
 
@@ -24,10 +26,11 @@ class HFEncoderClassifier(nn.Module):
 
     def __init__(self, encoder: nn.Module, num_outputs: int, pooling: str = "mean", dropout: float = 0.1):
         super().__init__()
-        self.encoder = encoder
+        # a transformers PreTrainedModel: .config and .set_attn_implementation are not on nn.Module
+        self.encoder: Any = encoder
         self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(encoder.config.hidden_size, num_outputs)
+        self.head = nn.Linear(cast(Any, encoder).config.hidden_size, num_outputs)
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, need_weights: bool = False
@@ -82,7 +85,7 @@ class HFEncoderClassifier(nn.Module):
 
     def _layers(self) -> list[nn.Module]:
         for path in ("encoder.layer", "layers", "transformer.layer", "layer"):
-            node = self.encoder
+            node: Any = self.encoder
             for part in path.split("."):
                 node = getattr(node, part, None)
                 if node is None:

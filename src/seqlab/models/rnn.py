@@ -8,6 +8,8 @@ Sequences are packed before the recurrence, so padding never changes an output.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -168,5 +170,5 @@ def reorder_state(state: State, index: torch.Tensor) -> State:
     """Keep batch rows `index` ((B',) long) of a recurrent state, in that order (beam search).
     The batch is dimension 1 of h and c: (num_layers, B, hidden_dim)."""
     if isinstance(state, tuple):
-        return tuple(part.index_select(1, index) for part in state)
+        return cast(State, tuple(part.index_select(1, index) for part in state))  # (h, c) stays a pair
     return state.index_select(1, index)

@@ -25,7 +25,9 @@ model's own previous prediction with that probability (scheduled sampling, Bengi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -60,7 +62,7 @@ class RNNEncoder(nn.Module):
         packed_out, state = self.rnn(packed)
         outputs, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=input_ids.size(1))
         if isinstance(state, tuple):
-            return outputs, tuple(self._join_directions(part) for part in state)
+            return outputs, cast(State, tuple(self._join_directions(part) for part in state))  # (h, c)
         return outputs, self._join_directions(state)
 
     def _join_directions(self, state: torch.Tensor) -> torch.Tensor:
@@ -97,7 +99,7 @@ class DecoderState:
         hidden, feed = reorder_state(self.hidden, index), pick(self.feed)
         if torch.equal(sentence, self.sentence):
             return DecoderState(hidden, feed, self.memory, self.keys, self.mask, sentence)
-        return DecoderState(hidden, feed, pick(self.memory), pick(self.keys), pick(self.mask), sentence)
+        return DecoderState(hidden, feed, cast(torch.Tensor, pick(self.memory)), pick(self.keys), cast(torch.Tensor, pick(self.mask)), sentence)
 
 
 class RNNDecoder(nn.Module):
@@ -116,7 +118,7 @@ class RNNDecoder(nn.Module):
         self.rnn = CELLS[cell](embed_dim + extra_input, hidden_dim, num_layers=num_layers, batch_first=True,
                                dropout=dropout if num_layers > 1 else 0.0)
         if attention == "bahdanau":
-            self.attention = AdditiveAttention(hidden_dim, hidden_dim, hidden_dim)
+            self.attention: AdditiveAttention | MultiplicativeAttention | None = AdditiveAttention(hidden_dim, hidden_dim, hidden_dim)
         elif attention is not None:
             self.attention = MultiplicativeAttention(hidden_dim, hidden_dim, "general" if attention == "luong-general" else "dot")
         else:
@@ -149,15 +151,17 @@ class RNNDecoder(nn.Module):
         weights = context = None
         if self.kind == "bahdanau":  # attend with the previous state, before the RNN step
             top = state.hidden[0][-1] if isinstance(state.hidden, tuple) else state.hidden[-1]  # (B, H)
+            assert self.attention is not None  # set with kind "bahdanau"
             context, weights = self.attention(top[:, None, :], state.memory, state.mask, state.keys)  # (B, 1, H), (B, 1, S)
             inputs = torch.cat([inputs, context], dim=-1)
         elif self.input_feeding:
+            assert state.feed is not None  # start() sets it when input feeding
             inputs = torch.cat([inputs, state.feed[:, None, :]], dim=-1)
         output, hidden = self._recur(inputs[:, 0], state.hidden)
         output = output[:, None]  # (B, 1, H)
         if self.attention is not None and self.kind != "bahdanau":  # attend with the new state
             context, weights = self.attention(output, state.memory, state.mask, state.keys)
-        attentional = output if context is None else torch.tanh(self.combine(torch.cat([context, output], dim=-1)))
+        attentional = output if context is None else torch.tanh(cast(nn.Linear, self.combine)(torch.cat([context, output], dim=-1)))
         attentional = attentional[:, 0]  # (B, H)
         state = replace(state, hidden=hidden, feed=attentional if self.input_feeding else None)
         return attentional, state, None if weights is None else weights[:, 0]
@@ -166,7 +170,8 @@ class RNNDecoder(nn.Module):
         """One time step of the stacked RNN, cell by cell with `self.rnn`'s own weights: for a
         single step the fused RNN kernel costs several times more than these few matrix
         products. inputs: (B, In) → (top layer's output (B, H), new state)."""
-        cell = {"LSTM": torch.lstm_cell, "GRU": torch.gru_cell, "RNN": torch.rnn_tanh_cell}[type(self.rnn).__name__]
+        cells = {"LSTM": torch.lstm_cell, "GRU": torch.gru_cell, "RNN": torch.rnn_tanh_cell}
+        cell = cast(Callable[..., Any], cells[type(self.rnn).__name__])  # torch's stubs type these as bare `function`
         lstm = isinstance(hidden, tuple)
         states = []
         x = inputs
@@ -196,8 +201,9 @@ class RNNDecoder(nn.Module):
             if self.attention is None:
                 return self.logits(outputs), None
             context, weights = self.attention(outputs, state.memory, state.mask, state.keys)  # (B, T, H), (B, T, S)
-            return self.logits(torch.tanh(self.combine(torch.cat([context, outputs], dim=-1)))), weights
-        logits, weights = [], []
+            return self.logits(torch.tanh(cast(nn.Linear, self.combine)(torch.cat([context, outputs], dim=-1)))), weights
+        logits: list[torch.Tensor] = []
+        weights = []
         tokens = targets_in[:, 0]
         for t in range(targets_in.size(1)):
             if t > 0:

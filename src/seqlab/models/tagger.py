@@ -23,7 +23,7 @@ may carry a `CRF` (`.crf`, else None) that the task uses for the loss and for de
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import nn
@@ -154,7 +154,7 @@ class BiLSTMTagger(nn.Module):
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
         init_embeddings(self.embedding)
         if char_features == "cnn":
-            self.chars: nn.Module | None = CharCNN(char_dim, char_hidden, char_width, dropout)
+            self.chars: CharCNN | CharLSTM | None = CharCNN(char_dim, char_hidden, char_width, dropout)
         elif char_features == "lstm":
             self.chars = CharLSTM(char_dim, char_hidden, dropout)
         elif char_features == "none":
@@ -240,7 +240,7 @@ class HFTokenTagger(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(encoder.config.hidden_size, num_tags)
+        self.head = nn.Linear(cast(Any, encoder).config.hidden_size, num_tags)  # a transformers model's config
         self.crf = crf
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, word_index: torch.Tensor,

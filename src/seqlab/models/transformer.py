@@ -30,6 +30,8 @@ class SinusoidalPositions(nn.Module):
     """PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(…): fixed, no parameters,
     defined for any length."""
 
+    table: torch.Tensor  # a buffer
+
     def __init__(self, d_model: int, max_len: int = 512):
         super().__init__()
         self.register_buffer("table", self._table(d_model, max_len), persistent=False)
@@ -87,6 +89,8 @@ class NoPositions(nn.Module):
     """No position information at all (zeros): a bidirectional encoder then sees a bag of
     words, so it cannot tell word order (the `positions` experiment's control)."""
 
+    zero: torch.Tensor  # a buffer
+
     def __init__(self, d_model: int, max_len: int = 512):
         super().__init__()
         self.register_buffer("zero", torch.zeros(1, d_model), persistent=False)  # follows .to(device)
@@ -100,7 +104,7 @@ class NoPositions(nn.Module):
         return self.zero.expand(*position_ids.shape, -1)
 
 
-POSITIONS = {"sinusoidal": SinusoidalPositions, "learned": LearnedPositions, "none": NoPositions}
+POSITIONS: dict[str, type[SinusoidalPositions | LearnedPositions | NoPositions]] = {"sinusoidal": SinusoidalPositions, "learned": LearnedPositions, "none": NoPositions}
 
 
 class EncoderLayer(nn.Module):
@@ -186,10 +190,11 @@ class TransformerEncoder(nn.Module):
         x = self.dropout(x)
         length = embedded.size(1)
         attn_mask = causal_mask(length, length, embedded.device) if self.causal else None  # (T, T)
-        attentions = [] if need_weights else None
+        attentions: list[torch.Tensor] | None = [] if need_weights else None
         for layer in self.layers:
             x, weights = layer(x, padding_mask, need_weights, attn_mask)
             if need_weights:
+                assert attentions is not None
                 attentions.append(weights)
         return self.final_norm(x), attentions
 
@@ -415,4 +420,5 @@ class TransformerSeq2Seq(nn.Module):
         logits, weights, _ = self._decode(self._embed(targets_in, 0), state, causal_mask(T, T, targets_in.device), need_weights)
         if not need_weights:
             return Seq2SeqOutput(logits)
+        assert weights is not None
         return Seq2SeqOutput(logits, weights[-1].mean(dim=1), weights)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from tokenizers import Tokenizer
@@ -20,6 +20,9 @@ from seqlab.data.tokenize import SPECIAL_TOKENS
 from seqlab.data.vectors import embedding_matrix, load_vectors
 from seqlab.errors import SeqlabError
 from seqlab.models.embeddings import set_word_vectors, word_embedding
+
+if TYPE_CHECKING:
+    from seqlab.config import _WordModelBase
 
 log = logging.getLogger("seqlab")
 
@@ -48,12 +51,13 @@ def apply_word_vectors(model: nn.Module, cfg: RunConfig, tokenizer: Tokenizer) -
             f"model.{key}={embedding.embedding_dim} does not match the {vectors.dim}-d vectors of {spec}; "
             f"set model.{key}={vectors.dim}"
         )
+    word_model = cast("_WordModelBase", cfg.model)  # it has `embeddings` (checked above)
     matrix, found, coverage = embedding_matrix(tokenizer.get_vocab(), vectors, skip=SPECIAL_TOKENS)
     scale = set_word_vectors(
-        embedding, torch.from_numpy(matrix), torch.from_numpy(found), freeze=cfg.model.embeddings_mode == "static"
+        embedding, torch.from_numpy(matrix), torch.from_numpy(found), freeze=word_model.embeddings_mode == "static"
     )
     log.info("%s", coverage.describe())
     return {
-        **coverage.as_dict(), "mode": cfg.model.embeddings_mode, "dim": vectors.dim, "scale": round(scale, 6),
+        **coverage.as_dict(), "mode": word_model.embeddings_mode, "dim": vectors.dim, "scale": round(scale, 6),
         "spacy": metadata.version("spacy"),
     }

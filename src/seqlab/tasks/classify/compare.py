@@ -22,11 +22,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, cast
 
 from seqlab.models import count_parameters
 from seqlab import plots
-from seqlab.config import ARCHS, RunConfig, build_config
+from seqlab.config import ARCHS, RunConfig, TransformerModelConfig, build_config
 from seqlab.data.datasets import load_examples
 from seqlab.data.readers import Example
 from seqlab.errors import SeqlabError
@@ -76,7 +76,7 @@ def arch_config(base: dict, entry: str, overrides: list[str]) -> RunConfig:
     recipe = RECIPES.get(entry, [f"model.arch={entry}"])
     model = {k: v for k, v in base.get("model", {}).items() if k in ("preset", "head")}
     cfg = build_config({**base, "model": model}, [*recipe, *shared, *mine])
-    if entry == "transformer+mlm" and not cfg.model.init:
+    if entry == "transformer+mlm" and not cast(TransformerModelConfig, cfg.model).init:  # its recipe sets a transformer
         raise SeqlabError("transformer+mlm needs a pretrained encoder: add transformer+mlm:model.init=RUN (from `seqlab pretrain mlm`)")
     return cfg
 
@@ -174,7 +174,7 @@ def compare(
     archs: list[str],
     overrides: list[str],
     cv: int | None = None,
-    train_sizes: list[int | None] = (None,),
+    train_sizes: Sequence[int | None] = (None,),
     seeds: int = 1,
     on_result: Callable[[FoldResult], None] | None = None,
     min_epoch_examples: int = 0,

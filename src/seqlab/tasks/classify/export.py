@@ -43,6 +43,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -108,8 +109,8 @@ def export_onnx(run: str | Path, output: str | Path | None = None, quantize: str
     target.parent.mkdir(parents=True, exist_ok=True)
     model = pipe.model.eval()
     probes = probe_batches(pipe.tokenizer.get_vocab_size(), pipe.config.tokenizer.max_length)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as scratch:
-        scratch = Path(scratch)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as scratch_name:
+        scratch = Path(scratch_name)
         plain = _trace(model, pipe.config, scratch / "plain.onnx")
         chosen, worst = plain, _parity(plain, model, probes)
         fused = _optimize(plain, model, pipe.config, scratch / "fused.onnx") if optimize else None
@@ -155,8 +156,9 @@ def _trace(model: nn.Module, cfg, path: Path) -> Path:
         positions(max_length + 1)  # sinusoids: bake a table long enough for every input (+ [CLS])
     restore = None
     if cfg.model.arch == "hf":  # eager attention: the graph ONNX Runtime's optimizer fuses into Attention
-        restore = model.encoder.config._attn_implementation
-        model.encoder.set_attn_implementation("eager")
+        encoder = cast(Any, model).encoder  # a transformers model
+        restore = encoder.config._attn_implementation
+        encoder.set_attn_implementation("eager")
     ids = torch.tensor([[5, 6, 7, 8], [5, 6, 0, 0]]) % max(model_vocab(model), 1)
     mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
     axes = {name: {0: "batch", 1: "sequence"} for name in INPUTS} | OUTPUT_AXES[cfg.task]
@@ -168,16 +170,17 @@ def _trace(model: nn.Module, cfg, path: Path) -> Path:
         raise SeqlabError(f"could not export the {cfg.model.arch} model to ONNX ({str(err).splitlines()[0][:200]})") from None
     finally:
         if restore is not None:
-            model.encoder.set_attn_implementation(restore)
+            cast(Any, model).encoder.set_attn_implementation(restore)
         model.eval()
     return path
 
 
 def model_vocab(model: nn.Module) -> int:
     """Rows of the model's token embedding (its valid ids)."""
-    if hasattr(model, "encoder") and hasattr(model.encoder, "get_input_embeddings"):
-        return model.encoder.get_input_embeddings().num_embeddings
-    embedding = getattr(model, "embedding", None) or model.encoder.embedding
+    duck: Any = model  # an hf encoder (get_input_embeddings) or seqlab's own embedding
+    if hasattr(duck, "encoder") and hasattr(duck.encoder, "get_input_embeddings"):
+        return duck.encoder.get_input_embeddings().num_embeddings
+    embedding = getattr(duck, "embedding", None) or duck.encoder.embedding
     return embedding.num_embeddings
 
 
@@ -188,7 +191,7 @@ def _optimize(plain: Path, model: nn.Module, cfg, path: Path) -> Path | None:
     from onnxruntime.transformers.optimizer import optimize_model
 
     if cfg.model.arch == "hf":
-        config = model.encoder.config
+        config = cast(Any, model).encoder.config  # a transformers config
         if config.model_type not in BERT_LIKE:
             return None
         heads, hidden = config.num_attention_heads, config.hidden_size

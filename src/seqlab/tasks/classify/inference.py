@@ -95,9 +95,7 @@ def predict_proba(
     model.eval()
     ids, _ = encode(tokenizer, texts, max_length)
     loader = make_loader(ids, None, batch_size, shuffle=False, bucket=False)
-    return torch.cat([
-        probabilities(model(batch["input_ids"], batch["attention_mask"]).logits, sigmoid) for batch in loader
-    ])
+    return torch.cat([probabilities(model(batch["input_ids"], batch["attention_mask"]).logits, sigmoid) for batch in loader])
 
 
 def evaluate_examples(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -79,7 +79,7 @@ class ClassifierPipeline:
         """Tokens and per-layer (H, T, T) attention weights of one text (Transformer only)."""
         (text,) = self.check_texts([text])
         (ids,), _ = encode(self.tokenizer, [text], self.config.tokenizer.max_length)
-        tokens = [self.tokenizer.id_to_token(i) for i in ids]
+        tokens = cast("list[str]", [self.tokenizer.id_to_token(i) for i in ids])  # this tokenizer's own ids: never None
         input_ids = torch.tensor([ids])
         model = self.model if self.backend == "torch" else _torch_model(runs.open_run(self.path))  # ONNX has no weights to show
         with torch.inference_mode():

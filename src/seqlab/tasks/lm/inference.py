@@ -133,8 +133,9 @@ def build_lm(cfg: RunConfig, vocab_size: int) -> nn.Module:
     """The from-scratch LM a config describes (arch gpt, rnn, lstm or gru)."""
     m = cfg.model
     if m.arch == "gpt":
-        return GPT(vocab_size, m.d_model, m.num_heads, m.num_layers, m.ff_dim, m.max_len, m.positional, m.dropout,
-                   m.tie_weights, m.bias)
+        return GPT(
+            vocab_size, m.d_model, m.num_heads, m.num_layers, m.ff_dim, m.max_len, m.positional, m.dropout, m.tie_weights, m.bias
+        )
     return RNNLanguageModel(vocab_size, m.arch, m.embed_dim, m.hidden_dim, m.num_layers, m.dropout, m.tie_weights)
 
 
@@ -177,8 +178,13 @@ def evaluate(model: nn.Module, ids: torch.Tensor, characters: int, block: int, b
     if not tokens:
         raise SeqlabError("the held-out text has fewer than 2 tokens; nothing to score")
     loss = nats / tokens
-    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "bits_per_char": nats / math.log(2) / max(characters, 1),
-            "tokens": tokens, "characters": characters}
+    return {
+        "loss": loss,
+        "perplexity": math.exp(min(loss, 50.0)),
+        "bits_per_char": nats / math.log(2) / max(characters, 1),
+        "tokens": tokens,
+        "characters": characters,
+    }
 
 
 def recurrent_nats(model: RNNLanguageModel, ids: torch.Tensor, block: int, streams: int) -> tuple[float, int]:
@@ -200,7 +206,9 @@ def recurrent_nats(model: RNNLanguageModel, ids: torch.Tensor, block: int, strea
     for start in range(0, length, block):
         out = model(inputs[:, start : start + block], state)
         state = out.cache
-        nats += float(F.cross_entropy(out.logits.flatten(0, 1).float(), goals[:, start : start + block].flatten(), reduction="sum"))
+        nats += float(
+            F.cross_entropy(out.logits.flatten(0, 1).float(), goals[:, start : start + block].flatten(), reduction="sum")
+        )
     rest = ids[rows * length :]  # continues the last row
     if len(rest) > 1:
         last = reorder_state(state, torch.tensor([rows - 1]))

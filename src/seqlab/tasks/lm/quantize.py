@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import gc
 import sys
+from typing import TYPE_CHECKING, TypeGuard
 
 import torch
 from torch import nn
 
 from seqlab import hardware
 from seqlab.errors import SeqlabError
+
+if TYPE_CHECKING:
+    from seqlab.models.gpt import GPT
+    from seqlab.models.llama import Llama
 
 
 DTYPES = {
@@ -79,6 +84,10 @@ class Int8Linear(nn.Module):
     weights (out, in), each row rounded to 255 levels, and s one scale per output row
     (max |w| / 127). Activations stay bfloat16; the matrix-vector product of a decoding step
     reads a quarter of the float32 bytes, and memory bandwidth is what bounds it."""
+
+    weight: torch.Tensor  # buffers registered in __init__
+    scale: torch.Tensor
+    bias: torch.Tensor | None
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
@@ -241,7 +250,7 @@ def _column_major(model: nn.Module) -> nn.Module:
     return model
 
 
-def _tied_seqlab_lm(model: nn.Module) -> bool:
+def _tied_seqlab_lm(model: nn.Module) -> TypeGuard[GPT | Llama]:
     """seqlab's GPT or Llama computing its logits from the token embedding (no `lm_head`)."""
     from seqlab.models.gpt import GPT
     from seqlab.models.llama import Llama
@@ -249,7 +258,7 @@ def _tied_seqlab_lm(model: nn.Module) -> bool:
     return isinstance(model, (GPT, Llama)) and model.lm_head is None
 
 
-def _own_memory(model: nn.Module, skip: set[int] = frozenset()) -> None:
+def _own_memory(model: nn.Module, skip: set[int] | frozenset[int] = frozenset()) -> None:
     """Give every parameter and buffer (except those in `skip`, by id) memory of its own.
     Weights loaded from safetensors can be views of the memory-mapped file, and one small such
     tensor (a norm's gain) keeps the whole mapping, with every page a conversion has read,

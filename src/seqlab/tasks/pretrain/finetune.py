@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from safetensors.torch import load_file
 from tokenizers import Tokenizer
 from torch import nn
 
 from seqlab import runs
-from seqlab.config import RunConfig, load_config
+from seqlab.config import RunConfig, TransformerModelConfig, load_config
 from seqlab.data.tokenize import load_tokenizer
 from seqlab.errors import SeqlabError
 from seqlab.tasks.pretrain.inference import check_vocabulary
@@ -59,8 +60,9 @@ ENCODER_KEYS = ("d_model", "num_heads", "num_layers", "ff_dim", "positional", "n
 def init_config(cfg: RunConfig) -> RunConfig:
     """The classify config with the encoder sizes and the tokenizer section of the pretrained
     run `model.init`, so the finished run records them and reloads without that run."""
-    pretrained = open_pretrained(cfg.model.init)
-    if cfg.model.embeddings:
+    model_cfg = cast(TransformerModelConfig, cfg.model)  # only a transformer has model.init
+    pretrained = open_pretrained(cast(str, model_cfg.init))  # called when model.init is set
+    if model_cfg.embeddings:
         raise SeqlabError("model.init and model.embeddings both set the word vectors of the encoder; use one of them")
     raw = cfg.model_dump()
     raw["model"].update({key: getattr(pretrained.config.model, key) for key in ENCODER_KEYS})

@@ -31,8 +31,9 @@ def check_vocabulary(tokenizer: Tokenizer, where: str | Path) -> None:
 
 def build_model(cfg: RunConfig, vocab_size: int) -> BertForPretraining:
     m = cfg.model
-    return BertForPretraining(vocab_size, m.d_model, m.num_heads, m.num_layers, m.ff_dim, m.dropout, m.positional,
-                              512, m.num_segments, PAD_ID)
+    return BertForPretraining(
+        vocab_size, m.d_model, m.num_heads, m.num_layers, m.ff_dim, m.dropout, m.positional, 512, m.num_segments, PAD_ID
+    )
 
 
 @torch.inference_mode()
@@ -49,9 +50,13 @@ def fill_mask(model: BertForPretraining, tokenizer: Tokenizer, text: str, top_k:
     """
     ids = tokenizer.encode(text).ids
     if MASK_ID not in ids:
-        raise SeqlabError(f"no {MASK} in {text[:60]!r}; write {MASK} where a word is to be predicted, e.g. 'to be or not to {MASK}'")
+        raise SeqlabError(
+            f"no {MASK} in {text[:60]!r}; write {MASK} where a word is to be predicted, e.g. 'to be or not to {MASK}'"
+        )
     if len(ids) > max_length:
-        raise SeqlabError(f"the text is {len(ids)} tokens, over the model's limit of {max_length} (tokenizer.max_length); shorten it")
+        raise SeqlabError(
+            f"the text is {len(ids)} tokens, over the model's limit of {max_length} (tokenizer.max_length); shorten it"
+        )
     model.eval()
     input_ids = torch.tensor([ids])
     out = model(input_ids, torch.ones_like(input_ids, dtype=torch.bool), select=input_ids == MASK_ID)

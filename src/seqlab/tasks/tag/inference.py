@@ -76,8 +76,11 @@ def load_splits(cfg: RunConfig) -> TagSplits:
     test = load_tagged(data.test) if data.test else _take(pool, total, data.test_fraction, "test")
     valid = load_tagged(data.valid) if data.valid else _take(pool, total, data.valid_fraction, "valid")
     train = pool[: data.limit] if data.limit else pool
-    sources = {"train": data.train, "valid": data.valid or f"{data.valid_fraction:.0%} of {data.train}",
-               "test": data.test or f"{data.test_fraction:.0%} of {data.train}"}
+    sources = {
+        "train": data.train,
+        "valid": data.valid or f"{data.valid_fraction:.0%} of {data.train}",
+        "test": data.test or f"{data.test_fraction:.0%} of {data.train}",
+    }
     splits = TagSplits(train, valid, test, sources)
     check_types(splits)
     return splits
@@ -87,8 +90,8 @@ def _take(pool: list[TaggedSentence], total: int, fraction: float, name: str) ->
     count = round(total * fraction)
     if fraction and (count == 0 or count >= len(pool)):
         raise SeqlabError(f"{total} sentences are too few to hold out a {name} split; add data or set data.{name}_fraction=0")
-    taken = pool[len(pool) - count:]
-    del pool[len(pool) - count:]
+    taken = pool[len(pool) - count :]
+    del pool[len(pool) - count :]
     return taken
 
 
@@ -102,8 +105,10 @@ def check_types(splits: TagSplits) -> None:
     for name in ("valid", "test"):
         unseen = sorted(set(entity_types(getattr(splits, name))) - known)
         if unseen:
-            raise SeqlabError(f"entity type {unseen[0]!r} appears in the {name} data ({splits.sources[name]}) but never in "
-                              "the training data; add training sentences with it or drop it")
+            raise SeqlabError(
+                f"entity type {unseen[0]!r} appears in the {name} data ({splits.sources[name]}) but never in "
+                "the training data; add training sentences with it or drop it"
+            )
 
 
 # Unknown words by shape (the Berkeley parser's "signatures", reduced to what marks names).
@@ -147,8 +152,9 @@ class Piece:
     casing: list[int] | None = None
 
 
-def encode_words(tokenizer: Tokenizer, token_lists: Sequence[Sequence[str]], max_length: int,
-                 max_word_chars: int | None = None) -> list[Piece]:
+def encode_words(
+    tokenizer: Tokenizer, token_lists: Sequence[Sequence[str]], max_length: int, max_word_chars: int | None = None
+) -> list[Piece]:
     """Tokens (and special tokens) of pre-split words, in pieces of at most `max_length` tokens.
 
     A sentence that fits is one piece; a longer one is cut between words into consecutive
@@ -266,6 +272,7 @@ def word_chars(model: nn.Module) -> int | None:
 def allowed_transitions(names: list[str], scheme: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The moves `scheme` permits between tags: (K, K) [from, to], and the (K,) tags a sentence
     may start and end with. Inside tags (I-, E-) only continue an entity of their own type."""
+
     def inside(tag: str) -> bool:
         return tag[:2] in ("I-", "E-")
 
@@ -292,15 +299,42 @@ def build_tagger(cfg: RunConfig, tokenizer: Tokenizer, names: list[str], encoder
     crf = CRF(len(names), *allowed_transitions(names, cfg.tag.scheme)) if cfg.tag.crf else None
     vocab_size = tokenizer.get_vocab_size()
     if m.arch == "bilstm-crf":
-        return BiLSTMTagger(vocab_size, len(names), m.embed_dim, m.hidden_dim, m.num_layers, m.dropout, PAD_ID, crf,
-                            m.char_features, m.char_dim, m.char_hidden, m.char_width, m.casing_dim, m.max_word_chars)
+        return BiLSTMTagger(
+            vocab_size,
+            len(names),
+            m.embed_dim,
+            m.hidden_dim,
+            m.num_layers,
+            m.dropout,
+            PAD_ID,
+            crf,
+            m.char_features,
+            m.char_dim,
+            m.char_hidden,
+            m.char_width,
+            m.casing_dim,
+            m.max_word_chars,
+        )
     if m.arch == "transformer":
-        return TransformerTagger(vocab_size, len(names), m.d_model, m.num_heads, m.num_layers, m.ff_dim, m.dropout,
-                                 m.positional, max(512, cfg.tokenizer.max_length), PAD_ID, crf)
+        return TransformerTagger(
+            vocab_size,
+            len(names),
+            m.d_model,
+            m.num_heads,
+            m.num_layers,
+            m.ff_dim,
+            m.dropout,
+            m.positional,
+            max(512, cfg.tokenizer.max_length),
+            PAD_ID,
+            crf,
+        )
     encoder = hub.load_encoder(encoder_source or m.model)
     if vocab_size > encoder.config.vocab_size:
-        raise SeqlabError(f"the tokenizer of {m.model} has {vocab_size:,} tokens but the model embeds only "
-                          f"{encoder.config.vocab_size:,}: tokenizer and model do not match")
+        raise SeqlabError(
+            f"the tokenizer of {m.model} has {vocab_size:,} tokens but the model embeds only "
+            f"{encoder.config.vocab_size:,}: tokenizer and model do not match"
+        )
     model = HFTokenTagger(encoder, len(names), m.dropout, crf)
     if m.strategy == "frozen":
         model.freeze_encoder()
@@ -316,8 +350,14 @@ def decode(model: nn.Module, logits: torch.Tensor, mask: torch.Tensor) -> list[l
 
 
 @torch.inference_mode()
-def predict_tags(model: nn.Module, tokenizer: Tokenizer, names: list[str], token_lists: Sequence[Sequence[str]],
-                 max_length: int, batch_size: int = 64) -> list[list[str]]:
+def predict_tags(
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    names: list[str],
+    token_lists: Sequence[Sequence[str]],
+    max_length: int,
+    batch_size: int = 64,
+) -> list[list[str]]:
     """Tags of every word of every sentence, in input order (an empty sentence gets none)."""
     model.eval()
     pieces = encode_words(tokenizer, token_lists, max_length, word_chars(model))
@@ -344,15 +384,27 @@ def entity_scores(gold: list[list[str]], predicted: list[list[str]]) -> dict:
     report = classification_report(gold, predicted, output_dict=True, zero_division=0)
     overall = report["micro avg"]
     per_type = {
-        name: {"precision": float(r["precision"]), "recall": float(r["recall"]), "f1": float(r["f1-score"]), "support": int(r["support"])}
-        for name, r in sorted(report.items()) if not name.endswith(" avg")
+        name: {
+            "precision": float(r["precision"]),
+            "recall": float(r["recall"]),
+            "f1": float(r["f1-score"]),
+            "support": int(r["support"]),
+        }
+        for name, r in sorted(report.items())
+        if not name.endswith(" avg")
     }
-    return {"precision": float(overall["precision"]), "recall": float(overall["recall"]), "f1": float(overall["f1-score"]),
-            "support": int(overall["support"]), "per_type": per_type}
+    return {
+        "precision": float(overall["precision"]),
+        "recall": float(overall["recall"]),
+        "f1": float(overall["f1-score"]),
+        "support": int(overall["support"]),
+        "per_type": per_type,
+    }
 
 
-def evaluate_sentences(model: nn.Module, tokenizer: Tokenizer, names: list[str], sentences: Sequence[TaggedSentence],
-                       max_length: int) -> dict:
+def evaluate_sentences(
+    model: nn.Module, tokenizer: Tokenizer, names: list[str], sentences: Sequence[TaggedSentence], max_length: int
+) -> dict:
     """Entity scores (see `entity_scores`), word accuracy of the BIO tags, and words/s."""
     if not sentences:
         raise SeqlabError("no sentences to evaluate")

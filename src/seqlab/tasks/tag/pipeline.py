@@ -174,7 +174,7 @@ class TaggerPipeline:
         self.names = names
         self.model = model.eval()
         self.chunk_chars = chunk_chars
-        self._splitter = None
+        self._splitter: Any = None  # a spaCy Language, made on first use
 
     @property
     def labels(self) -> list[str]:

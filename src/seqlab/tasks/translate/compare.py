@@ -26,14 +26,13 @@ from pathlib import Path
 
 import torch
 
-from seqlab.models import count_parameters
-
 from seqlab import plots, runs
 from seqlab.config import RunConfig, build_config
 from seqlab.errors import SeqlabError
 from seqlab.files import write_json, write_text
-from seqlab.tasks.translate import recipe as translate
+from seqlab.models import count_parameters
 from seqlab.tasks.translate import metrics as translate_eval
+from seqlab.tasks.translate import recipe as translate
 
 log = logging.getLogger("seqlab")
 

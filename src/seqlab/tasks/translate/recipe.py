@@ -119,6 +119,9 @@ def load_splits(cfg: RunConfig) -> Splits:
             parts = tatoeba_splits(data)
             name = f"{data.train} ({direction})"
         else:
+            if data.direction is not None:
+                raise SeqlabError("data.direction applies to built-in Tatoeba data (tatoeba-en-fr, tatoeba-en-es); in a file "
+                                  "of pairs the first column is the source")
             parts, truncated = file_splits(data)
             name = data.train
         train, valid, test = parts.train, parts.valid, parts.test
