@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean browser docs notebooks
+.PHONY: install demo test lint bench clean browser docs notebooks
 
 install: $(STAMP)
 
@@ -30,8 +30,15 @@ browser:
 	    echo "warning: apt-get could not install chromium; the browser test will be skipped" >&2; \
 	  fi; }
 
-test: install browser
+test: install browser lint
 	$(BIN)/python -m pytest
+
+# New lint, format or type errors fail `make test` (and so CI); the import layers are checked
+# by tests/test_layers.py (lint-imports).
+lint: install
+	$(BIN)/ruff check src tests benchmarks notebooks
+	$(BIN)/ruff format --check src tests benchmarks notebooks
+	$(BIN)/mypy
 
 # The documentation site (mkdocs.yml, docs/) at http://127.0.0.1:8000/, rebuilt on every save;
 # `mkdocs build --strict` writes it to site/ (tests/test_docs.py builds it in the test suite).

@@ -135,7 +135,7 @@ def main() -> None:
                      "runs_tokens_per_s": [round(size * args.new_tokens / s, 1) for s in seconds]})
     reference = {row["batch"]: row["tokens_per_s"] for row in rows if row["path"] == "hf-fp32"}
     print(f"\nload average after: {load_after}")
-    print(f"\n| path | batch | tokens/s (aggregate) | × hf-fp32 same batch | × same path batch 1 |")
+    print("\n| path | batch | tokens/s (aggregate) | × hf-fp32 same batch | × same path batch 1 |")
     print("|---|---|---|---|---|")
     single = {row["path"]: row["tokens_per_s"] for row in rows if row["batch"] == 1}
     for row in rows:

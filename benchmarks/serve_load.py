@@ -13,7 +13,9 @@ connection and reads the Server-Sent Events as they come. Reported: aggregate to
 server's own count of tokens chosen, from /v1/models, over the run), time to first token and
 inter-token latency p50/p99 (from the client's clock: request sent → first piece, and between
 pieces), errors (non-200, an error event, a broken connection), the server's memory every tenth
-of the run, and the mean batch the scheduler stepped. Modes: `batched` (`--clients` clients,
+of the run, and the mean batch the scheduler stepped. The clients start `--stagger` seconds
+apart in all (as users arrive; sixteen requests sent in one wave would all wait for one
+16-prompt prefill). Modes: `batched` (`--clients` clients,
 `--max-active` rows) and `single` (one client: what each of them got when the server decoded one
 request at a time); the ratio of their tokens/s is the gain of continuous batching.
 
@@ -178,9 +180,11 @@ async def _read_chunk(reader: asyncio.StreamReader) -> bytes:
 
 
 async def stream_client(port: int, prompts: list[str], model: str, new_tokens: int, until: float, seed: int,
-                        stats: dict[str, list]) -> None:
-    """One keep-alive connection streaming generations back to back until `until`."""
+                        stats: dict[str, list], delay: float = 0.0) -> None:
+    """One keep-alive connection streaming generations back to back until `until`, the first
+    after `delay` seconds."""
     rng = random.Random(seed)
+    await asyncio.sleep(delay)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while time.perf_counter() < until:
@@ -242,8 +246,8 @@ def measure_generate(name: str, run: str, mode: str, prompts: list[str], clients
         async def load(seconds: float) -> tuple[dict[str, list], float]:
             stats: dict[str, list] = {"ttft": [], "itl": [], "requests": [], "errors": []}
             started = time.perf_counter()
-            await asyncio.gather(*(stream_client(port, prompts, name, args.new_tokens, started + seconds, seed, stats)
-                                   for seed in range(clients)))
+            await asyncio.gather(*(stream_client(port, prompts, name, args.new_tokens, started + seconds, seed, stats,
+                                                 delay=seed * args.stagger / clients) for seed in range(clients)))
             return stats, time.perf_counter() - started
 
         asyncio.run(load(args.warmup))  # first calls, allocator pools, each batch size the run will see
@@ -328,6 +332,9 @@ def main() -> None:
     parser.add_argument("--dtype", help="generate: the server's --dtype")
     parser.add_argument("--threads", type=int, default=1, help="generate: the server's --threads (classify: always 1)")
     parser.add_argument("--warmup", type=float, default=15.0, help="generate: seconds of load before the measured run")
+    parser.add_argument("--stagger", type=float, default=5.0,
+                        help="generate: the clients' first requests are spread evenly over this many seconds (as users "
+                             "arrive), not sent in one wave")
     args = parser.parse_args()
 
     from seqlab.data.datasets import load_examples

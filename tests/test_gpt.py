@@ -203,7 +203,7 @@ def test_reorder_state_selects_batch_rows_of_lstm_and_gru_states():
 
 def test_rnn_lm_tied_weights_share_the_embedding():
     model = tiny_rnn("gru", tie_weights=True)  # hidden 12 ≠ embed 8: projected first
-    assert model.decoder.weight is model.embedding.weight and model.projection is not None
+    assert model.decoder is None and model.projection is not None  # the output layer is the embedding itself
     assert model(torch.randint(0, VOCAB, (2, 3))).logits.shape == (2, 3, VOCAB)
     with pytest.raises(ValueError, match="cell"):
         RNNLanguageModel(VOCAB, "transformer")

@@ -83,7 +83,7 @@ def test_rows_join_a_running_batch_and_the_cache_forgets_what_no_row_needs(model
             joining, waiting = waiting[:free], waiting[free:]
             tick(batch, joining)
             if batch.rows:
-                lengths.append(batch.cache.length)
+                lengths.append(batch.running.cache.length)
     assert max(joined_while_running) > 0  # rows joined a batch that was decoding
     alone = [generate(gpt, *left_pad([r.prompt]), r.config)[0] for r in rows]
     assert [r.tokens for r in rows] == alone

@@ -219,7 +219,7 @@ def test_recurrent_evaluation_carries_the_state_and_scores_every_token_once():
 @pytest.fixture
 def wikitext(tmp_path, monkeypatch):
     """The WikiText-2 excerpt served as all three splits of a fake pinned archive."""
-    from test_benchmark_data import pytorch_example_tokens, wikitext_archive, WIKITEXT
+    from test_benchmark_data import WIKITEXT, pytorch_example_tokens, wikitext_archive
 
     from seqlab.data import benchmarks
 

@@ -2,9 +2,10 @@
 this interpreter (nbclient), so a notebook that breaks fails the suite; git holds them without
 outputs, exactly as notebooks/build.py writes them.
 
-Each notebook runs in its own temporary folder (its runs go to runs/notebooks/ there). The
-heavier ones (real data sets, a 135M-parameter LM) are marked `slow`: `pytest -m slow
-tests/test_notebooks.py` runs them all (about TOTAL minutes on 2 cores; see docs/notebooks.md).
+Each notebook runs in its own temporary folder (its runs go to runs/notebooks/ there). The four
+light ones run in the default suite (about a minute together on 2 cores); the five that train on
+real data sets or load a 135M-parameter LM take minutes each and are marked `slow`:
+`pytest -m slow tests/test_notebooks.py` runs them (see docs/notebooks.md).
 """
 
 from __future__ import annotations

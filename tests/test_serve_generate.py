@@ -17,6 +17,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
+from serve_runs import tiny_models
 from typer.testing import CliRunner
 
 from seqlab import api
@@ -26,8 +27,6 @@ from seqlab.errors import SeqlabError
 from seqlab.serve import ServeSettings
 from seqlab.serve.app import create_app
 from seqlab.serve.batching import MicroBatcher, QueueFull
-
-from serve_runs import tiny_models
 
 KEY = "s3cret-key"
 

@@ -68,7 +68,9 @@ def test_crf_forward_algorithm_and_viterbi_match_brute_force(constrained):
 def test_allowed_transitions_follow_the_scheme():
     names = conll.tag_names(["LOC", "PER"], "iobes")
     allowed, start, end = tag.allowed_transitions(names, "iobes")
-    ok = lambda a, b: bool(allowed[names.index(a), names.index(b)])
+    def ok(a: str, b: str) -> bool:
+        return bool(allowed[names.index(a), names.index(b)])
+
     assert ok("B-PER", "I-PER") and ok("I-PER", "E-PER") and ok("E-PER", "B-LOC") and ok("S-PER", "O")
     assert not ok("B-PER", "O") and not ok("O", "I-PER") and not ok("B-PER", "E-LOC") and not ok("I-PER", "S-LOC")
     assert not start[names.index("I-PER")] and not end[names.index("B-PER")] and end[names.index("E-PER")]

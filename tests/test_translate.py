@@ -502,12 +502,17 @@ def test_config_knobs_of_real_scale_training():
         build_config({"task": "classify"}, ["train.monitor=val_bleu"])
     with pytest.raises(SeqlabError, match="val_bleu_sentences"):
         build_config({"task": "translate"}, ["translate.val_bleu_sentences=0"])
+    # which directions a dataset has is the task's check (the config layer reads no data): before any folder exists
+    from seqlab.tasks.translate.recipe import load_splits
+
+    with pytest.raises(SeqlabError, match="source-target"):
+        build_config({"task": "translate"}, ["data.train=tatoeba-en-fr", "data.direction=english"])
     with pytest.raises(SeqlabError, match="unknown direction 'de-en'"):
-        build_config({"task": "translate"}, ["data.train=tatoeba-en-fr", "data.direction=de-en"])
+        load_splits(build_config({"task": "translate"}, ["data.train=tatoeba-en-fr", "data.direction=de-en"]))
     with pytest.raises(SeqlabError, match="tatoeba-fr-en already means fr-en"):
-        build_config({"task": "translate"}, ["data.train=tatoeba-fr-en", "data.direction=en-fr"])
+        load_splits(build_config({"task": "translate"}, ["data.train=tatoeba-fr-en", "data.direction=en-fr"]))
     with pytest.raises(SeqlabError, match="first column is the source"):
-        build_config({"task": "translate"}, ["data.train=tests/fixtures/tatoeba-en-fr-300.tsv", "data.direction=fr-en"])
+        load_splits(build_config({"task": "translate"}, ["data.train=tests/fixtures/tatoeba-en-fr-300.tsv", "data.direction=fr-en"]))
     assert build_config({"task": "translate"}, ["data.train=tatoeba-en-fr", "data.direction=fr-en"]).data.direction == "fr-en"
     base = build_config({"task": "translate"}, ["model.arch=transformer-seq2seq", "model.preset=base"]).model
     assert (base.d_model, base.num_layers, base.ff_dim) == (256, 3, 1024)

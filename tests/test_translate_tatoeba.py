@@ -118,3 +118,9 @@ def test_a_line_of_100000_characters_is_cut_and_counted(tmp_path):
                       "translate.val_bleu_sentences=2", "name=long")
     run = api.train(cfg, progress="off")
     assert json.loads((run / "manifest.json").read_text())["truncated_lines"] == 1
+
+
+def test_loading_and_translating_imports_no_training_code(run):
+    code = ("import sys; from seqlab import api; api.load_translator(sys.argv[1]).translate(['I am OK.'], beam=2); "
+            "assert 'lightning' not in sys.modules, 'lightning was imported'")
+    subprocess.run([sys.executable, "-c", code, str(run)], check=True, capture_output=True, text=True, timeout=120)

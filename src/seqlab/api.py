@@ -109,11 +109,14 @@ def task_of_model(spec: str | Path) -> Task:
     taken as a causal LM (a built-in, a transformers folder or a hub id), which loading checks."""
     from seqlab.data import spacy_models
 
-    path = Path(spec)
+    path = Path(spec).expanduser()
     task = runs.task_of(path)
     if task is not None:
         return get_task(task)
     name = str(spec)
+    if not path.exists() and (path.is_absolute() or name.startswith((".", "~"))):  # a path, not a name or hub id
+        raise SeqlabError(f"{spec} does not exist; give a run folder, a built-in model (smollm2-135m, en_core_web_sm) "
+                          f"or a hub id")
     if name in spacy_models.BUILTIN_PIPELINES or (path / "config.cfg").is_file() or spacy_models._installed(name):
         return TASKS["tag"]
     if path.is_dir() and not (path / "config.json").is_file():

@@ -35,7 +35,8 @@ row with a seed draws as the same request alone does.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor
@@ -44,6 +45,7 @@ from seqlab.decoding import (
     Decode,
     GenerationConfig,
     IncrementalLM,
+    _context_length,
     _pending,
     _stop_cut,
     apply_repetition_penalty,
@@ -55,6 +57,9 @@ from seqlab.decoding import (
     top_p_filter,
 )
 from seqlab.errors import SeqlabError
+
+if TYPE_CHECKING:
+    from seqlab.models.gpt import KVCache
 
 Sink = Callable[[str], None]
 
@@ -209,22 +214,25 @@ class Batch(Protocol):
     def keep(self, index: list[int]) -> None: ...
 
 
-class InflightBatch:
-    """The running batch of seqlab's GPT or Llama (see the module's docstring).
+@dataclass
+class _Running:
+    """The state of a non-empty `InflightBatch`: `cache` (B rows, length L), `mask` (B, L) bool
+    (True = a real position of that row), `positions` (B,) the position of each row's next token
+    (its real tokens so far)."""
 
-    State: `cache` (a `KVCache`, B rows, length L), `mask` (B, L) bool (True = a real position of
-    that row), `positions` (B,) the position of each row's next token (its real tokens so far).
-    """
+    cache: KVCache
+    mask: Tensor
+    positions: Tensor
+
+
+class InflightBatch:
+    """The running batch of seqlab's GPT or Llama (see the module's docstring)."""
 
     def __init__(self, model: torch.nn.Module):
-        from seqlab.decoding import _context_length
-
         self.model = model
         self.context_length = _context_length(model)
         self.rows: list[Row] = []
-        self.cache = None
-        self.mask: Tensor | None = None
-        self.positions: Tensor | None = None
+        self.running: _Running | None = None  # None while the batch is empty
         self._full = True  # every position of every row is real: the model needs no mask
         self.device = next(model.parameters()).device
 
@@ -239,40 +247,45 @@ class InflightBatch:
         padded = not bool(mask.all())
         out = self.model(ids, attention_mask=mask if padded else None, cache=None, use_cache=True, logits_to_keep=1)
         positions = mask.sum(-1)  # (J,) the next position of each new row
-        if not self.rows:
-            self.cache, self.mask, self.positions = out.cache, mask, positions
+        if self.running is None:
+            self.running = _Running(out.cache, mask, positions)
         else:
-            self.cache = KVCache.merged([self.cache, out.cache])
-            length = self.cache.length
-            self.mask = torch.cat([_pad_left(self.mask, length), _pad_left(mask, length)])
-            self.positions = torch.cat([self.positions, positions])
+            cache = KVCache.merged([self.running.cache, out.cache])
+            both = [_pad_left(self.running.mask, cache.length), _pad_left(mask, cache.length)]
+            self.running = _Running(cache, torch.cat(both), torch.cat([self.running.positions, positions]))
         self.rows += rows
-        self._full = bool(self.mask.all())
+        self._full = bool(self.running.mask.all())
         return out.logits[:, -1].float()
 
     @torch.inference_mode()
     def step(self) -> Tensor:
+        running = self._running()
         tokens = torch.tensor([row.next_token for row in self.rows], device=self.device)  # (B,)
-        self.mask = torch.cat([self.mask, self.mask.new_ones(len(self.rows), 1)], dim=1)  # (B, L + 1)
-        out = self.model(tokens[:, None], attention_mask=None if self._full else self.mask, cache=self.cache,
-                         position_ids=self.positions[:, None], use_cache=True, logits_to_keep=1)
-        self.positions += 1
+        running.mask = torch.cat([running.mask, running.mask.new_ones(len(self.rows), 1)], dim=1)  # (B, L + 1)
+        out = self.model(tokens[:, None], attention_mask=None if self._full else running.mask, cache=running.cache,
+                         position_ids=running.positions[:, None], use_cache=True, logits_to_keep=1)
+        running.positions += 1
         return out.logits[:, -1].float()
 
     def keep(self, index: list[int]) -> None:
+        running = self._running()
         self.rows = [self.rows[i] for i in index]
         if not self.rows:
-            self.cache = self.mask = self.positions = None
-            self._full = True
+            self.running, self._full = None, True
             return
         select = torch.tensor(index, device=self.device)
-        self.cache.reorder(select)
-        self.mask, self.positions = self.mask[select], self.positions[select]
-        unused = int(self.mask.any(0).int().argmax())  # leading columns that no row needs any more
+        running.cache.reorder(select)
+        running.mask, running.positions = running.mask[select], running.positions[select]
+        unused = int(running.mask.any(0).int().argmax())  # leading columns that no row needs any more
         if unused:
-            self.cache.drop_front(unused)
-            self.mask = self.mask[:, unused:]
-        self._full = bool(self.mask.all())
+            running.cache.drop_front(unused)
+            running.mask = running.mask[:, unused:]
+        self._full = bool(running.mask.all())
+
+    def _running(self) -> _Running:
+        if self.running is None:
+            raise RuntimeError("the batch is empty: add rows first")
+        return self.running
 
 
 def _pad_left(mask: Tensor, length: int) -> Tensor:

@@ -315,7 +315,7 @@ def with_lr_schedule(module: L.LightningModule, optimizer: torch.optim.Optimizer
             clock = " (train.max_minutes may stop training before it ends)" if cfg.max_minutes else ""
         log.info("lr: %d warm-up steps, then %s from %g to %g over steps %d-%d%s",
                  cfg.warmup_steps, cfg.lr_schedule, cfg.lr, cfg.min_lr, cfg.warmup_steps, horizon, clock)
-    trainer = module.trainer
+    trainer = module.trainer if by_clock else None  # (the clock is read only when the budget shapes the schedule)
 
     def factor(step: int) -> float:
         return lr_factor(step, cfg, horizon, budget_spent(trainer, cast(float, cfg.max_minutes)) if by_clock else 0.0)  # by_clock: set

@@ -151,7 +151,7 @@ def verdict(rows: list[list], quick: bool) -> str:
     if quick:
         return QUICK_VERDICT
     lines = []
-    for size, method, arch, _, runs, _, _, delta, delta_std, better in rows:
+    for size, method, arch, _, _runs, _, _, delta, delta_std, better in rows:
         if delta == "":
             continue
         wins, total = map(int, better.split("/"))

@@ -55,7 +55,7 @@ def run(quick: bool, output: Path, run_dir: Path | None = None, seed: int = 13) 
             cfg = build_config({"task": "classify"}, ["model.arch=transformer", "data.train=rt-polarity", f"train.seed={seed}",
                                                       f"output_dir={work}", "name=heads", *s["overrides"]])
             run_dir = api.train(cfg, progress="off")
-        pipe = api.load(run_dir, backend="torch")
+        pipe = api.load_classifier(run_dir, backend="torch")
         if pipe.config.model.arch != "transformer":
             raise SeqlabError(f"run {run_dir} is a {pipe.config.model.arch} model; the heads experiment needs a transformer run")
         test = classify.load_splits(pipe.config).test[: s["test"]]

@@ -199,6 +199,8 @@ def _add_task_routes(app: FastAPI) -> None:
                                   "beam search answers once it is done: ask without stream")
             text = await _within_timeout(request, model.call(lambda: pipe.generate([body.prompt], **options)[0]))
             return {"model": model.name, "text": text}
+        if model.scheduler is None:  # (every generate model has one: `load_models`)
+            raise ApiError(500, "internal_error", f"model {model.name!r} has no scheduler")
         ids, _ = pipe.encode_prompts([body.prompt], config.max_new_tokens)
         ticket = model.scheduler.submit(ids[0].tolist(), config, pipe.codec.decode)  # may be 503: queue full
         if body.stream:

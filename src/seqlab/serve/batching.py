@@ -126,6 +126,7 @@ class MicroBatcher:
     def _take_batch(self) -> list[_Request]:
         """Whole requests, oldest first, up to `max_batch_size` items (at least one request);
         requests whose caller already gave up (timeout, disconnect) are dropped."""
+        batch: list[_Request]
         batch, size = [], 0
         while self._pending and (not batch or size + len(self._pending[0].items) <= self.max_batch_size):
             request = self._pending.pop(0)
