@@ -25,9 +25,9 @@ import sys
 import time
 from collections.abc import Callable
 
-from seqlab.tasks.augment import pipeline as aug
 from seqlab.data.datasets import load_examples
 from seqlab.tasks.augment import methods as aug_tasks
+from seqlab.tasks.augment import pipeline as aug
 
 
 def timed(fn: Callable[[], object], sentences: int, repeats: int) -> dict:
@@ -62,7 +62,9 @@ def nlpaug_runner(wheel: str, site: str | None, texts: list[str]) -> Callable[[]
     for text in texts:  # nlpaug's own tokenizer, then spaCy's tag of each token, before timing
         tokens = augmenter.tokenizer(text)
         doc = nlp(" ".join(tokens))
-        tags[tuple(tokens)] = [(t, d.tag_) for t, d in zip(tokens, doc)] if len(doc) == len(tokens) else [(t, "NN") for t in tokens]
+        tags[tuple(tokens)] = (
+            [(t, d.tag_) for t, d in zip(tokens, doc)] if len(doc) == len(tokens) else [(t, "NN") for t in tokens]
+        )
     WordNet.pos_tag = classmethod(lambda cls, tokens: tags.get(tuple(tokens)) or [(t, "NN") for t in tokens])
     return lambda: [augmenter.augment(text) for text in texts]
 
@@ -87,13 +89,17 @@ def main() -> None:
     results = {}
     for name, fn in configs.items():
         results[name] = timed(fn, len(texts), args.repeats)
-        print(f"{name}: {results[name]['median']:,.0f} sentences/s (cold {results[name]['cold']:,.0f})", file=sys.stderr, flush=True)
+        print(
+            f"{name}: {results[name]['median']:,.0f} sentences/s (cold {results[name]['cold']:,.0f})", file=sys.stderr, flush=True
+        )
     load = os.getloadavg()
     print(json.dumps({"sentences": len(texts), "repeats": args.repeats, "loadavg": load, "results": results}, indent=2))
     print(f"\n| configuration | sentences/s (median of {args.repeats}) | first pass (cold cache) |\n|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {r['median']:,.0f} | {r['cold']:,.0f} |")
-    print(f"\n{len(texts):,} rt-polarity sentences, n=1; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on 2 shared cores")
+    print(
+        f"\n{len(texts):,} rt-polarity sentences, n=1; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on 2 shared cores"
+    )
 
 
 if __name__ == "__main__":

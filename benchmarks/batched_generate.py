@@ -61,11 +61,19 @@ def _worker(conn, path: str, threads: int) -> None:
 
         def decode(prompts: list[str], new_tokens: int) -> str:
             if tuple(prompts) not in encoded:  # (tokenised once, before the timed calls)
-                encoded[tuple(prompts)] = decoding.left_pad([tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts], 0)
+                encoded[tuple(prompts)] = decoding.left_pad(
+                    [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts], 0
+                )
             ids, mask = encoded[tuple(prompts)]
             with torch.inference_mode():
-                out = model.generate(ids, attention_mask=mask.long(), max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                                     do_sample=False, pad_token_id=0)
+                out = model.generate(
+                    ids,
+                    attention_mask=mask.long(),
+                    max_new_tokens=new_tokens,
+                    min_new_tokens=new_tokens,
+                    do_sample=False,
+                    pad_token_id=0,
+                )
             return tokenizer.decode(out[0, ids.size(1) :], skip_special_tokens=True)
     else:
         pipe = api.load_generator(MODEL, engine="seqlab", dtype=path.removeprefix("seqlab-"))
@@ -121,7 +129,9 @@ def main() -> None:
                     workers[path][0].send((prompts[:size], args.new_tokens))
                     seconds, _ = workers[path][0].recv()
                     times[(path, size)].append(seconds)
-                    print(f"repeat {repeat + 1}: {path} batch {size}: {size * args.new_tokens / seconds:.1f} tokens/s", flush=True)
+                    print(
+                        f"repeat {repeat + 1}: {path} batch {size}: {size * args.new_tokens / seconds:.1f} tokens/s", flush=True
+                    )
     finally:
         for parent, process in workers.values():
             parent.send(None)
@@ -130,9 +140,15 @@ def main() -> None:
     rows = []
     for (path, size), seconds in times.items():
         median = statistics.median(seconds)
-        rows.append({"path": path, "batch": size, "seconds": round(median, 3),
-                     "tokens_per_s": round(size * args.new_tokens / median, 1),
-                     "runs_tokens_per_s": [round(size * args.new_tokens / s, 1) for s in seconds]})
+        rows.append(
+            {
+                "path": path,
+                "batch": size,
+                "seconds": round(median, 3),
+                "tokens_per_s": round(size * args.new_tokens / median, 1),
+                "runs_tokens_per_s": [round(size * args.new_tokens / s, 1) for s in seconds],
+            }
+        )
     reference = {row["batch"]: row["tokens_per_s"] for row in rows if row["path"] == "hf-fp32"}
     print(f"\nload average after: {load_after}")
     print("\n| path | batch | tokens/s (aggregate) | × hf-fp32 same batch | × same path batch 1 |")
@@ -145,9 +161,18 @@ def main() -> None:
     for path in paths:  # greedy: the paths should agree (fp32 exactly; quantised weights may drift)
         print(f"{path}, row 0 at batch {sizes[-1]}: {firsts[(path, sizes[-1])][:60]!r}")
     if args.output:
-        args.output.write_text(json.dumps({"rows": rows, "settings": vars(args) | {"output": str(args.output)},
-                                           "load_average": {"before": load_before, "after": load_after}}, indent=2) + "\n",
-                               encoding="utf-8")
+        args.output.write_text(
+            json.dumps(
+                {
+                    "rows": rows,
+                    "settings": vars(args) | {"output": str(args.output)},
+                    "load_average": {"before": load_before, "after": load_after},
+                },
+                indent=2,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
 
 
 if __name__ == "__main__":

@@ -34,14 +34,30 @@ def main() -> None:
     parser.add_argument("--archs", default="cnn,bilstm,transformer")
     parser.add_argument("--cv", type=int, default=10)
     parser.add_argument("--output", default="runs/bench/mr-cv10")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads; 1 lets two benchmark processes share a 2-core machine without spinning")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads; 1 lets two benchmark processes share a 2-core machine without spinning",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    command = ["seqlab", "compare", "classify", "--data", "rt-polarity", "--archs", args.archs,
-               "--cv", str(args.cv), "--output", args.output, *OVERRIDES]
+    command = [
+        "seqlab",
+        "compare",
+        "classify",
+        "--data",
+        "rt-polarity",
+        "--archs",
+        args.archs,
+        "--cv",
+        str(args.cv),
+        "--output",
+        args.output,
+        *OVERRIDES,
+    ]
     print("equivalent command:", shlex.join(command), flush=True)
     rows, folder = api.compare("classify", args.archs, OVERRIDES, data="rt-polarity", cv=args.cv, output_dir=args.output)
     print(markdown_table(rows))

@@ -42,21 +42,31 @@ def recipe_of(run: Path) -> str:
 def row(name: str, scores: dict, seconds: float | None, recipe: str | None = None) -> dict:
     paper = published("conll2003", "test", recipe) if recipe else None
     return {
-        "model": name, "f1": 100 * scores["f1"], "precision": 100 * scores["precision"], "recall": 100 * scores["recall"],
+        "model": name,
+        "f1": 100 * scores["f1"],
+        "precision": 100 * scores["precision"],
+        "recall": 100 * scores["recall"],
         "per_type": {t: 100 * scores["per_type"].get(t, {}).get("f1", 0.0) for t in TYPES},
-        "train_minutes": None if seconds is None else seconds / 60, "words_per_second": scores["words_per_second"],
-        "published": paper.score if paper else None, "published_by": f"{paper.paper}, {paper.model}" if paper else None,
+        "train_minutes": None if seconds is None else seconds / 60,
+        "words_per_second": scores["words_per_second"],
+        "published": paper.score if paper else None,
+        "published_by": f"{paper.paper}, {paper.model}" if paper else None,
     }
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| model | test F1 | published | P | R | " + " | ".join(f"{t} F1" for t in TYPES) + " | training | words/s |",
-             "|---|---|---|---|---|" + "---|" * len(TYPES) + "---|---|"]
+    lines = [
+        "| model | test F1 | published | P | R | " + " | ".join(f"{t} F1" for t in TYPES) + " | training | words/s |",
+        "|---|---|---|---|---|" + "---|" * len(TYPES) + "---|---|",
+    ]
     for r in rows:
         paper = f"{r['published']:.2f} ({r['published_by']})" if r["published"] is not None else "–"
         trained = "none" if r["train_minutes"] is None else f"{r['train_minutes']:.0f} min"
-        lines.append(f"| {r['model']} | {r['f1']:.2f} | {paper} | {r['precision']:.2f} | {r['recall']:.2f} | "
-                     + " | ".join(f"{r['per_type'][t]:.1f}" for t in TYPES) + f" | {trained} | {r['words_per_second']:,.0f} |")
+        lines.append(
+            f"| {r['model']} | {r['f1']:.2f} | {paper} | {r['precision']:.2f} | {r['recall']:.2f} | "
+            + " | ".join(f"{r['per_type'][t]:.1f}" for t in TYPES)
+            + f" | {trained} | {r['words_per_second']:,.0f} |"
+        )
     papers = [published("conll2003", "test", key) for key in ("bilstm-crf+char-lstm", "bilstm-crf+char-cnn")]
     return "\n".join(lines + [""] + [f"- {ref}" for ref in citations([p for p in papers if p])])
 
@@ -75,8 +85,12 @@ def main() -> None:
         seconds = manifest["timings"]["train_s"]
         rows.append(row(f"{run.name} ({recipe_of(run)})", api.load_tagger(run).evaluate(test), seconds, recipe_of(run)))
     args.output.mkdir(parents=True, exist_ok=True)
-    meta = {"pipeline": source_of(args.pipeline), "python": platform.python_version(), "load": os.getloadavg(),
-            "date": time.strftime("%Y-%m-%d %H:%M")}
+    meta = {
+        "pipeline": source_of(args.pipeline),
+        "python": platform.python_version(),
+        "load": os.getloadavg(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
     (args.output / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n", encoding="utf-8")
     table = markdown(rows)
     (args.output / "table.md").write_text(table + "\n", encoding="utf-8")

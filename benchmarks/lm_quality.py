@@ -63,11 +63,25 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespear
 # - lr 6e-3 with 50 warm-up steps, decayed linearly to 0, was as good as or better than cosine
 #   to 1e-4 (1.735 vs 1.740) and than 8e-3 (1.746).
 SEQLAB = [
-    "model.arch=gpt", "model.preset=small", "model.num_layers=2", "model.dropout=0", "model.bias=false",
-    "tokenizer.max_length=64", "train.batch_size=16", "train.precision=auto",
-    "train.optimizer=adamw", "train.betas=[0.9,0.99]", "train.weight_decay=0.1", "train.grad_clip=1.0",
-    "train.lr=0.006", "train.lr_schedule=linear", "train.warmup_steps=50", "train.min_lr=0",
-    "train.max_steps=1900", "train.epochs=1000", "train.patience=null",
+    "model.arch=gpt",
+    "model.preset=small",
+    "model.num_layers=2",
+    "model.dropout=0",
+    "model.bias=false",
+    "tokenizer.max_length=64",
+    "train.batch_size=16",
+    "train.precision=auto",
+    "train.optimizer=adamw",
+    "train.betas=[0.9,0.99]",
+    "train.weight_decay=0.1",
+    "train.grad_clip=1.0",
+    "train.lr=0.006",
+    "train.lr_schedule=linear",
+    "train.warmup_steps=50",
+    "train.min_lr=0",
+    "train.max_steps=1900",
+    "train.epochs=1000",
+    "train.patience=null",
 ]
 
 
@@ -152,13 +166,22 @@ def run_seqlab(data: Path, overrides: list[str], seconds: float, every: float) -
     budget = Budget(curve, seconds, every, evaluate)
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as work:
-        fit(lm.LanguageModelModule(model, cfg.train), train_loader, None, Path(work), cfg.train,
-            progress="off", callbacks=[budget])
+        fit(
+            lm.LanguageModelModule(model, cfg.train),
+            train_loader,
+            None,
+            Path(work),
+            cfg.train,
+            progress="off",
+            callbacks=[budget],
+        )
     curve.wall = time.perf_counter() - began
     command = "seqlab train lm " + shlex.join(["--data", str(data), *overrides])
-    described = (f"{cfg.model.num_layers} layers, d={cfg.model.d_model}, {cfg.model.num_heads} heads, context {block}, "
-                 f"batch {cfg.train.batch_size}, {resolve_precision(cfg.train.precision)}, lr {cfg.train.lr:g} "
-                 f"{cfg.train.lr_schedule} → {cfg.train.min_lr:g} over {cfg.train.max_steps or '?'} steps")
+    described = (
+        f"{cfg.model.num_layers} layers, d={cfg.model.d_model}, {cfg.model.num_heads} heads, context {block}, "
+        f"batch {cfg.train.batch_size}, {resolve_precision(cfg.train.precision)}, lr {cfg.train.lr:g} "
+        f"{cfg.train.lr_schedule} → {cfg.train.min_lr:g} over {cfg.train.max_steps or '?'} steps"
+    )
     return curve, sum(p.numel() for p in model.parameters()), described + f"; `{command}`"
 
 
@@ -274,8 +297,10 @@ def run_nanogpt(data: Path, seconds: float, every: float) -> tuple[Curve, int, s
     torch.manual_seed(c.seed)
     model = NanoGPT(c, len(chars))
     params = {pn: p for pn, p in model.named_parameters() if p.requires_grad}
-    groups = [{"params": [p for p in params.values() if p.dim() >= 2], "weight_decay": c.weight_decay},
-              {"params": [p for p in params.values() if p.dim() < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in params.values() if p.dim() >= 2], "weight_decay": c.weight_decay},
+        {"params": [p for p in params.values() if p.dim() < 2], "weight_decay": 0.0},
+    ]
     optimizer = torch.optim.AdamW(groups, lr=c.learning_rate, betas=(c.beta1, c.beta2))  # fused only on CUDA in nanoGPT
 
     def get_batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -311,8 +336,10 @@ def run_nanogpt(data: Path, seconds: float, every: float) -> tuple[Curve, int, s
         if done:
             break
     curve.wall = time.perf_counter() - began
-    described = ("nanoGPT's CPU baby GPT, fp32: 4 layers, d=128, 4 heads, context 64, batch 12, "
-                 "lr 1e-3 cosine → 1e-4 over 2000 iterations (re-implemented in this script)")
+    described = (
+        "nanoGPT's CPU baby GPT, fp32: 4 layers, d=128, 4 heads, context 64, batch 12, "
+        "lr 1e-3 cosine → 1e-4 over 2000 iterations (re-implemented in this script)"
+    )
     return curve, sum(p.numel() for p in model.parameters()), described
 
 
@@ -362,9 +389,13 @@ def main() -> None:
     parser.add_argument("--eval-every", type=float, default=8.0)
     parser.add_argument("--runs", default="seqlab,nanogpt")
     parser.add_argument("--goal", type=float, default=1.80)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads for both runs (default 1: on the shared 2-core machine two OpenMP threads "
-                             "run ~10× slower whenever another process holds a core; 0: torch's choice)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for both runs (default 1: on the shared 2-core machine two OpenMP threads "
+        "run ~10× slower whenever another process holds a core; 0: torch's choice)",
+    )
     parser.add_argument("--plot", type=Path, default=Path("docs/img/lm_quality.png"))
     parser.add_argument("--json", type=Path, default=None, help="also write the curves here")
     parser.add_argument("overrides", nargs="*", help="seqlab config overrides on top of SEQLAB")
@@ -383,16 +414,22 @@ def main() -> None:
             curve, params, described = run_nanogpt(args.data, args.seconds, args.eval_every)
         rows.append((curve, params, described, before, uptime()))
 
-    print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads; {args.data.name}, first 90% / last 10%; "
-          f"{args.seconds:g} s of training each\n")
-    print("| run | configuration | parameters | steps | training s | tokens/s | val loss | goal ≤ "
-          f"{args.goal:.2f} | load (uptime before → after) |")
+    print(
+        f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads; {args.data.name}, first 90% / last 10%; "
+        f"{args.seconds:g} s of training each\n"
+    )
+    print(
+        "| run | configuration | parameters | steps | training s | tokens/s | val loss | goal ≤ "
+        f"{args.goal:.2f} | load (uptime before → after) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for curve, params, described, before, after in rows:
         seconds, steps, loss = curve.points[-1]
         speed = steps * curve.batch * curve.block / max(seconds, 1e-9)
-        print(f"| {curve.name} | {described} | {params:,} | {steps:,} | {seconds:.1f} | {speed:,.0f} | **{loss:.3f}** | "
-              f"{'✓' if loss <= args.goal else '✗'} | {load_of(before)} → {load_of(after)} |")
+        print(
+            f"| {curve.name} | {described} | {params:,} | {steps:,} | {seconds:.1f} | {speed:,.0f} | **{loss:.3f}** | "
+            f"{'✓' if loss <= args.goal else '✗'} | {load_of(before)} → {load_of(after)} |"
+        )
     print()
     for curve, *_ in rows:
         shown = ", ".join(f"{s:.0f}s {v:.3f}" for s, _, v in curve.points)
@@ -401,8 +438,10 @@ def main() -> None:
     plot([r[0] for r in rows], args.goal, args.plot, f"{torch.get_num_threads()} thread(s); 1-min load before each run: {loads}")
     print(f"\nplot: {args.plot}")
     if args.json:
-        args.json.write_text(json.dumps([{"name": c.name, "block": c.block, "batch": c.batch, "points": c.points}
-                                         for c, *_ in rows], indent=1), encoding="utf-8")
+        args.json.write_text(
+            json.dumps([{"name": c.name, "block": c.block, "batch": c.batch, "points": c.points} for c, *_ in rows], indent=1),
+            encoding="utf-8",
+        )
 
 
 if __name__ == "__main__":

@@ -38,12 +38,16 @@ def torch_paths(encoder) -> dict:
     """name → a callable encoder variant (each an independent copy)."""
     from transformers import AutoModel
 
-    variants = {"hf fp32 eager": AutoModel.from_pretrained(hub.resolve("minilm-l6"), attn_implementation="eager").eval(),
-                "torch fp32 sdpa": encoder.eval()}
+    variants = {
+        "hf fp32 eager": AutoModel.from_pretrained(hub.resolve("minilm-l6"), attn_implementation="eager").eval(),
+        "torch fp32 sdpa": encoder.eval(),
+    }
     variants["hf fp32 eager"].load_state_dict(encoder.state_dict())  # the same (fine-tuned) weights everywhere
     if bf16_supported():
         variants["torch bf16"] = copy.deepcopy(encoder).to(torch.bfloat16).eval()
-    variants["torch int8 dynamic"] = torch.ao.quantization.quantize_dynamic(copy.deepcopy(encoder), {torch.nn.Linear}, dtype=torch.qint8)
+    variants["torch int8 dynamic"] = torch.ao.quantization.quantize_dynamic(
+        copy.deepcopy(encoder), {torch.nn.Linear}, dtype=torch.qint8
+    )
     return variants
 
 
@@ -105,9 +109,11 @@ def main() -> None:
         scores = measure_accuracy(pipe, variants, sessions) if pipe is not None else {}
 
     base = seconds["hf fp32 eager"]
-    print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, bf16 instructions: {bf16_supported()}; "
-          f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f} before, {load_after[0]:.2f} after timing; "
-          f"batch {args.batch} × {args.length} tokens, median of {args.repeats}\n")
+    print(
+        f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, bf16 instructions: {bf16_supported()}; "
+        f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f} before, {load_after[0]:.2f} after timing; "
+        f"batch {args.batch} × {args.length} tokens, median of {args.repeats}\n"
+    )
     print("| path | ms / batch | sentences/s | speed-up vs HF fp32 eager | MR test accuracy | same label as fp32 |")
     print("|---|---|---|---|---|---|")
     for name, secs in seconds.items():
@@ -138,8 +144,10 @@ def measure_accuracy(pipe, variants: dict, sessions: dict) -> dict[str, tuple[fl
         probabilities[name] = pipe.predict_proba(texts)
     pipe.model = torch_model
     reference = probabilities["torch fp32 sdpa"].argmax(-1)
-    return {name: (float((p.argmax(-1) == gold).float().mean()), float((p.argmax(-1) == reference).float().mean()))
-            for name, p in probabilities.items()}
+    return {
+        name: (float((p.argmax(-1) == gold).float().mean()), float((p.argmax(-1) == reference).float().mean()))
+        for name, p in probabilities.items()
+    }
 
 
 if __name__ == "__main__":

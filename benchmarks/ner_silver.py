@@ -40,8 +40,9 @@ def train(name: str, overrides: list[str], minutes: float, output: Path) -> Path
     folder = output / name.split()[0]
     if (folder / runs.WEIGHTS).is_file():
         return folder  # trained by an earlier call
-    cfg = build_config({"task": "tag"}, [*overrides, f"train.max_minutes={minutes}", f"output_dir={output}",
-                                         f"name={folder.name}"])
+    cfg = build_config(
+        {"task": "tag"}, [*overrides, f"train.max_minutes={minutes}", f"output_dir={output}", f"name={folder.name}"]
+    )
     return api.train(cfg, progress="lines")
 
 
@@ -76,27 +77,44 @@ def main() -> None:
         metrics = pipe.evaluate(test)
         manifest = json.loads((run / runs.MANIFEST).read_text(encoding="utf-8"))
         saved = json.loads((run / runs.METRICS).read_text(encoding="utf-8"))
-        rows.append({
-            "model": name, "f1": metrics["f1"], "precision": metrics["precision"], "recall": metrics["recall"],
-            "per_type": metrics["per_type"], "epochs": saved["epochs"], "train_s": manifest["timings"]["train_s"],
-            "parameters": manifest["parameters"],
-            "words_per_s_tagging": words_per_second(lambda pipe=pipe, test=test: pipe.tag([s.tokens for s in test]), words),
-            "words_per_s_text": words_per_second(lambda pipe=pipe, texts=texts: pipe.entities(texts), words),
-        })
+        rows.append(
+            {
+                "model": name,
+                "f1": metrics["f1"],
+                "precision": metrics["precision"],
+                "recall": metrics["recall"],
+                "per_type": metrics["per_type"],
+                "epochs": saved["epochs"],
+                "train_s": manifest["timings"]["train_s"],
+                "parameters": manifest["parameters"],
+                "words_per_s_tagging": words_per_second(lambda pipe=pipe, test=test: pipe.tag([s.tokens for s in test]), words),
+                "words_per_s_text": words_per_second(lambda pipe=pipe, texts=texts: pipe.entities(texts), words),
+            }
+        )
         print(json.dumps({k: v for k, v in rows[-1].items() if k != "per_type"}), flush=True)
     nlp = load_pipeline(DEFAULT_PIPELINE)
     spacy_ner = api.load_ner(DEFAULT_PIPELINE)
-    rows.append({
-        "model": f"spaCy {DEFAULT_PIPELINE} (the teacher)", "f1": 1.0, "precision": 1.0, "recall": 1.0, "per_type": {},
-        "epochs": None, "train_s": None, "parameters": None,
-        "words_per_s_tagging": None,
-        "words_per_s_text": words_per_second(lambda: spacy_ner.entities(texts), words),
-        "words_per_s_nlp_pipe": words_per_second(lambda: [d.ents for d in nlp.pipe(texts)], words),
-    })
+    rows.append(
+        {
+            "model": f"spaCy {DEFAULT_PIPELINE} (the teacher)",
+            "f1": 1.0,
+            "precision": 1.0,
+            "recall": 1.0,
+            "per_type": {},
+            "epochs": None,
+            "train_s": None,
+            "parameters": None,
+            "words_per_s_tagging": None,
+            "words_per_s_text": words_per_second(lambda: spacy_ner.entities(texts), words),
+            "words_per_s_nlp_pipe": words_per_second(lambda: [d.ents for d in nlp.pipe(texts)], words),
+        }
+    )
     support = sum(len(s.spans) for s in test)
     lines = [
-        (f"Silver NER: {len(test):,} held-out test sentences ({words:,} words, {support:,} silver entities) of `silver-ner` "
-         f"(teacher {source_of(DEFAULT_PIPELINE)}); one CPU thread ({platform.processor() or platform.machine()}), shared machine."),
+        (
+            f"Silver NER: {len(test):,} held-out test sentences ({words:,} words, {support:,} silver entities) of `silver-ner` "
+            f"(teacher {source_of(DEFAULT_PIPELINE)}); one CPU thread ({platform.processor() or platform.machine()}), shared machine."
+        ),
         "",
         "| model | entity F1 vs silver | precision | recall | epochs | train s | parameters | words/s (words in) | words/s (text in) |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -104,16 +122,25 @@ def main() -> None:
     for r in rows:
         params = f"{r['parameters'] / 1e6:.1f}M" if r["parameters"] else "–"
         tagging = f"{r['words_per_s_tagging']:,.0f}" if r["words_per_s_tagging"] else "–"
-        lines.append(f"| {r['model']} | {100 * r['f1']:.1f}% | {100 * r['precision']:.1f}% | {100 * r['recall']:.1f}% | "
-                     f"{r['epochs'] if r['epochs'] is not None else '–'} | {r['train_s']:.0f} | {params} | {tagging} | "
-                     f"{r['words_per_s_text']:,.0f} |" if r["train_s"] is not None else
-                     f"| {r['model']} | (100%) | | | – | – | – | – | {r['words_per_s_text']:,.0f} |")
+        lines.append(
+            f"| {r['model']} | {100 * r['f1']:.1f}% | {100 * r['precision']:.1f}% | {100 * r['recall']:.1f}% | "
+            f"{r['epochs'] if r['epochs'] is not None else '–'} | {r['train_s']:.0f} | {params} | {tagging} | "
+            f"{r['words_per_s_text']:,.0f} |"
+            if r["train_s"] is not None
+            else f"| {r['model']} | (100%) | | | – | – | – | – | {r['words_per_s_text']:,.0f} |"
+        )
     types = sorted({t for r in rows for t in r["per_type"]}, key=lambda t: -rows[0]["per_type"].get(t, {}).get("support", 0))[:8]
-    lines += ["", "Entity F1 by type (the 8 most frequent types in the test split):", "",
-              "| model | " + " | ".join(f"{t} ({rows[0]['per_type'].get(t, {}).get('support', 0)})" for t in types) + " |",
-              "|---|" + "---|" * len(types)]
+    lines += [
+        "",
+        "Entity F1 by type (the 8 most frequent types in the test split):",
+        "",
+        "| model | " + " | ".join(f"{t} ({rows[0]['per_type'].get(t, {}).get('support', 0)})" for t in types) + " |",
+        "|---|" + "---|" * len(types),
+    ]
     for r in rows[:-1]:
-        lines.append(f"| {r['model']} | " + " | ".join(f"{100 * r['per_type'].get(t, {}).get('f1', 0):.1f}" for t in types) + " |")
+        lines.append(
+            f"| {r['model']} | " + " | ".join(f"{100 * r['per_type'].get(t, {}).get('f1', 0):.1f}" for t in types) + " |"
+        )
     command = f"OMP_NUM_THREADS=1 python benchmarks/ner_silver.py --minutes {' '.join(f'{m:g}' for m in args.minutes)}"
     lines += ["", f"Command: `{command}` (runs in `{args.output}/`)."]
     args.table.write_text("\n".join(lines) + "\n", encoding="utf-8")

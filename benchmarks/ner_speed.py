@@ -40,7 +40,10 @@ def main() -> int:
     assert pipe.nlp is nlp  # one pipeline object: only the path around it differs
 
     def direct():
-        return [[(e.text, e.label_, e.start_char, e.end_char) for e in doc.ents] for doc in nlp.pipe(texts, batch_size=args.batch_size)]
+        return [
+            [(e.text, e.label_, e.start_char, e.end_char) for e in doc.ents]
+            for doc in nlp.pipe(texts, batch_size=args.batch_size)
+        ]
 
     def seqlab():
         return pipe.entities(texts, batch_size=args.batch_size)
@@ -54,8 +57,10 @@ def main() -> int:
             times[name].append(time.perf_counter() - started)
     rate = {name: words / statistics.median(t) for name, t in times.items()}
     ratio = rate["seqlab"] / rate["nlp.pipe"]
-    print(f"{args.model} ({source_of(args.model)}), {len(texts):,} texts, {words:,} words, batch {args.batch_size}, "
-          f"median of {args.repeats}; identical entities: {same}")
+    print(
+        f"{args.model} ({source_of(args.model)}), {len(texts):,} texts, {words:,} words, batch {args.batch_size}, "
+        f"median of {args.repeats}; identical entities: {same}"
+    )
     print("| path | words/s | median s | runs (s) |")
     print("|---|---|---|---|")
     for name, t in times.items():

@@ -23,18 +23,27 @@ from pathlib import Path
 
 import torch
 
-from seqlab.models import count_parameters
 from seqlab import api, runs
-from seqlab.tasks.classify import export
 from seqlab.config import build_config
 from seqlab.data.batching import pad_batch
 from seqlab.data.tokenize import encode
+from seqlab.models import count_parameters
+from seqlab.tasks.classify import export
 from seqlab.tasks.classify import recipe as classify
 
 
 def train_quick(arch: str, folder: Path) -> Path:
-    cfg = build_config({}, [f"model.arch={arch}", "data.limit=1000", "train.epochs=1", "train.precision=32-true",
-                            f"output_dir={folder}", f"name={arch}"])
+    cfg = build_config(
+        {},
+        [
+            f"model.arch={arch}",
+            "data.limit=1000",
+            "train.epochs=1",
+            "train.precision=32-true",
+            f"output_dir={folder}",
+            f"name={arch}",
+        ],
+    )
     return api.train(cfg, progress="off")
 
 
@@ -61,8 +70,11 @@ def compare(run: Path, onnx_file: Path, texts: list[str], batch: int, repeats: i
                 for ids, mask in prepared:
                     model(ids, mask)
                 times[name].append(time.perf_counter() - started)
-    return {"diff": diff, **{name: statistics.median(values) for name, values in times.items()},
-            "parameters": count_parameters(torch_model)}
+    return {
+        "diff": diff,
+        **{name: statistics.median(values) for name, values in times.items()},
+        "parameters": count_parameters(torch_model),
+    }
 
 
 def main() -> None:
@@ -87,14 +99,18 @@ def main() -> None:
             results[name] = compare(run, onnx_file, texts, args.batch, args.repeats)
     load_after = os.getloadavg()
 
-    print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads; {os.cpu_count()} CPUs, load average "
-          f"{load_before[0]:.2f} before, {load_after[0]:.2f} after; {len(texts)} rt-polarity test sentences in batches "
-          f"of {args.batch}, median of {args.repeats}\n")
+    print(
+        f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads; {os.cpu_count()} CPUs, load average "
+        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after; {len(texts)} rt-polarity test sentences in batches "
+        f"of {args.batch}, median of {args.repeats}\n"
+    )
     print("| model | parameters | PyTorch sent/s | ONNX Runtime sent/s | ORT speed-up | max abs logit diff |")
     print("|---|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {r['parameters']:,} | {len(texts) / r['torch']:,.0f} | {len(texts) / r['onnx']:,.0f} | "
-              f"{r['torch'] / r['onnx']:.2f}× | {r['diff']:.1e} |")
+        print(
+            f"| {name} | {r['parameters']:,} | {len(texts) / r['torch']:,.0f} | {len(texts) / r['onnx']:,.0f} | "
+            f"{r['torch'] / r['onnx']:.2f}× | {r['diff']:.1e} |"
+        )
 
 
 if __name__ == "__main__":

@@ -48,9 +48,26 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def start_server(name: str, run: str, port: int, batch: int, wait_ms: float, extra: tuple[str, ...] = ("--threads", "1")) -> subprocess.Popen:
-    command = [sys.executable, "-m", "seqlab.cli.main", "serve", "--model", f"{name}={run}", "--port", str(port),
-               "--max-batch-size", str(batch), "--batch-wait-ms", str(wait_ms), "--log-level", "warning", *extra]
+def start_server(
+    name: str, run: str, port: int, batch: int, wait_ms: float, extra: tuple[str, ...] = ("--threads", "1")
+) -> subprocess.Popen:
+    command = [
+        sys.executable,
+        "-m",
+        "seqlab.cli.main",
+        "serve",
+        "--model",
+        f"{name}={run}",
+        "--port",
+        str(port),
+        "--max-batch-size",
+        str(batch),
+        "--batch-wait-ms",
+        str(wait_ms),
+        "--log-level",
+        "warning",
+        *extra,
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 180
@@ -67,16 +84,19 @@ def start_server(name: str, run: str, port: int, batch: int, wait_ms: float, ext
     raise SystemExit("the server did not start within 180 s")
 
 
-async def client(port: int, texts: list[str], model: str, until: float, latencies: list[float], errors: list[str],
-                 seed: int) -> None:
+async def client(
+    port: int, texts: list[str], model: str, until: float, latencies: list[float], errors: list[str], seed: int
+) -> None:
     """One keep-alive connection sending requests back to back until `until`."""
     rng = random.Random(seed)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while time.perf_counter() < until:
             body = json.dumps({"model": model, "texts": [rng.choice(texts)]}).encode()
-            head = (f"POST /v1/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {len(body)}\r\n\r\n").encode()
+            head = (
+                f"POST /v1/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
             started = time.perf_counter()
             writer.write(head + body)
             await writer.drain()
@@ -110,8 +130,9 @@ def mean_batch(port: int, model: str) -> float:
     return batches["items"] / max(batches["calls"], 1)
 
 
-def measure(name: str, run: str, mode: str, texts: list[str], clients: int, duration: float, port: int, batch: int,
-            wait_ms: float) -> dict:
+def measure(
+    name: str, run: str, mode: str, texts: list[str], clients: int, duration: float, port: int, batch: int, wait_ms: float
+) -> dict:
     server = start_server(name, run, port, batch if mode == "batched" else 1, wait_ms)
     try:
         process = psutil.Process(server.pid)
@@ -136,11 +157,20 @@ def measure(name: str, run: str, mode: str, texts: list[str], clients: int, dura
         server.wait(timeout=30)
     ordered = sorted(latencies)
     return {
-        "model": name, "run": run, "mode": mode, "clients": clients, "seconds": round(seconds, 1),
-        "requests": len(latencies), "requests_per_s": round(len(latencies) / seconds, 1),
-        "p50_ms": round(1000 * statistics.median(ordered), 1), "p99_ms": round(1000 * ordered[int(0.99 * (len(ordered) - 1))], 1),
-        "errors": len(errors), "first_errors": errors[:3], "mean_batch": round(batch, 1),
-        "rss_before_mb": round(rss_before / 2**20, 1), "rss_after_mb": round(rss_after / 2**20, 1),
+        "model": name,
+        "run": run,
+        "mode": mode,
+        "clients": clients,
+        "seconds": round(seconds, 1),
+        "requests": len(latencies),
+        "requests_per_s": round(len(latencies) / seconds, 1),
+        "p50_ms": round(1000 * statistics.median(ordered), 1),
+        "p99_ms": round(1000 * ordered[int(0.99 * (len(ordered) - 1))], 1),
+        "errors": len(errors),
+        "first_errors": errors[:3],
+        "mean_batch": round(batch, 1),
+        "rss_before_mb": round(rss_before / 2**20, 1),
+        "rss_after_mb": round(rss_after / 2**20, 1),
         "rss_during_mb": [round(rss / 2**20) for rss in samples],
     }
 
@@ -164,8 +194,11 @@ def pipeline_ceiling(run: str, texts: list[str], batch: int, seconds: float) -> 
                 pipe.predict(chosen[i : i + size])
             done += batch
         rates[size] = done / (time.perf_counter() - started)
-    return {"batched_texts_per_s": round(rates[batch], 1), "single_texts_per_s": round(rates[1], 1),
-            "ratio": round(rates[batch] / rates[1], 2)}
+    return {
+        "batched_texts_per_s": round(rates[batch], 1),
+        "single_texts_per_s": round(rates[1], 1),
+        "ratio": round(rates[batch] / rates[1], 2),
+    }
 
 
 # --------------------------------------------------------------------------- generate: streaming clients
@@ -179,8 +212,16 @@ async def _read_chunk(reader: asyncio.StreamReader) -> bytes:
     return data
 
 
-async def stream_client(port: int, prompts: list[str], model: str, new_tokens: int, until: float, seed: int,
-                        stats: dict[str, list], delay: float = 0.0) -> None:
+async def stream_client(
+    port: int,
+    prompts: list[str],
+    model: str,
+    new_tokens: int,
+    until: float,
+    seed: int,
+    stats: dict[str, list],
+    delay: float = 0.0,
+) -> None:
     """One keep-alive connection streaming generations back to back until `until`, the first
     after `delay` seconds."""
     rng = random.Random(seed)
@@ -192,8 +233,13 @@ async def stream_client(port: int, prompts: list[str], model: str, new_tokens: i
             if rng.random() < 0.5:  # half sampled, each with its own settings
                 body.update(do_sample=True, temperature=0.8, top_p=0.95, seed=rng.randrange(2**31))
             data = json.dumps(body).encode()
-            writer.write((f"POST /v1/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                          f"Content-Length: {len(data)}\r\n\r\n").encode() + data)
+            writer.write(
+                (
+                    f"POST /v1/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(data)}\r\n\r\n"
+                ).encode()
+                + data
+            )
             started = time.perf_counter()
             await writer.drain()
             status_line = await reader.readline()
@@ -232,10 +278,21 @@ def scheduler_info(port: int, model: str) -> dict:
     return info["details"]["scheduler"]
 
 
-def measure_generate(name: str, run: str, mode: str, prompts: list[str], clients: int, duration: float, port: int,
-                     args: argparse.Namespace) -> dict:
-    extra = ["--threads", str(args.threads), "--max-active", str(args.max_active), "--max-queue", "64",
-             "--timeout", "600", "--max-new-tokens", str(max(args.new_tokens, 256))]
+def measure_generate(
+    name: str, run: str, mode: str, prompts: list[str], clients: int, duration: float, port: int, args: argparse.Namespace
+) -> dict:
+    extra = [
+        "--threads",
+        str(args.threads),
+        "--max-active",
+        str(args.max_active),
+        "--max-queue",
+        "64",
+        "--timeout",
+        "600",
+        "--max-new-tokens",
+        str(max(args.new_tokens, 256)),
+    ]
     extra += ["--engine", args.engine] if args.engine else []
     extra += ["--dtype", args.dtype] if args.dtype else []
     server = start_server(name, run, port, 32, 5.0, tuple(extra))
@@ -246,8 +303,14 @@ def measure_generate(name: str, run: str, mode: str, prompts: list[str], clients
         async def load(seconds: float) -> tuple[dict[str, list], float]:
             stats: dict[str, list] = {"ttft": [], "itl": [], "requests": [], "errors": []}
             started = time.perf_counter()
-            await asyncio.gather(*(stream_client(port, prompts, name, args.new_tokens, started + seconds, seed, stats,
-                                                 delay=seed * args.stagger / clients) for seed in range(clients)))
+            await asyncio.gather(
+                *(
+                    stream_client(
+                        port, prompts, name, args.new_tokens, started + seconds, seed, stats, delay=seed * args.stagger / clients
+                    )
+                    for seed in range(clients)
+                )
+            )
             return stats, time.perf_counter() - started
 
         asyncio.run(load(args.warmup))  # first calls, allocator pools, each batch size the run will see
@@ -278,13 +341,24 @@ def measure_generate(name: str, run: str, mode: str, prompts: list[str], clients
         return round(1000 * ordered[int(q * (len(ordered) - 1))], 1) if ordered else float("nan")
 
     return {
-        "model": name, "run": run, "mode": mode, "clients": clients, "seconds": round(seconds, 1),
-        "requests": len(stats["requests"]), "tokens": tokens, "tokens_per_s": round(tokens / seconds, 1),
-        "ttft_p50_ms": pct(stats["ttft"], 0.5), "ttft_p99_ms": pct(stats["ttft"], 0.99),
-        "itl_p50_ms": pct(stats["itl"], 0.5), "itl_p99_ms": pct(stats["itl"], 0.99),
-        "errors": len(stats["errors"]), "first_errors": stats["errors"][:3],
-        "batching": after["batching"], "mean_batch": round((after["mean_batch"] * after["steps"] - before["mean_batch"] * before["steps"]) / max(steps, 1), 2),
-        "rss_before_mb": round(rss_before / 2**20, 1), "rss_after_mb": round(rss_after / 2**20, 1),
+        "model": name,
+        "run": run,
+        "mode": mode,
+        "clients": clients,
+        "seconds": round(seconds, 1),
+        "requests": len(stats["requests"]),
+        "tokens": tokens,
+        "tokens_per_s": round(tokens / seconds, 1),
+        "ttft_p50_ms": pct(stats["ttft"], 0.5),
+        "ttft_p99_ms": pct(stats["ttft"], 0.99),
+        "itl_p50_ms": pct(stats["itl"], 0.5),
+        "itl_p99_ms": pct(stats["itl"], 0.99),
+        "errors": len(stats["errors"]),
+        "first_errors": stats["errors"][:3],
+        "batching": after["batching"],
+        "mean_batch": round((after["mean_batch"] * after["steps"] - before["mean_batch"] * before["steps"]) / max(steps, 1), 2),
+        "rss_before_mb": round(rss_before / 2**20, 1),
+        "rss_after_mb": round(rss_after / 2**20, 1),
         "rss_during_mb": [round(rss / 2**20) for rss in samples],
     }
 
@@ -299,24 +373,35 @@ def main_generate(args: argparse.Namespace, prompts: list[str]) -> None:
             row["load_average"] = [round(x, 2) for x in os.getloadavg()]
             print(json.dumps(row), flush=True)
             rows.append(row)
-    print("\n| model | clients | tokens/s | TTFT p50 / p99 ms | inter-token p50 / p99 ms | requests | errors | mean batch | server RSS before → after (MB) | load average |")
+    print(
+        "\n| model | clients | tokens/s | TTFT p50 / p99 ms | inter-token p50 / p99 ms | requests | errors | mean batch | server RSS before → after (MB) | load average |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['model']} | {row['clients']} | {row['tokens_per_s']} | {row['ttft_p50_ms']} / {row['ttft_p99_ms']} "
-              f"| {row['itl_p50_ms']} / {row['itl_p99_ms']} | {row['requests']} | {row['errors']} | {row['mean_batch']} "
-              f"| {row['rss_before_mb']} → {row['rss_after_mb']} | {row['load_average']} |")
+        print(
+            f"| {row['model']} | {row['clients']} | {row['tokens_per_s']} | {row['ttft_p50_ms']} / {row['ttft_p99_ms']} "
+            f"| {row['itl_p50_ms']} / {row['itl_p99_ms']} | {row['requests']} | {row['errors']} | {row['mean_batch']} "
+            f"| {row['rss_before_mb']} → {row['rss_after_mb']} | {row['load_average']} |"
+        )
     for name in dict.fromkeys(row["model"] for row in rows):
         modes = {row["mode"]: row for row in rows if row["model"] == name}
         if {"batched", "single"} <= modes.keys():
             ratio = modes["batched"]["tokens_per_s"] / modes["single"]["tokens_per_s"]
-            print(f"{name}: {modes['batched']['clients']} streaming clients get {ratio:.2f}× the tokens/s of one client at a time")
+            print(
+                f"{name}: {modes['batched']['clients']} streaming clients get {ratio:.2f}× the tokens/s of one client at a time"
+            )
     if args.output:
         args.output.write_text(json.dumps({"rows": rows}, indent=2) + "\n", encoding="utf-8")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", action="append", required=True, help="NAME=RUN folder of a classify run, or of a generate model with --task generate (repeatable)")
+    parser.add_argument(
+        "--run",
+        action="append",
+        required=True,
+        help="NAME=RUN folder of a classify run, or of a generate model with --task generate (repeatable)",
+    )
     parser.add_argument("--task", choices=["classify", "generate"], default="classify")
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load per run and mode")
@@ -324,7 +409,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="--max-batch-size of the batched server")
     parser.add_argument("--wait-ms", type=float, default=5.0, help="--batch-wait-ms of the batched server")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--ceiling-seconds", type=float, default=10.0, help="seconds per size of the in-process predict() measure (0: skip)")
+    parser.add_argument(
+        "--ceiling-seconds", type=float, default=10.0, help="seconds per size of the in-process predict() measure (0: skip)"
+    )
     parser.add_argument("--output", type=Path, help="also write the rows as JSON here")
     parser.add_argument("--new-tokens", type=int, default=64, help="generate: max_new_tokens of each request")
     parser.add_argument("--max-active", type=int, default=16, help="generate: the server's --max-active")
@@ -332,9 +419,13 @@ def main() -> None:
     parser.add_argument("--dtype", help="generate: the server's --dtype")
     parser.add_argument("--threads", type=int, default=1, help="generate: the server's --threads (classify: always 1)")
     parser.add_argument("--warmup", type=float, default=15.0, help="generate: seconds of load before the measured run")
-    parser.add_argument("--stagger", type=float, default=5.0,
-                        help="generate: the clients' first requests are spread evenly over this many seconds (as users "
-                             "arrive), not sent in one wave")
+    parser.add_argument(
+        "--stagger",
+        type=float,
+        default=5.0,
+        help="generate: the clients' first requests are spread evenly over this many seconds (as users "
+        "arrive), not sent in one wave",
+    )
     args = parser.parse_args()
 
     from seqlab.data.datasets import load_examples
@@ -358,8 +449,10 @@ def main() -> None:
     print("\n| model | serving | requests/s | p50 ms | p99 ms | errors | mean batch | server RSS before → after (MB) |")
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['model']} | {row['mode']} | {row['requests_per_s']} | {row['p50_ms']} | {row['p99_ms']} | {row['errors']} "
-              f"| {row['mean_batch']} | {row['rss_before_mb']} → {row['rss_after_mb']} |")
+        print(
+            f"| {row['model']} | {row['mode']} | {row['requests_per_s']} | {row['p50_ms']} | {row['p99_ms']} | {row['errors']} "
+            f"| {row['mean_batch']} | {row['rss_before_mb']} → {row['rss_after_mb']} |"
+        )
     for name in dict.fromkeys(row["model"] for row in rows):
         modes = {row["mode"]: row for row in rows if row["model"] == name}
         if {"batched", "single"} <= modes.keys():
@@ -367,8 +460,10 @@ def main() -> None:
             print(f"{name}: micro-batching serves {ratio:.2f}× the requests/s of batch-size-1")
         if name in ceilings:
             c = ceilings[name]
-            print(f"{name}: predict() in process, {args.batch_size} texts per call {c['batched_texts_per_s']} texts/s, "
-                  f"one per call {c['single_texts_per_s']} texts/s ({c['ratio']}×)")
+            print(
+                f"{name}: predict() in process, {args.batch_size} texts per call {c['batched_texts_per_s']} texts/s, "
+                f"one per call {c['single_texts_per_s']} texts/s ({c['ratio']}×)"
+            )
     if args.output:
         args.output.write_text(json.dumps({"rows": rows, "predict_in_process": ceilings}, indent=2) + "\n", encoding="utf-8")
 

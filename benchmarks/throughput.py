@@ -19,10 +19,9 @@ import time
 
 import torch
 
-from seqlab.models import count_parameters
 from seqlab.config import build_config
 from seqlab.data.batching import BucketBatchSampler, collate
-from seqlab.models import build_classifier
+from seqlab.models import build_classifier, count_parameters
 from seqlab.tasks.classify import recipe as classify
 
 
@@ -75,12 +74,16 @@ def main() -> None:
         rows.append((arch, count_parameters(model), bucketed, plain, bucketed / plain, padding[True], padding[False]))
         print(f"{arch}: bucketed {bucketed:,.0f} tok/s, random {plain:,.0f} tok/s, ×{bucketed / plain:.2f}", flush=True)
 
-    print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}; "
-          f"median of {args.repeats} runs × {args.batches} batches of {args.batch_size}\n")
+    print(
+        f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}; "
+        f"median of {args.repeats} runs × {args.batches} batches of {args.batch_size}\n"
+    )
     print("| arch | parameters | bucketed tok/s | random-order tok/s | speed-up | padding (bucketed / random) |")
     print("|---|---|---|---|---|---|")
     for arch, params, bucketed, plain, ratio, pad_b, pad_r in rows:
-        print(f"| {arch} | {params:,} | {bucketed:,.0f} | {plain:,.0f} | {ratio:.2f}× | {100 * pad_b:.0f}% / {100 * pad_r:.0f}% |")
+        print(
+            f"| {arch} | {params:,} | {bucketed:,.0f} | {plain:,.0f} | {ratio:.2f}× | {100 * pad_b:.0f}% / {100 * pad_r:.0f}% |"
+        )
 
 
 if __name__ == "__main__":

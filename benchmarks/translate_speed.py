@@ -45,10 +45,17 @@ def load() -> str:
 
 
 def setup(arch: str, preset: str, train_pairs: list, vocab: translate.Vocabularies | None):
-    cfg = translate_compare.entry_config({"data": {"train": "tatoeba-en-fr"}}, arch, [
-        f"model.preset={preset}", "translate.shared_vocab=true", "tokenizer.vocab_size=8000", "train.batch_tokens=4096",
-        *(["model.share_embeddings=true"] if arch == "transformer" else []),
-    ])
+    cfg = translate_compare.entry_config(
+        {"data": {"train": "tatoeba-en-fr"}},
+        arch,
+        [
+            f"model.preset={preset}",
+            "translate.shared_vocab=true",
+            "tokenizer.vocab_size=8000",
+            "train.batch_tokens=4096",
+            *(["model.share_embeddings=true"] if arch == "transformer" else []),
+        ],
+    )
     vocab = vocab or translate.learn_vocabularies(cfg, train_pairs)
     torch.manual_seed(0)
     model = translate.build_model(cfg, vocab.source.get_vocab_size(), vocab.target.get_vocab_size())
@@ -101,7 +108,9 @@ def main() -> None:
             for batch in batches:  # precisions take turns on each batch
                 for p in precisions:
                     rates[p] += train_steps(model, [batch], p, optimizer)
-            row = [arch, f"{count_parameters(model):,}"] + [f"{statistics.median(rates[p][args.warmup:]):,.0f}" for p in precisions]
+            row = [arch, f"{count_parameters(model):,}"] + [
+                f"{statistics.median(rates[p][args.warmup :]):,.0f}" for p in precisions
+            ]
             throughput.append(row)
             print("| " + " | ".join(row) + f" |  (load {load()})", flush=True)
         more = [b for _, b in zip(range(args.train_steps), loader)]
@@ -132,8 +141,15 @@ def decode_speed(name: str, model, vocab, cfg, test, args) -> list[str]:
     results = [translate_compare.decode_speed(model, vocab, sources, settings) for _ in range(args.repeats)]
     batched = statistics.median(r["batched"] for r in results)
     single = statistics.median(r["single"] for r in results)
-    row = [name, str(args.beam), str(len(sources)), f"{batched:,.1f}", f"{single:,.1f}",
-           f"{statistics.median(r['speedup'] for r in results):.1f}×", f"{results[0]['agreement']:.0%}"]
+    row = [
+        name,
+        str(args.beam),
+        str(len(sources)),
+        f"{batched:,.1f}",
+        f"{single:,.1f}",
+        f"{statistics.median(r['speedup'] for r in results):.1f}×",
+        f"{results[0]['agreement']:.0%}",
+    ]
     print("| " + " | ".join(row) + f" |  (load {load()})", flush=True)
     return row
 

@@ -40,6 +40,7 @@ def _same_start() -> None:
     torch.manual_seed(0)
     torch.set_num_threads(TORCH_THREADS)
 
+
 POSITIVE = ["great", "good", "love", "wonderful", "fun", "superb"]
 NEGATIVE = ["bad", "awful", "hate", "boring", "dull", "poor"]
 FILLER = ["the", "movie", "was", "a", "plot", "film", "really", "quite"]
@@ -88,8 +89,17 @@ def tiny_llama(tmp_path_factory):
     assert tokenizer.pad_token is None
     tokenizer.save_pretrained(folder)
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=backend.get_vocab_size(), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
-                         bos_token_id=1, eos_token_id=2, pad_token_id=None)
+    config = LlamaConfig(
+        vocab_size=backend.get_vocab_size(),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=None,
+    )
     LlamaForCausalLM(config).save_pretrained(folder)
     return folder

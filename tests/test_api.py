@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_tag import tagged_lines
 
 import seqlab
 from seqlab import api
 from seqlab.data.texts import check_texts
 from seqlab.errors import SeqlabError
-
-from test_tag import tagged_lines
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +20,29 @@ def classify_run(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("api")
     data = write_csv(root / "sentiment.csv", sentiment_rows(200))
-    return seqlab.train("classify", data=str(data), arch="cnn", epochs=2, preset="tiny", output_dir=str(root / "runs"),
-                        name="cnn", overrides=["train.batch_size=16"]), data
+    return seqlab.train(
+        "classify",
+        data=str(data),
+        arch="cnn",
+        epochs=2,
+        preset="tiny",
+        output_dir=str(root / "runs"),
+        name="cnn",
+        overrides=["train.batch_size=16"],
+    ), data
 
 
 def test_train_with_keywords_writes_a_finished_run(classify_run):
     run, _ = classify_run
-    for name in ("config.yaml", "tokenizer.json", "labels.json", "model.safetensors", "metrics.json", "manifest.json",
-                 "complete.json"):
+    for name in (
+        "config.yaml",
+        "tokenizer.json",
+        "labels.json",
+        "model.safetensors",
+        "metrics.json",
+        "manifest.json",
+        "complete.json",
+    ):
         assert (run / name).is_file(), name
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["parameters"] > 0 and manifest["data"]["train"]["examples"] == 160
@@ -38,7 +52,7 @@ def test_load_gives_a_callable_pipeline_with_a_readable_repr(classify_run):
     run, _ = classify_run
     pipe = seqlab.load(run)
     assert pipe.task == "classify" and "ClassifierPipeline(task=classify" in repr(pipe)
-    one, = pipe("great fun")
+    (one,) = pipe("great fun")
     assert one == pipe.predict(["great fun"])[0] and set(one["probabilities"]) == {"neg", "pos"}
 
 
@@ -51,8 +65,15 @@ def test_evaluate_scores_a_run_on_labelled_data(classify_run):
 def test_tag_runs_load_and_evaluate_through_the_same_calls(tmp_path):
     data = tmp_path / "people.conll"
     data.write_text(tagged_lines(24), encoding="utf-8")
-    run = seqlab.train("tag", data=str(data), arch="bilstm-crf", preset="tiny", epochs=2, output_dir=str(tmp_path / "runs"),
-                       overrides=["data.valid_fraction=0", "data.test_fraction=0", "tokenizer.min_frequency=1"])
+    run = seqlab.train(
+        "tag",
+        data=str(data),
+        arch="bilstm-crf",
+        preset="tiny",
+        epochs=2,
+        output_dir=str(tmp_path / "runs"),
+        overrides=["data.valid_fraction=0", "data.test_fraction=0", "tokenizer.min_frequency=1"],
+    )
     pipe = seqlab.load(run)
     assert pipe.task == "tag" and "TaggerPipeline(task=tag" in repr(pipe)
     assert isinstance(pipe("Alice works for Acme Corp in Paris ."), list)

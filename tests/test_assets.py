@@ -40,9 +40,7 @@ def wheel_dir(tmp_path: Path) -> Path:
     files = {
         "fake_asset/data.txt": "hello from a fake asset\n",
         f"{info}/METADATA": "Metadata-Version: 2.1\nName: fake-asset\nVersion: 0.1.0\n",
-        f"{info}/WHEEL": (
-            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-        ),
+        f"{info}/WHEEL": ("Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"),
     }
     record = "".join(f"{name},,\n" for name in files) + f"{info}/RECORD,,\n"
     with zipfile.ZipFile(folder / WHEEL, "w") as zf:
@@ -52,9 +50,7 @@ def wheel_dir(tmp_path: Path) -> Path:
     return folder
 
 
-def fake_archive(
-    wheel_dir: Path, sha256: str | None = None, requirement: str = "fake-asset==0.1.0"
-) -> Archive:
+def fake_archive(wheel_dir: Path, sha256: str | None = None, requirement: str = "fake-asset==0.1.0") -> Archive:
     real = hashlib.sha256((wheel_dir / WHEEL).read_bytes()).hexdigest()
     return Archive(
         name="fake-asset-0.1.0",

@@ -20,13 +20,13 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from seqlab import api, assets
-from seqlab.tasks.augment import pipeline as aug
 from seqlab.cli.main import app
 from seqlab.config import build_config
 from seqlab.data import wordnet
 from seqlab.data.conll import TaggedSentence, read_conll
 from seqlab.errors import SeqlabError
 from seqlab.tasks.augment import methods as aug_tasks
+from seqlab.tasks.augment import pipeline as aug
 
 SEED_DICT = {"happy": ["joyful", "cheerful"], "sad": ["unhappy", "sorrowful"]}
 SEED_TEXT = "I am happy but sometimes sad"
@@ -68,8 +68,12 @@ def test_seed_dictionary_reproduces_the_seed_output():
     assert sorted(variants) == sorted(f"I am {a} but sometimes {b}" for a in SEED_DICT["happy"] for b in SEED_DICT["sad"])
     assert SEED_OUTPUT in variants
     # the seeded choice is pinned: seed 0's second draw is the seed course's sentence
-    assert variants == ["I am joyful but sometimes sorrowful", SEED_OUTPUT,
-                        "I am cheerful but sometimes sorrowful", "I am joyful but sometimes unhappy"]
+    assert variants == [
+        "I am joyful but sometimes sorrowful",
+        SEED_OUTPUT,
+        "I am cheerful but sometimes sorrowful",
+        "I am joyful but sometimes unhappy",
+    ]
 
 
 def test_seed_dictionary_from_a_file_through_the_cli(tmp_path):
@@ -84,7 +88,9 @@ def test_seeded_outputs_are_stable_and_independent_of_the_batch():
     texts = ["the happy dog is sad today", "a sad and happy tale"]
     first = api.augment(texts, "eda", n=3, seed=7, synonyms=SEED_DICT)
     assert first == api.augment(texts, "eda", n=3, seed=7, synonyms=SEED_DICT)
-    assert first[1] == api.augment(texts[1:], "eda", n=3, seed=7, synonyms=SEED_DICT)[0]  # a text's variants do not depend on its neighbours
+    assert (
+        first[1] == api.augment(texts[1:], "eda", n=3, seed=7, synonyms=SEED_DICT)[0]
+    )  # a text's variants do not depend on its neighbours
     assert any(api.augment(texts, "eda", n=3, seed=s, synonyms=SEED_DICT) != first for s in range(8, 12))
 
 
@@ -108,7 +114,14 @@ LOOKUP = aug_tasks.DictionarySynonyms({"cat": ["feline"], "sat": ["perched"], "m
 
 def test_eda_swap_keeps_the_words_and_moves_two():
     out = aug_tasks.eda_variant(units("the cat sat on a mat"), random.Random(0), LOOKUP, "rs", 0.1)
-    assert sorted(words(out)) == sorted(["the", "cat", "sat", "on", "a", "mat"]) and words(out) != ["the", "cat", "sat", "on", "a", "mat"]
+    assert sorted(words(out)) == sorted(["the", "cat", "sat", "on", "a", "mat"]) and words(out) != [
+        "the",
+        "cat",
+        "sat",
+        "on",
+        "a",
+        "mat",
+    ]
     assert sum(a != b for a, b in zip(words(out), ["the", "cat", "sat", "on", "a", "mat"])) == 2
 
 
@@ -131,8 +144,17 @@ def test_eda_insertion_and_replacement_use_synonyms():
 
 
 def test_eda_variants_take_turns_over_the_four_operations():
-    variants = api.augment("the cat sat on the warm mat near the cat", "eda", n=4, seed=0, synonyms={"cat": ["feline"], "mat": ["rug"]},
-                           alpha_sr=0.2, alpha_ri=0.2, alpha_rs=0.2, p_rd=0.3)[0]
+    variants = api.augment(
+        "the cat sat on the warm mat near the cat",
+        "eda",
+        n=4,
+        seed=0,
+        synonyms={"cat": ["feline"], "mat": ["rug"]},
+        alpha_sr=0.2,
+        alpha_ri=0.2,
+        alpha_rs=0.2,
+        p_rd=0.3,
+    )[0]
     lengths = sorted(len(v.split()) for v in variants)
     assert len(set(variants)) == 4 and lengths[-1] > 10 and lengths[0] < 10  # one insertion, one deletion among them
 
@@ -173,9 +195,22 @@ def test_entity_spans_are_never_altered_and_tags_stay_aligned(sentence, method, 
 
 def test_conll_file_in_conll_file_out(tmp_path):
     source = tmp_path / "train.conll"
-    source.write_text("John\tB-PER\nSmith\tI-PER\nloves\tO\nthe\tO\nhappy\tO\ncat\tO\n\nAcme\tB-ORG\nis\tO\nsad\tO\n\n", encoding="utf-8")
-    result = invoke("augment", "--input", source, "--output", tmp_path / "aug.conll", "--method", "eda", "-n", "3",
-                    "--synonyms", _write(tmp_path / "s.json", SEED_DICT))
+    source.write_text(
+        "John\tB-PER\nSmith\tI-PER\nloves\tO\nthe\tO\nhappy\tO\ncat\tO\n\nAcme\tB-ORG\nis\tO\nsad\tO\n\n", encoding="utf-8"
+    )
+    result = invoke(
+        "augment",
+        "--input",
+        source,
+        "--output",
+        tmp_path / "aug.conll",
+        "--method",
+        "eda",
+        "-n",
+        "3",
+        "--synonyms",
+        _write(tmp_path / "s.json", SEED_DICT),
+    )
     assert result.exit_code == 0, result.output
     out = read_conll(tmp_path / "aug.conll")
     assert out[0].tokens == ["John", "Smith", "loves", "the", "happy", "cat"] and len(out) > 2
@@ -195,12 +230,29 @@ def test_csv_data_set_keeps_ids_and_labels(tmp_path):
     source = tmp_path / "train.csv"
     with source.open("w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows([["id", "text", "label"], ["a1", "a happy film", "pos"], ["a2", "a sad film", "neg"]])
-    result = invoke("augment", "--input", source, "--output", tmp_path / "aug.csv", "--method", "synonym", "-n", "2",
-                    "--synonyms", _write(tmp_path / "s.json", SEED_DICT))
+    result = invoke(
+        "augment",
+        "--input",
+        source,
+        "--output",
+        tmp_path / "aug.csv",
+        "--method",
+        "synonym",
+        "-n",
+        "2",
+        "--synonyms",
+        _write(tmp_path / "s.json", SEED_DICT),
+    )
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader((tmp_path / "aug.csv").open(encoding="utf-8")))
-    assert [(r["id"], r["label"], r["variant"]) for r in rows] == [("a1", "pos", "0"), ("a1", "pos", "1"), ("a1", "pos", "2"),
-                                                                   ("a2", "neg", "0"), ("a2", "neg", "1"), ("a2", "neg", "2")]
+    assert [(r["id"], r["label"], r["variant"]) for r in rows] == [
+        ("a1", "pos", "0"),
+        ("a1", "pos", "1"),
+        ("a1", "pos", "2"),
+        ("a2", "neg", "0"),
+        ("a2", "neg", "1"),
+        ("a2", "neg", "2"),
+    ]
     assert {r["text"] for r in rows if r["id"] == "a1"} == {"a happy film", "a joyful film", "a cheerful film"}
     assert not list(tmp_path.glob(".aug.csv*"))  # the temporary file was renamed away
 
@@ -209,8 +261,19 @@ def test_csv_data_set_keeps_ids_and_labels(tmp_path):
 def classifier(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("augment-filter")
     data = write_csv(tmp / "train.csv", sentiment_rows(300))
-    cfg = build_config({}, ["model.arch=cnn", "model.preset=tiny", f"data.train={data}", "train.epochs=6", "train.lr=0.01",
-                            "train.patience=null", f"output_dir={tmp}", "name=clf"])
+    cfg = build_config(
+        {},
+        [
+            "model.arch=cnn",
+            "model.preset=tiny",
+            f"data.train={data}",
+            "train.epochs=6",
+            "train.lr=0.01",
+            "train.patience=null",
+            f"output_dir={tmp}",
+            "name=clf",
+        ],
+    )
     return api.train(cfg, progress="off")
 
 
@@ -220,8 +283,31 @@ def test_filter_drops_a_flipped_example(classifier, tmp_path):
     flips = _write(tmp_path / "flip.json", {"great": ["awful"], "movie": ["film"]})
     keeper = aug.LabelFilter(classifier, 0.6)
     assert keeper.keep(["great fun film", "awful awful film"], ["pos", "pos"]) == [True, False]
-    result = invoke("augment", "--input", source, "--output", tmp_path / "aug.jsonl", "--method", "eda", "-n", "4", "--synonyms", flips,
-                    "--alpha-sr", "0.34", "--alpha-ri", "0", "--alpha-rs", "0", "--p-rd", "0", "--filter", classifier, "--min-confidence", "0.6")
+    result = invoke(
+        "augment",
+        "--input",
+        source,
+        "--output",
+        tmp_path / "aug.jsonl",
+        "--method",
+        "eda",
+        "-n",
+        "4",
+        "--synonyms",
+        flips,
+        "--alpha-sr",
+        "0.34",
+        "--alpha-ri",
+        "0",
+        "--alpha-rs",
+        "0",
+        "--p-rd",
+        "0",
+        "--filter",
+        classifier,
+        "--min-confidence",
+        "0.6",
+    )
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in (tmp_path / "aug.jsonl").read_text().splitlines()]
     assert all(r["id"] == 7 and r["label"] == "pos" for r in rows)
@@ -243,14 +329,25 @@ def hf_masked_lm(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-mlm")
     backend = Tokenizer(models.WordLevel(unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    backend.train_from_iterator(["the cat sat on the mat", "a dog ran to the park", "good fun film"],
-                                trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                        sep_token="[SEP]", mask_token="[MASK]")
+    backend.train_from_iterator(
+        ["the cat sat on the mat", "a dog ran to the park", "good fun film"],
+        trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]),
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
+    )
     tokenizer.save_pretrained(folder)
     torch.manual_seed(0)
-    BertForMaskedLM(BertConfig(vocab_size=backend.get_vocab_size(), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                               intermediate_size=32, max_position_embeddings=32)).save_pretrained(folder)
+    BertForMaskedLM(
+        BertConfig(
+            vocab_size=backend.get_vocab_size(),
+            hidden_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=32,
+        )
+    ).save_pretrained(folder)
     return folder
 
 
@@ -267,18 +364,41 @@ def test_contextual_with_a_hf_masked_lm_folder(hf_masked_lm):
 def test_contextual_with_a_seqlab_mlm_run(tmp_path):
     corpus = tmp_path / "corpus.txt"
     rng = random.Random(0)
-    corpus.write_text("\n".join(f"the {rng.choice(['cat', 'dog', 'fox'])} {rng.choice(['sees', 'loves'])} the mat ." for _ in range(60)))
-    run = api.pretrain(build_config({"task": "pretrain-mlm"}, [
-        f"data.train={corpus}", "model.preset=tiny", "train.epochs=1", "train.batch_size=16", "tokenizer.max_length=16",
-        f"output_dir={tmp_path}", "name=mlm"]), progress="off")
+    corpus.write_text(
+        "\n".join(f"the {rng.choice(['cat', 'dog', 'fox'])} {rng.choice(['sees', 'loves'])} the mat ." for _ in range(60))
+    )
+    run = api.pretrain(
+        build_config(
+            {"task": "pretrain-mlm"},
+            [
+                f"data.train={corpus}",
+                "model.preset=tiny",
+                "train.epochs=1",
+                "train.batch_size=16",
+                "tokenizer.max_length=16",
+                f"output_dir={tmp_path}",
+                "name=mlm",
+            ],
+        ),
+        progress="off",
+    )
     variants = api.augment("the cat loves the mat", "contextual", n=2, seed=0, model=str(run), rate=0.4, tagger="wordnet")[0]
     assert len(variants) == 2 and all(len(v.split()) == 5 for v in variants)
 
 
 def test_backtranslate_samples_through_two_translate_runs(tmp_path):
-    cfg = build_config({"task": "translate"}, [
-        "data.train=reverse:200", "tokenizer.level=word", "model.preset=tiny", "train.epochs=1", "train.batch_size=32",
-        f"output_dir={tmp_path}", "name=rev"])
+    cfg = build_config(
+        {"task": "translate"},
+        [
+            "data.train=reverse:200",
+            "tokenizer.level=word",
+            "model.preset=tiny",
+            "train.epochs=1",
+            "train.batch_size=32",
+            f"output_dir={tmp_path}",
+            "name=rev",
+        ],
+    )
     run = api.train(cfg, progress="off")
     texts = ["a b c", "d e f g"]
     out = api.augment(texts, "backtranslate", n=3, seed=0, forward=str(run), backward=str(run), temperature=1.0)
@@ -302,7 +422,9 @@ def test_backtranslation_round_trip_filter():
     assert not round_trip_ok("I would like a cup of coffee.", "", opts)
     long = "I would like a cup of coffee. " * 3
     assert not round_trip_ok("I would like a cup of coffee.", long, opts)  # over twice as long
-    assert round_trip_ok("I would like a cup of coffee.", long, make_options("backtranslate", {"via": "a,b", "max_length_ratio": 4.0}))
+    assert round_trip_ok(
+        "I would like a cup of coffee.", long, make_options("backtranslate", {"via": "a,b", "max_length_ratio": 4.0})
+    )
     with pytest.raises(SeqlabError, match="already names both"):
         make_options("backtranslate", {"via": "a,b", "forward": "c"})
     with pytest.raises(SeqlabError, match="min_chrf"):
@@ -312,16 +434,19 @@ def test_backtranslation_round_trip_filter():
 # --------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["", "--synonyms", "{s}"], "input 1 is empty"),
-    (["good film", "--method", "paraphrase"], "unknown augmentation method 'paraphrase'"),
-    (["good film", "-n", "0", "--synonyms", "{s}"], "n must be a whole number ≥ 1"),
-    (["good film", "--method", "eda", "--rate", "0.5"], "option 'rate' does not apply to --method eda"),
-    (["good film", "--method", "contextual"], "needs a masked language model"),
-    (["good film", "--method", "backtranslate", "--forward", "x"], "needs two translation models"),
-    (["good film", "--synonyms", "missing.json"], "synonyms file missing.json does not exist"),
-    (["good film", "--method", "eda", "--p-rd", "2"], "p_rd must be between 0 and 1"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["", "--synonyms", "{s}"], "input 1 is empty"),
+        (["good film", "--method", "paraphrase"], "unknown augmentation method 'paraphrase'"),
+        (["good film", "-n", "0", "--synonyms", "{s}"], "n must be a whole number ≥ 1"),
+        (["good film", "--method", "eda", "--rate", "0.5"], "option 'rate' does not apply to --method eda"),
+        (["good film", "--method", "contextual"], "needs a masked language model"),
+        (["good film", "--method", "backtranslate", "--forward", "x"], "needs two translation models"),
+        (["good film", "--synonyms", "missing.json"], "synonyms file missing.json does not exist"),
+        (["good film", "--method", "eda", "--p-rd", "2"], "p_rd must be between 0 and 1"),
+    ],
+)
 def test_bad_input_is_one_line(tmp_path, args, fragment):
     synonyms = _write(tmp_path / "s.json", SEED_DICT)
     one_line_error(invoke("augment", *[a.replace("{s}", str(synonyms)) for a in args]), fragment)
@@ -335,7 +460,7 @@ def test_only_stop_words_come_back_unchanged_and_say_so(caplog):
 
 def test_data_set_errors_leave_no_output(tmp_path):
     bad = tmp_path / "bad.csv"
-    bad.write_text("text,label\n\"a good film\",pos\n,neg\n", encoding="utf-8")
+    bad.write_text('text,label\n"a good film",pos\n,neg\n', encoding="utf-8")
     one_line_error(invoke("augment", "--input", bad, "--output", tmp_path / "out.csv", "--method", "eda"), "line 3")
     one_line_error(invoke("augment", "--input", bad, "--output", tmp_path / "out.conll"), "same kind of file")
     assert not (tmp_path / "out.csv").exists() and not (tmp_path / "out.conll").exists()
@@ -387,6 +512,8 @@ def test_augmentation_experiment_quick_runs_in_under_30_seconds(tmp_path, sentim
     result = augmentation.run(True, tmp_path / "exp", data=str(sentiment_csv))
     assert time.perf_counter() - started < 30
     assert [row[1] for row in result.rows] == ["none", "eda"] and result.rows[1][3] > result.rows[0][3]
-    assert (tmp_path / "exp" / "augmentation.png").is_file() and len((tmp_path / "exp" / "runs.jsonl").read_text().splitlines()) == 2
+    assert (tmp_path / "exp" / "augmentation.png").is_file() and len(
+        (tmp_path / "exp" / "runs.jsonl").read_text().splitlines()
+    ) == 2
     with pytest.raises(SeqlabError, match="backtranslate needs --forward"):
         augmentation.run(True, tmp_path / "exp2", data=str(sentiment_csv), methods=["none", "backtranslate"])

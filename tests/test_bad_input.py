@@ -39,10 +39,22 @@ from seqlab.errors import SeqlabError
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_HOME = Path(os.environ.get("SEQLAB_HOME", "/tmp/seqlab-home"))
-CONLL = "\n\n".join(
-    "\n".join(f"{w} {t}" for w, t in [(p, "B-PER"), ("works", "O"), ("for", "O"), (f, "B-ORG"), ("in", "O"), (c, "B-LOC"), (".", "O")])
-    for p, f, c in [("Alice", "Acme", "Paris"), ("Bob", "Globex", "London"), ("Carol", "Initech", "Rome"), ("Dave", "Acme", "Oslo")] * 3
-) + "\n"
+CONLL = (
+    "\n\n".join(
+        "\n".join(
+            f"{w} {t}"
+            for w, t in [(p, "B-PER"), ("works", "O"), ("for", "O"), (f, "B-ORG"), ("in", "O"), (c, "B-LOC"), (".", "O")]
+        )
+        for p, f, c in [
+            ("Alice", "Acme", "Paris"),
+            ("Bob", "Globex", "London"),
+            ("Carol", "Initech", "Rome"),
+            ("Dave", "Acme", "Oslo"),
+        ]
+        * 3
+    )
+    + "\n"
+)
 LM_TEXT = "".join(f"the cat sat on the mat {i % 7} times and the dog ran.\n" for i in range(40))
 
 
@@ -113,11 +125,16 @@ def world(tmp_path_factory) -> World:
     trained = {
         "classify": ({"task": "classify"}, [f"data.train={csv}", "model.arch=cnn", "train.batch_size=16"]),
         "lm": ({"task": "lm"}, [f"data.train={text}", "tokenizer.max_length=32", "train.batch_size=16"]),
-        "translate": ({"task": "translate"}, ["data.train=reverse:40", "tokenizer.level=word", "model.hidden_dim=16", "train.batch_size=16"]),
+        "translate": (
+            {"task": "translate"},
+            ["data.train=reverse:40", "tokenizer.level=word", "model.hidden_dim=16", "train.batch_size=16"],
+        ),
         "tag": ({"task": "tag"}, [f"data.train={conll}", "tokenizer.min_frequency=1", "train.batch_size=8"]),
     }
-    made = {name: api.train(build_config(base, [*common, *extra, f"name={name}"]), progress="off")
-            for name, (base, extra) in trained.items()}
+    made = {
+        name: api.train(build_config(base, [*common, *extra, f"name={name}"]), progress="off")
+        for name, (base, extra) in trained.items()
+    }
     (root / "cwd").mkdir()
     return World(root=root, **made)
 
@@ -183,6 +200,7 @@ def predict_input(name: str, content: str | bytes) -> Callable[[World], list]:
 
 def corrupt(relative: str, content: bytes | None = None, truncate: int | None = None) -> Callable[[Path], None]:
     """Replace a run file's bytes, cut it to `truncate` bytes, or (neither) delete it."""
+
     def change(run: Path) -> None:
         path = run / relative
         if content is not None:
@@ -191,25 +209,30 @@ def corrupt(relative: str, content: bytes | None = None, truncate: int | None = 
             path.write_bytes(path.read_bytes()[:truncate])
         else:
             path.unlink()
+
     return change
 
 
 def scramble(relative: str) -> Callable[[Path], None]:
     """Overwrite a run file's first bytes (the safetensors header) with junk, keeping its size."""
+
     def change(run: Path) -> None:
         data = bytearray((run / relative).read_bytes())
         data[: min(64, len(data))] = b"\xff" * min(64, len(data))
         (run / relative).write_bytes(bytes(data))
+
     return change
 
 
 def unfinished_with_checkpoint(content: bytes) -> Callable[[Path], None]:
     """Make a finished run's copy an unfinished one whose checkpoints/last.ckpt holds `content`."""
+
     def change(run: Path) -> None:
         for name in ("model.safetensors", "complete.json", "metrics.json", "manifest.json"):
             (run / name).unlink(missing_ok=True)
         (run / "checkpoints").mkdir()
         (run / "checkpoints" / "last.ckpt").write_bytes(content)
+
     return change
 
 
@@ -229,6 +252,7 @@ def set_config(key: str, value: Any) -> Callable[[Path], None]:
         section, _, field = key.rpartition(".")
         (raw[section] if section else raw)[field] = value
         (run / "config.yaml").write_text(yaml.safe_dump(raw))
+
     return change
 
 
@@ -257,7 +281,11 @@ CASES: list[Case] = [
     cli("jsonl-not-object", train_on("list.jsonl", '["good", "pos"]\n'), "line 1"),
     cli("jsonl-empty", train_on("empty.jsonl", "\n\n"), "empty"),
     cli("data-unsupported-suffix", train_on("data.xlsx", GOOD_CSV), "unsupported"),
-    cli("data-is-directory", lambda w: ["train", "classify", "--data", folder(w.root / "inputs" / "folder.csv"), "--epochs", "1"], "not a file"),
+    cli(
+        "data-is-directory",
+        lambda w: ["train", "classify", "--data", folder(w.root / "inputs" / "folder.csv"), "--epochs", "1"],
+        "not a file",
+    ),
     cli("data-missing", lambda w: ["train", "classify", "--data", w.root / "nope.csv", "--epochs", "1"], "does not exist"),
     # --- other tasks' data files ------------------------------------------------------------
     cli("conll-empty", train_on("empty.conll", "", task="tag"), "empty"),
@@ -267,34 +295,91 @@ CASES: list[Case] = [
     # --- the field's benchmarks (issue 18 §6) --------------------------------------------------
     cli("conll-wrong-column-count", train_on("cols4.conll", "EU NNP B-NP B-ORG\nrejects VBZ O\n", task="tag"), "line 2"),
     cli("conll-unknown-tag-scheme", train_on("bilou.conll", CONLL, "tag.scheme=bilou", task="tag"), "tag.scheme"),
-    cli("conll-label-in-test-only", lambda w: ["train", "tag", "--data", w.root / "people.conll", "--test",
-                                               w.file("misc.conll", "German B-MISC\nbeer O\n"), "--epochs", "1",
-                                               "--output-dir", w.root / "bad-runs"], "'MISC' appears in the test data"),
-    cli("embedding-ragged-row", lambda w: ["train", "classify", "--data", w.root / "sentiment.csv", "--embeddings",
-                                           w.file("ragged.txt", "good 0.1 0.2 0.3\nbad 0.4 0.5\n"), "--preset", "tiny",
-                                           "--epochs", "1", "--output-dir", w.root / "bad-runs"], "line 2"),
-    cli("wikitext-split-missing", lambda w: ["train", "lm", "--data", "wikitext-2:dev", "--level", "word"],
-        "wikitext-2 has no split 'dev'"),
-    cli("perplexity-split-missing", lambda w: ["perplexity", w.lm, "--data", "wikitext-2", "--split", "dev"],
-        "wikitext-2 has no split 'dev'"),
-    cli("perplexity-split-of-a-file", lambda w: ["perplexity", w.lm, "--data", w.root / "corpus.txt", "--split", "test"],
-        "--split"),
+    cli(
+        "conll-label-in-test-only",
+        lambda w: [
+            "train",
+            "tag",
+            "--data",
+            w.root / "people.conll",
+            "--test",
+            w.file("misc.conll", "German B-MISC\nbeer O\n"),
+            "--epochs",
+            "1",
+            "--output-dir",
+            w.root / "bad-runs",
+        ],
+        "'MISC' appears in the test data",
+    ),
+    cli(
+        "embedding-ragged-row",
+        lambda w: [
+            "train",
+            "classify",
+            "--data",
+            w.root / "sentiment.csv",
+            "--embeddings",
+            w.file("ragged.txt", "good 0.1 0.2 0.3\nbad 0.4 0.5\n"),
+            "--preset",
+            "tiny",
+            "--epochs",
+            "1",
+            "--output-dir",
+            w.root / "bad-runs",
+        ],
+        "line 2",
+    ),
+    cli(
+        "wikitext-split-missing",
+        lambda w: ["train", "lm", "--data", "wikitext-2:dev", "--level", "word"],
+        "wikitext-2 has no split 'dev'",
+    ),
+    cli(
+        "perplexity-split-missing",
+        lambda w: ["perplexity", w.lm, "--data", "wikitext-2", "--split", "dev"],
+        "wikitext-2 has no split 'dev'",
+    ),
+    cli(
+        "perplexity-split-of-a-file",
+        lambda w: ["perplexity", w.lm, "--data", w.root / "corpus.txt", "--split", "test"],
+        "--split",
+    ),
     cli("conll-split-missing", lambda w: ["evaluate", w.tag, "--data", "conll2003:dev"], "conll2003 has no split 'dev'"),
     cli("parallel-one-column", train_on("pairs.tsv", "just a source\n" * 5, task="translate"), "line 1"),
     cli("parallel-empty", train_on("empty.tsv", "", task="translate"), "empty"),
     cli("parallel-binary", train_on("random.tsv", BINARY, task="translate"), "utf-8"),
     # --- translation on real data (issue 17 §7; a 100,000-character line is cut and counted, see test_translate_tatoeba)
-    cli("parallel-empty-target", train_on("notarget.tsv", "one two\ttwo one\nthree four\t\n", task="translate"), "line 2: empty target"),
+    cli(
+        "parallel-empty-target",
+        train_on("notarget.tsv", "one two\ttwo one\nthree four\t\n", task="translate"),
+        "line 2: empty target",
+    ),
     cli("parallel-latin-1", train_on("latin.tsv", b"caf\xe9 noir\tblack coffee\n", task="translate"), "utf-8"),
-    cli("translate-unknown-direction", lambda w: ["train", "translate", "--data", "tatoeba-en-fr", "data.direction=de-en"], "unknown direction"),
-    cli("translate-direction-of-a-file", train_on("dir.tsv", GOOD_TSV, "data.direction=fr-en", task="translate"), "data.direction"),
+    cli(
+        "translate-unknown-direction",
+        lambda w: ["train", "translate", "--data", "tatoeba-en-fr", "data.direction=de-en"],
+        "unknown direction",
+    ),
+    cli(
+        "translate-direction-of-a-file", train_on("dir.tsv", GOOD_TSV, "data.direction=fr-en", task="translate"), "data.direction"
+    ),
     cli("translate-n-best-over-beam", lambda w: ["translate", w.translate, "one two", "--beam", "2", "--n-best", "3"], "n-best"),
-    cli("evaluate-direction-of-a-file", lambda w: ["evaluate", w.translate, "--data", w.file("ok.tsv", GOOD_TSV), "--direction", "fr-en"],
-        "direction"),
+    cli(
+        "evaluate-direction-of-a-file",
+        lambda w: ["evaluate", w.translate, "--data", w.file("ok.tsv", GOOD_TSV), "--direction", "fr-en"],
+        "direction",
+    ),
     cli("compare-budget-unreadable", lambda w: ["compare", "translate", "--budget", "soon"], "--budget"),
-    cli("augment-via-classifier", lambda w: ["augment", "one two", "--method", "backtranslate", "--via", f"{w.classify},{w.translate}"],
-        "translate run"),
-    cli("augment-via-one-run", lambda w: ["augment", "one two", "--method", "backtranslate", "--via", str(w.translate)], "two translate runs"),
+    cli(
+        "augment-via-classifier",
+        lambda w: ["augment", "one two", "--method", "backtranslate", "--via", f"{w.classify},{w.translate}"],
+        "translate run",
+    ),
+    cli(
+        "augment-via-one-run",
+        lambda w: ["augment", "one two", "--method", "backtranslate", "--via", str(w.translate)],
+        "two translate runs",
+    ),
     cli("lm-text-empty", train_on("empty.txt", "", task="lm"), "empty"),
     cli("lm-text-utf-16", train_on("utf16.txt", LM_TEXT.encode("utf-16"), task="lm"), "utf-16"),
     # --- config files and overrides ----------------------------------------------------------
@@ -319,7 +404,11 @@ CASES: list[Case] = [
     cli("unknown-dataset", lambda w: ["train", "classify", "--data", "imdb-9000"], "imdb-9000"),
     cli("unknown-arch", lambda w: ["train", "classify", "--arch", "mamba"], "mamba"),
     cli("unknown-preset", lambda w: ["train", "classify", "--preset", "huge"], "huge"),
-    cli("unknown-builtin-model", lambda w: ["train", "classify", "--arch", "hf", "--model", "no-such-model-xyz"], "no-such-model-xyz"),
+    cli(
+        "unknown-builtin-model",
+        lambda w: ["train", "classify", "--arch", "hf", "--model", "no-such-model-xyz"],
+        "no-such-model-xyz",
+    ),
     cli("unknown-causal-lm", lambda w: ["generate", "--model", "no-such-lm-xyz", "hi"], "no-such-lm-xyz"),
     cli("unknown-compare-method", lambda w: ["compare", "classify", "--archs", "cnn,telepathy"], "telepathy"),
     cli("unknown-compare-task", lambda w: ["compare", "summarise"], "unknown task"),
@@ -335,26 +424,66 @@ CASES: list[Case] = [
     cli("serve-unknown-model-path", lambda w: ["serve", "--model", f"c={w.root / 'nope'}"], "nope"),
     cli("unknown-experiment", lambda w: ["experiment", "no-such-claim"], "no-such-claim", code=2),
     # --- broken run folders ------------------------------------------------------------------
-    cli("weights-garbage", with_broken("classify", "garbage", scramble("model.safetensors"), lambda r: ["predict", r, "good"]),
-        "safetensors"),
-    cli("weights-truncated", with_broken("classify", "truncated", corrupt("model.safetensors", truncate=300), lambda r: ["predict", r, "good"]),
-        "safetensors"),
-    cli("weights-wrong-shape", with_broken("classify", "shape", set_config("model.num_filters", 7), lambda r: ["predict", r, "good"]),
-        "does not match"),
-    cli("weights-missing", with_broken("classify", "noweights", corrupt("model.safetensors"), lambda r: ["predict", r, "good"]), "--resume"),
-    cli("tokenizer-truncated", with_broken("classify", "tok", corrupt("tokenizer.json", truncate=100), lambda r: ["predict", r, "good"]),
-        "tokenizer"),
-    cli("tokenizer-binary", with_broken("lm", "tokbin", corrupt("tokenizer.json", BINARY), lambda r: ["generate", "--model", r, "hi"]),
-        "tokenizer"),
-    cli("tokenizer-missing", with_broken("translate", "notok", corrupt("tokenizer.json"), lambda r: ["translate", r, "one two"]),
-        "tokenizer"),
-    cli("labels-missing", with_broken("classify", "nolabels", corrupt("labels.json"), lambda r: ["predict", r, "good"]), "labels.json"),
-    cli("labels-corrupt", with_broken("tag", "badlabels", scramble("labels.json"), lambda r: ["ner", "--model", r, "Alice"]), "labels.json"),
-    cli("config-missing", with_broken("classify", "noconfig", corrupt("config.yaml"), lambda r: ["predict", r, "good"]), "config.yaml"),
-    cli("config-corrupt", with_broken("translate", "badconfig", corrupt("config.yaml", b"task: [translate\n"), lambda r: ["translate", r, "one"]),
-        "yaml"),
-    cli("config-unknown-key", with_broken("lm", "keyconfig", set_config("train.colour", "blue"), lambda r: ["generate", "--model", r, "hi"]),
-        "train.colour"),
+    cli(
+        "weights-garbage",
+        with_broken("classify", "garbage", scramble("model.safetensors"), lambda r: ["predict", r, "good"]),
+        "safetensors",
+    ),
+    cli(
+        "weights-truncated",
+        with_broken("classify", "truncated", corrupt("model.safetensors", truncate=300), lambda r: ["predict", r, "good"]),
+        "safetensors",
+    ),
+    cli(
+        "weights-wrong-shape",
+        with_broken("classify", "shape", set_config("model.num_filters", 7), lambda r: ["predict", r, "good"]),
+        "does not match",
+    ),
+    cli(
+        "weights-missing",
+        with_broken("classify", "noweights", corrupt("model.safetensors"), lambda r: ["predict", r, "good"]),
+        "--resume",
+    ),
+    cli(
+        "tokenizer-truncated",
+        with_broken("classify", "tok", corrupt("tokenizer.json", truncate=100), lambda r: ["predict", r, "good"]),
+        "tokenizer",
+    ),
+    cli(
+        "tokenizer-binary",
+        with_broken("lm", "tokbin", corrupt("tokenizer.json", BINARY), lambda r: ["generate", "--model", r, "hi"]),
+        "tokenizer",
+    ),
+    cli(
+        "tokenizer-missing",
+        with_broken("translate", "notok", corrupt("tokenizer.json"), lambda r: ["translate", r, "one two"]),
+        "tokenizer",
+    ),
+    cli(
+        "labels-missing",
+        with_broken("classify", "nolabels", corrupt("labels.json"), lambda r: ["predict", r, "good"]),
+        "labels.json",
+    ),
+    cli(
+        "labels-corrupt",
+        with_broken("tag", "badlabels", scramble("labels.json"), lambda r: ["ner", "--model", r, "Alice"]),
+        "labels.json",
+    ),
+    cli(
+        "config-missing",
+        with_broken("classify", "noconfig", corrupt("config.yaml"), lambda r: ["predict", r, "good"]),
+        "config.yaml",
+    ),
+    cli(
+        "config-corrupt",
+        with_broken("translate", "badconfig", corrupt("config.yaml", b"task: [translate\n"), lambda r: ["translate", r, "one"]),
+        "yaml",
+    ),
+    cli(
+        "config-unknown-key",
+        with_broken("lm", "keyconfig", set_config("train.colour", "blue"), lambda r: ["generate", "--model", r, "hi"]),
+        "train.colour",
+    ),
     cli("run-missing", lambda w: ["predict", w.root / "runs" / "nope", "good"], "does not exist"),
     cli("run-is-file", lambda w: ["translate", w.root / "sentiment.csv", "one"], "not a seqlab run"),
     # --- a run of one task given to another task's command ----------------------------------
@@ -372,8 +501,13 @@ CASES: list[Case] = [
     cli("lm-to-fill-mask", lambda w: ["fill-mask", w.lm, "a [MASK] film"], "pretrained encoder"),
     cli("tag-eval-on-csv", lambda w: ["evaluate", w.tag, "--data", w.root / "sentiment.csv"], "unsupported"),
     cli("finished-to-resume", lambda w: ["train", "--resume", w.classify], "already finished"),
-    cli("resume-corrupt-checkpoint", with_broken("classify", "badckpt", unfinished_with_checkpoint(b"not a checkpoint" * 64),
-                                                 lambda r: ["train", "--resume", r]), "last.ckpt"),
+    cli(
+        "resume-corrupt-checkpoint",
+        with_broken(
+            "classify", "badckpt", unfinished_with_checkpoint(b"not a checkpoint" * 64), lambda r: ["train", "--resume", r]
+        ),
+        "last.ckpt",
+    ),
     # --- decoding settings --------------------------------------------------------------------
     cli("temperature-negative", generate_with("--temperature", "-0.5"), "temperature"),
     cli("top-p-zero", generate_with("--top-p", "0"), "top_p"),
@@ -383,7 +517,11 @@ CASES: list[Case] = [
     cli("max-new-tokens-zero", generate_with("--max-new-tokens", "0"), "max_new_tokens"),
     cli("max-new-tokens-negative", generate_with("--max-new-tokens", "-3"), "max_new_tokens"),
     cli("translate-beam-zero", lambda w: ["translate", w.translate, "one two", "--beam", "0"], "beam"),
-    cli("translate-length-ratio-zero", lambda w: ["translate", w.translate, "one two", "--max-length-ratio", "0"], "max_length_ratio"),
+    cli(
+        "translate-length-ratio-zero",
+        lambda w: ["translate", w.translate, "one two", "--max-length-ratio", "0"],
+        "max_length_ratio",
+    ),
     # --- empty text and unreadable input ------------------------------------------------------
     cli("predict-empty-text", lambda w: ["predict", w.classify, ""], "empty"),
     cli("predict-blank-text", lambda w: ["predict", w.classify, "  \t "], "empty"),
@@ -396,29 +534,59 @@ CASES: list[Case] = [
     cli("input-empty", predict_input("empty.txt", ""), "empty"),
     cli("input-huge-line", predict_input("huge.txt", "word " * 210_000 + "\n"), "characters"),
     cli("input-directory", lambda w: ["predict", w.classify, "--input", folder(w.root / "inputs" / "folder.txt")], "not a file"),
-    cli("eval-data-utf-16", lambda w: ["evaluate", w.classify, "--data", w.file("eval16.csv", GOOD_CSV.encode("utf-16"))], "utf-16"),
+    cli(
+        "eval-data-utf-16",
+        lambda w: ["evaluate", w.classify, "--data", w.file("eval16.csv", GOOD_CSV.encode("utf-16"))],
+        "utf-16",
+    ),
     cli("perplexity-data-missing", lambda w: ["perplexity", "--model", w.lm, "--data", w.root / "nope.txt"], "does not exist"),
     cli("input-missing", lambda w: ["predict", w.classify, "--input", w.root / "nope.txt"], "does not exist"),
     # --- outputs that cannot be written ---------------------------------------------------------
-    cli("output-missing-folder", lambda w: ["predict", w.classify, "good", "--output", w.root / "no" / "such" / "out.jsonl"], "does not exist"),
+    cli(
+        "output-missing-folder",
+        lambda w: ["predict", w.classify, "good", "--output", w.root / "no" / "such" / "out.jsonl"],
+        "does not exist",
+    ),
     cli("output-is-directory", lambda w: ["predict", w.classify, "good", "--output", w.root / "runs"], "directory"),
-    cli("output-under-a-file", lambda w: ["translate", w.translate, "one", "--output", w.root / "sentiment.csv" / "out.jsonl"], "not a directory"),
+    cli(
+        "output-under-a-file",
+        lambda w: ["translate", w.translate, "one", "--output", w.root / "sentiment.csv" / "out.jsonl"],
+        "not a directory",
+    ),
     cli("ner-output-is-directory", lambda w: ["ner", "--model", w.tag, "Alice", "--output", w.root / "runs"], "directory"),
-    cli("plot-is-directory", lambda w: ["evaluate", w.classify, "--data", w.root / "sentiment.csv", "--plot", w.root / "runs"],
-        "directory"),
+    cli(
+        "plot-is-directory",
+        lambda w: ["evaluate", w.classify, "--data", w.root / "sentiment.csv", "--plot", w.root / "runs"],
+        "directory",
+    ),
     cli("attention-wrong-suffix", lambda w: ["translate", w.translate, "one", "--attention", w.root / "cwd" / "a.pdf"], "png"),
     # --- a tampered asset: a cached archive whose bytes changed ---------------------------------
-    cli("asset-tampered", lambda w: ["train", "classify", "--data", "rt-polarity", "--epochs", "1"], "sha256",
-        env=lambda w: {"SEQLAB_HOME": str(w.tampered_home("cli-touched", keep_mtime=False))}),
-    cli("asset-tampered-same-mtime", lambda w: ["train", "classify", "--data", "rt-polarity", "--epochs", "1"], "sha256",
-        env=lambda w: {"SEQLAB_HOME": str(w.tampered_home("cli-same-mtime", keep_mtime=True))}),
+    cli(
+        "asset-tampered",
+        lambda w: ["train", "classify", "--data", "rt-polarity", "--epochs", "1"],
+        "sha256",
+        env=lambda w: {"SEQLAB_HOME": str(w.tampered_home("cli-touched", keep_mtime=False))},
+    ),
+    cli(
+        "asset-tampered-same-mtime",
+        lambda w: ["train", "classify", "--data", "rt-polarity", "--epochs", "1"],
+        "sha256",
+        env=lambda w: {"SEQLAB_HOME": str(w.tampered_home("cli-same-mtime", keep_mtime=True))},
+    ),
     # --- real subprocesses: what a terminal sees ------------------------------------------------
-    proc("proc-garbage-weights", with_broken("classify", "garbage", scramble("model.safetensors"), lambda r: ["predict", r, "good"]),
-         "safetensors"),
+    proc(
+        "proc-garbage-weights",
+        with_broken("classify", "garbage", scramble("model.safetensors"), lambda r: ["predict", r, "good"]),
+        "safetensors",
+    ),
     proc("proc-top-p", generate_with("--top-p", "1.5"), "top_p"),
     proc("proc-option-wrong-type", lambda w: ["train", "classify", "--epochs", "many"], "--epochs", code=2),
-    proc("proc-asset-tampered", lambda w: ["data", "get", "rt-polarity"], "sha256",
-         env=lambda w: {"SEQLAB_HOME": str(w.tampered_home("proc-same-mtime", keep_mtime=True))}),
+    proc(
+        "proc-asset-tampered",
+        lambda w: ["data", "get", "rt-polarity"],
+        "sha256",
+        env=lambda w: {"SEQLAB_HOME": str(w.tampered_home("proc-same-mtime", keep_mtime=True))},
+    ),
     # --- the Python API ----------------------------------------------------------------------
     call("api-predict-empty", lambda w: lambda: api.load(w.classify).predict([""]), "empty"),
     call("api-predict-not-text", lambda w: lambda: api.load(w.classify).predict([42]), "not text"),
@@ -438,7 +606,14 @@ CASES: list[Case] = [
     call("api-tagger-of-lm-run", lambda w: lambda: api.load_tagger(w.lm), "tagger"),
     call("api-config-unknown-key", lambda w: lambda: build_config({"model": {"arch": "cnn", "width": 3}}), "model.width"),
     # --- the HTTP server (models: "sentiment" classify, "writer" lm, "reverser" translate) -------
-    http("http-malformed-json", "/v1/classify", "not valid json", 400, content=b'{"texts": ["good"', headers={"content-type": "application/json"}),
+    http(
+        "http-malformed-json",
+        "/v1/classify",
+        "not valid json",
+        400,
+        content=b'{"texts": ["good"',
+        headers={"content-type": "application/json"},
+    ),
     http("http-json-not-object", "/v1/classify", "body", 422, json=["good"]),
     http("http-texts-not-list", "/v1/classify", "texts", 422, json={"texts": 42}),
     http("http-text-not-string", "/v1/classify", "texts", 422, json={"texts": [{"a": 1}]}),
@@ -452,12 +627,20 @@ CASES: list[Case] = [
     http("http-unknown-model", "/v1/classify", "no-such-model", 404, json={"model": "no-such-model", "texts": ["good"]}),
     http("http-wrong-task", "/v1/generate", "sentiment", 422, json={"model": "sentiment", "prompt": "the"}),
     http("http-no-model-for-task", "/v1/ner", "ner", 404, json={"texts": ["Alice"]}),
-    http("http-temperature-negative", "/v1/generate", "temperature", 422, json={"prompt": "the", "do_sample": True, "temperature": -1}),
+    http(
+        "http-temperature-negative",
+        "/v1/generate",
+        "temperature",
+        422,
+        json={"prompt": "the", "do_sample": True, "temperature": -1},
+    ),
     http("http-top-p-over-one", "/v1/generate", "top_p", 422, json={"prompt": "the", "do_sample": True, "top_p": 1.5}),
     http("http-top-k-negative", "/v1/generate", "top_k", 422, json={"prompt": "the", "do_sample": True, "top_k": -1}),
     http("http-beams-zero", "/v1/generate", "num_beams", 422, json={"prompt": "the", "num_beams": 0}),
     http("http-max-new-tokens-zero", "/v1/generate", "max_new_tokens", 422, json={"prompt": "the", "max_new_tokens": 0}),
-    http("http-max-new-tokens-over-cap", "/v1/generate", "max_new_tokens", 422, json={"prompt": "the", "max_new_tokens": 100_000}),
+    http(
+        "http-max-new-tokens-over-cap", "/v1/generate", "max_new_tokens", 422, json={"prompt": "the", "max_new_tokens": 100_000}
+    ),
     http("http-translate-beam-zero", "/v1/translate", "beam", 422, json={"texts": ["one"], "beam": 0}),
     http("http-unknown-endpoint", "/v1/summarise", "/v1/summarise", 404, json={"texts": ["good"]}),
     http("http-wrong-method", "/v1/classify", "not allowed", 405, method="GET"),
@@ -502,8 +685,15 @@ def run_cli(case: Case, args: list, env: dict[str, str], monkeypatch) -> None:
 
 def run_process(case: Case, args: list, env: dict[str, str], cwd: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1", **env}
-    done = subprocess.run([sys.executable, "-m", "seqlab.cli.main", *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "seqlab.cli.main", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == case.code, (done.returncode, done.stderr)
     assert "Traceback" not in done.stdout
     check_one_line(done.stderr, case)

@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 from seqlab import bench
-from seqlab.tasks.lm import quantize
 from seqlab.decoding import GenerationConfig, generate, left_pad
 from seqlab.errors import SeqlabError
 from seqlab.models.gpt import GPT, KVCache
+from seqlab.tasks.lm import quantize
 
 TINY = bench.BenchSettings(new_tokens=6, prompt_tokens=4, repeats=1, threads=1, isolate=False)
 
@@ -32,8 +32,10 @@ def test_bench_rows_have_every_field_and_seqlab_fp32_matches_hf():
 
 
 def test_bench_token_check_reports_the_first_difference():
-    runs = {"hf-fp32": [{"seconds": 1.0, "tokens": [1, 2, 3], "peak_rss_mb": None, "peak_reset": False}],
-            "seqlab-int8": [{"seconds": 0.5, "tokens": [1, 2, 4], "peak_rss_mb": 10.0, "peak_reset": True}]}
+    runs = {
+        "hf-fp32": [{"seconds": 1.0, "tokens": [1, 2, 3], "peak_rss_mb": None, "peak_reset": False}],
+        "seqlab-int8": [{"seconds": 0.5, "tokens": [1, 2, 4], "peak_rss_mb": 10.0, "peak_reset": True}],
+    }
     paths = [bench.PATHS["hf-fp32"], bench.PATHS["seqlab-int8"]]
     rows = bench._rows("m", paths, runs, {"hf-fp32": 10.0, "seqlab-int8": 10.5}, TINY)
     assert rows[1]["same_tokens_as_hf"] is False and rows[1]["first_difference"] == 2
@@ -62,8 +64,9 @@ def test_every_dtype_decodes_valid_tokens_for_seqlab_gpt_and_hf_gpt2(dtype):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    hf = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=60, n_positions=64,
-                                    bos_token_id=0, eos_token_id=0)).eval()
+    hf = GPT2LMHeadModel(
+        GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=60, n_positions=64, bos_token_id=0, eos_token_id=0)
+    ).eval()
     ids, mask = left_pad([[5, 6, 7, 8], [9, 10]])
     reference = generate(tiny_gpt(), ids, mask, GenerationConfig(max_new_tokens=8))
     for model in (tiny_gpt(), hf):
@@ -139,9 +142,28 @@ def test_cli_prints_the_table_and_writes_json(tmp_path):
     from seqlab.cli.main import app
 
     out = tmp_path / "bench.json"
-    result = CliRunner().invoke(app, ["bench", "generate", "--models", "gpt2-tiny", "--paths", "seqlab-fp32", "--repeats", "1",
-                                      "--new-tokens", "3", "--prompt-tokens", "2", "--threads", "1", "--in-process",
-                                      "--output", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "generate",
+            "--models",
+            "gpt2-tiny",
+            "--paths",
+            "seqlab-fp32",
+            "--repeats",
+            "1",
+            "--new-tokens",
+            "3",
+            "--prompt-tokens",
+            "2",
+            "--threads",
+            "1",
+            "--in-process",
+            "--output",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "| gpt2-tiny | seqlab-fp32 | 1 |" in result.output and "load average" in result.output
     rows = json.loads(out.read_text())["rows"]

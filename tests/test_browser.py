@@ -20,18 +20,25 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from serve_runs import tiny_models
 
 from seqlab.serve.app import create_app
-
-from serve_runs import tiny_models
 
 pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
 # without the background-networking flags Chromium keeps calling Google's hosts, which this
 # offline machine refuses
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 APPLE = "Apple is looking at buying U.K. startup for $1 billion"
 
 
@@ -39,8 +46,10 @@ def missing_browser_reason(chromium: str = CHROMIUM) -> str | None:
     """Why the browser test cannot run here (None: it can)."""
     if Path(chromium).is_file():
         return None
-    return (f"{chromium} is missing (Debian's chromium; `make browser` installs it as root), "
-            "so the playground was not tested in a browser")
+    return (
+        f"{chromium} is missing (Debian's chromium; `make browser` installs it as root), "
+        "so the playground was not tested in a browser"
+    )
 
 
 if (_reason := missing_browser_reason()) is not None and os.environ.get("SEQLAB_REQUIRE_BROWSER") != "1":
@@ -75,7 +84,8 @@ def browser_page(server):
     url = server
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, viewport={"width": 1100, "height": 760})
+            profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, viewport={"width": 1100, "height": 760}
+        )
         page = context.new_page()
         page.set_default_timeout(20_000)
         offsite = []
@@ -155,11 +165,20 @@ def test_every_task_in_the_browser(browser_page, server, tmp_path):
     page.select_option("#tagger", "spacy")
     page.fill("#versions", "2")
     run_task(page, "augment", None, "the cat sees the dog\na fox sees the king")
-    expected = api.post("/v1/augment", json={"texts": ["the cat sees the dog", "a fox sees the king"], "method": "contextual",
-                                              "n": 2, "seed": 0, "options": {"model": "mlm", "tagger": "spacy"}}).json()
+    expected = api.post(
+        "/v1/augment",
+        json={
+            "texts": ["the cat sees the dog", "a fox sees the king"],
+            "method": "contextual",
+            "n": 2,
+            "seed": 0,
+            "options": {"model": "mlm", "tagger": "spacy"},
+        },
+    ).json()
     assert page.locator("table.augmented td.original").all_inner_texts() == ["the cat sees the dog", "a fox sees the king"]
     assert page.locator("table.augmented td.augmentation").all_inner_texts() == [
-        a for r in expected["results"] for a in r["augmentations"]]
+        a for r in expected["results"] for a in r["augmentations"]
+    ]
     page.screenshot(path=str(shots / "augment.png"), full_page=True)
 
     # bad input: the server's one-line error, shown on the page

@@ -12,7 +12,6 @@ from seqlab import assets, hub
 from seqlab.errors import SeqlabError
 
 
-
 def test_tiny_llama_loads_with_pad_eos_on_the_left(tiny_llama):
     from transformers import LlamaForCausalLM
 
@@ -56,8 +55,16 @@ def test_bad_sources_are_one_line(tiny_llama, tmp_path, monkeypatch):
     (tmp_path / "empty").mkdir()
     (tmp_path / "file.txt").write_text("x")
     encoder = tmp_path / "encoder"
-    BertModel(BertConfig(vocab_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=32, max_position_embeddings=16)).save_pretrained(encoder)
+    BertModel(
+        BertConfig(
+            vocab_size=8,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=16,
+        )
+    ).save_pretrained(encoder)
     no_tokenizer = tmp_path / "no-tokenizer"
     no_tokenizer.mkdir()
     shutil.copy(tiny_llama / "config.json", no_tokenizer)
@@ -126,9 +133,10 @@ def test_real_smollm2_knows_the_capital_of_france():
     assert config["model_type"] == "llama" and "quantization_config" not in config
     assert sum(p.numel() for p in model.parameters()) == 134_515_008
     # the shorter prompt is left-padded: padding must not change its greedy answer
-    batch = tokenizer(["The capital of France is", "Here is a list of the largest cities in Europe:"],
-                      return_tensors="pt", padding=True)
+    batch = tokenizer(
+        ["The capital of France is", "Here is a list of the largest cities in Europe:"], return_tensors="pt", padding=True
+    )
     with torch.no_grad():
         out = model.generate(**batch, do_sample=False, max_new_tokens=8)
-    answer = tokenizer.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    answer = tokenizer.decode(out[0, batch["input_ids"].shape[1] :], skip_special_tokens=True)
     assert "Paris" in answer, answer

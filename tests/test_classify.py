@@ -4,25 +4,40 @@ import json
 
 import pytest
 import torch
+from conftest import sentiment_rows, write_csv
 
 from seqlab import api, load
 from seqlab.config import ARCHS, build_config
 from seqlab.errors import SeqlabError
 
-from conftest import sentiment_rows, write_csv
-
 FEW = [
-    ("I love this course", "pos"), ("This is an amazing class", "pos"), ("I enjoy learning NLP", "pos"),
-    ("I hate this subject", "neg"), ("This class is boring", "neg"), ("what a dull awful lecture", "neg"),
+    ("I love this course", "pos"),
+    ("This is an amazing class", "pos"),
+    ("I enjoy learning NLP", "pos"),
+    ("I hate this subject", "neg"),
+    ("This class is boring", "neg"),
+    ("what a dull awful lecture", "neg"),
 ]
 
 
 def overfit_config(data, tmp_path, arch, *extra):
-    return build_config({}, [
-        f"data.train={data}", "data.valid_fraction=0", "data.test_fraction=0", f"model.arch={arch}",
-        "model.preset=tiny", "model.dropout=0", "train.epochs=60", "train.batch_size=6", "train.lr=0.02",
-        f"output_dir={tmp_path / 'runs'}", f"name={arch}", *extra,
-    ])
+    return build_config(
+        {},
+        [
+            f"data.train={data}",
+            "data.valid_fraction=0",
+            "data.test_fraction=0",
+            f"model.arch={arch}",
+            "model.preset=tiny",
+            "model.dropout=0",
+            "train.epochs=60",
+            "train.batch_size=6",
+            "train.lr=0.02",
+            f"output_dir={tmp_path / 'runs'}",
+            f"name={arch}",
+            *extra,
+        ],
+    )
 
 
 @pytest.mark.parametrize("arch", [a for a in ARCHS if a != "hf"])  # hf: tests/test_pretrained.py
@@ -106,8 +121,11 @@ def test_evaluate_and_attention(tmp_path):
 
 
 def test_multiclass_with_separate_valid_and_test_files(tmp_path):
-    rows = [(f"{word} {filler}", label) for word, label in (("red", "colour"), ("seven", "number"), ("paris", "city"))
-            for filler in ("is here", "again", "once more", "today", "and then")]
+    rows = [
+        (f"{word} {filler}", label)
+        for word, label in (("red", "colour"), ("seven", "number"), ("paris", "city"))
+        for filler in ("is here", "again", "once more", "today", "and then")
+    ]
     train = write_csv(tmp_path / "train.csv", rows)
     valid = write_csv(tmp_path / "valid.csv", [("red today", "colour"), ("paris again", "city")])
     test = write_csv(tmp_path / "test.csv", [("seven once more", "number"), ("red", "colour")])

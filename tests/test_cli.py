@@ -5,11 +5,10 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import sentiment_rows, write_csv
 from typer.testing import CliRunner
 
 from seqlab.cli.main import app
-
-from conftest import sentiment_rows, write_csv
 
 runner = CliRunner()
 
@@ -28,8 +27,23 @@ def assert_one_line_error(result, fragment: str) -> None:
 
 def test_train_predict_evaluate(tmp_path, sentiment_csv):
     runs = tmp_path / "runs"
-    result = invoke("train", "classify", "--arch", "cnn", "--data", sentiment_csv, "--preset", "tiny",
-                    "--epochs", "3", "--output-dir", runs, "--name", "c", "train.lr=0.01")
+    result = invoke(
+        "train",
+        "classify",
+        "--arch",
+        "cnn",
+        "--data",
+        sentiment_csv,
+        "--preset",
+        "tiny",
+        "--epochs",
+        "3",
+        "--output-dir",
+        runs,
+        "--name",
+        "c",
+        "train.lr=0.01",
+    )
     assert result.exit_code == 0, result.output
     assert "trained" in result.stdout
     run = runs / "c"
@@ -114,8 +128,22 @@ def test_bad_options_are_one_line(args, fragment):
 
 def test_run_folder_missing_its_tokenizer(tmp_path, sentiment_csv):
     runs = tmp_path / "runs"
-    invoke("train", "classify", "--arch", "cnn", "--data", sentiment_csv, "--preset", "tiny", "--epochs", "1",
-           "--output-dir", runs, "--name", "r")
+    invoke(
+        "train",
+        "classify",
+        "--arch",
+        "cnn",
+        "--data",
+        sentiment_csv,
+        "--preset",
+        "tiny",
+        "--epochs",
+        "1",
+        "--output-dir",
+        runs,
+        "--name",
+        "r",
+    )
     (runs / "r" / "tokenizer.json").unlink()
     assert_one_line_error(invoke("predict", runs / "r", "hello"), "tokenizer")
 

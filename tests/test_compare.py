@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from conftest import sentiment_rows, write_csv
 from rich.console import Console
 
 from seqlab import api
@@ -8,14 +9,15 @@ from seqlab.errors import SeqlabError
 from seqlab.tasks.classify.compare import arch_config, folds_of
 from seqlab.tour import toy_lstm
 
-from conftest import sentiment_rows, write_csv
-
 
 def test_cross_validated_comparison_writes_table_and_chart(tmp_path):
     data = write_csv(tmp_path / "d.csv", sentiment_rows(120))
     rows, folder = api.compare(
-        {"data": {"train": str(data)}}, ["cnn", "gru"],
-        ["model.preset=tiny", "train.epochs=2", "cnn:model.num_filters=4"], cv=3, output_dir=tmp_path / "cmp",
+        {"data": {"train": str(data)}},
+        ["cnn", "gru"],
+        ["model.preset=tiny", "train.epochs=2", "cnn:model.num_filters=4"],
+        cv=3,
+        output_dir=tmp_path / "cmp",
     )
     assert [r["arch"] for r in rows] == ["cnn", "gru"] and all(r["runs"] == 3 for r in rows)
     results = json.loads((folder / "results.json").read_text())
@@ -55,8 +57,14 @@ def test_tour_augmentation_step_reproduces_the_course(tmp_path):
 
 def test_learning_curve_over_training_sizes(tmp_path):
     data = write_csv(tmp_path / "d.csv", sentiment_rows(150))
-    rows, folder = api.compare({"data": {"train": str(data)}}, ["cnn"], ["model.preset=tiny", "train.epochs=1"],
-                               output_dir=tmp_path / "lc", train_sizes="20,50,all", min_epoch_examples=100)
+    rows, folder = api.compare(
+        {"data": {"train": str(data)}},
+        ["cnn"],
+        ["model.preset=tiny", "train.epochs=1"],
+        output_dir=tmp_path / "lc",
+        train_sizes="20,50,all",
+        min_epoch_examples=100,
+    )
     assert [(r["arch"], r["train_size"]) for r in rows] == [("cnn", 20), ("cnn", 50), ("cnn", 120)]
     assert (folder / "learning_curve.png").stat().st_size > 1000
 
@@ -76,8 +84,14 @@ def test_recipes_and_sizes_are_validated():
 
 def test_seeds_repeat_each_run_with_a_different_seed_and_sample(tmp_path):
     data = write_csv(tmp_path / "d.csv", sentiment_rows(150))
-    rows, folder = api.compare({"data": {"train": str(data)}}, ["cnn"], ["model.preset=tiny", "train.epochs=1"],
-                               output_dir=tmp_path / "s", train_sizes="30", seeds=2)
+    rows, folder = api.compare(
+        {"data": {"train": str(data)}},
+        ["cnn"],
+        ["model.preset=tiny", "train.epochs=1"],
+        output_dir=tmp_path / "s",
+        train_sizes="30",
+        seeds=2,
+    )
     runs = json.loads((folder / "results.json").read_text())["runs"]
     assert rows[0]["runs"] == 2 and [r["seed"] for r in runs] == [13, 14]
     assert len((folder / "partial.jsonl").read_text().splitlines()) == 2
@@ -110,7 +124,11 @@ def test_trec_alone_means_its_standard_test_set(tmp_path, monkeypatch):
     parse = benchmarks.parse_trec
     monkeypatch.setattr(benchmarks, "parse_trec", lambda data, fine: parse(data, fine=fine, counts=None))
     splits = load_splits(build_config({}, ["data.train=trec", "data.valid_fraction=0.2"]))
-    assert [ex.text for ex in splits.test] == ["How many feet in a mile ?", "What is the birthstone of October ?", "What is e-coli ?"]
+    assert [ex.text for ex in splits.test] == [
+        "How many feet in a mile ?",
+        "What is the birthstone of October ?",
+        "What is e-coli ?",
+    ]
     assert len(splits.train) + len(splits.valid) == 21 and len(splits.valid) == 4
     assert splits.sources["test"] == "trec:test (the standard test set)"
     assert not {ex.text for ex in splits.test} & {ex.text for ex in splits.train + splits.valid}
@@ -123,8 +141,18 @@ def test_the_published_column_cites_the_paper_for_the_same_protocol():
     from seqlab.tasks.classify.compare import add_published, markdown_table
 
     def row(arch, subset="all"):
-        return {"arch": arch, "subset": subset, "train_size": 4907, "runs": 1, "accuracy_mean": 0.9, "accuracy_std": 0.0,
-                "macro_f1_mean": 0.88, "parameters": 10, "train_seconds": 1.0, "sentences_per_second": 100.0}
+        return {
+            "arch": arch,
+            "subset": subset,
+            "train_size": 4907,
+            "runs": 1,
+            "accuracy_mean": 0.9,
+            "accuracy_std": 0.0,
+            "macro_f1_mean": 0.88,
+            "parameters": 10,
+            "train_seconds": 1.0,
+            "sentences_per_second": 100.0,
+        }
 
     rows = add_published([row("cnn-rand"), row("cnn+glove"), row("lstm"), row("cnn", "100")], "trec", None)
     assert [r["published"] for r in rows] == [91.2, 93.6, None, None]  # (a learning-curve point is another protocol)

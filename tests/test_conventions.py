@@ -27,11 +27,14 @@ GREEDY = GenerationConfig(max_new_tokens=12)
 # --- temperature 0 -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("settings", [
-    {"do_sample": True, "temperature": 0},
-    {"do_sample": True, "temperature": 0.0, "top_k": 50, "top_p": 0.9, "seed": 3},  # sampling-only settings: nothing to shape
-    {"temperature": 0},
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"do_sample": True, "temperature": 0},
+        {"do_sample": True, "temperature": 0.0, "top_k": 50, "top_p": 0.9, "seed": 3},  # sampling-only settings: nothing to shape
+        {"temperature": 0},
+    ],
+)
 def test_temperature_zero_is_the_greedy_config(settings):
     config = GenerationConfig(max_new_tokens=12, **settings)
     assert not config.do_sample
@@ -123,8 +126,15 @@ def write_tiny_gguf(path) -> None:
     writer.add_tensor("token_embd.weight", weight(vocab, dim))
     writer.add_tensor("output_norm.weight", np.ones(dim, np.float32))
     writer.add_tensor("output.weight", weight(vocab, dim))
-    for name, shape in [("attn_q", (dim, dim)), ("attn_k", (dim, dim)), ("attn_v", (dim, dim)),
-                        ("attn_output", (dim, dim)), ("ffn_gate", (ff, dim)), ("ffn_up", (ff, dim)), ("ffn_down", (dim, ff))]:
+    for name, shape in [
+        ("attn_q", (dim, dim)),
+        ("attn_k", (dim, dim)),
+        ("attn_v", (dim, dim)),
+        ("attn_output", (dim, dim)),
+        ("ffn_gate", (ff, dim)),
+        ("ffn_up", (ff, dim)),
+        ("ffn_down", (dim, ff)),
+    ]:
         writer.add_tensor(f"blk.0.{name}.weight", weight(*shape))
     writer.add_tensor("blk.0.attn_norm.weight", np.ones(dim, np.float32))
     writer.add_tensor("blk.0.ffn_norm.weight", np.ones(dim, np.float32))

@@ -171,8 +171,13 @@ def test_sampling_is_reproducible_with_a_seed_and_leaves_global_rng_alone():
 
 @pytest.mark.parametrize(
     "settings, support",
-    [(dict(top_k=3), [0, 1, 2]), (dict(top_p=0.5), [0, 1]), (dict(top_p=0.6), [0, 1, 2]),
-     (dict(top_k=3, temperature=0.5), [0, 1, 2]), (dict(top_k=4, top_p=0.6, temperature=2.0), [0, 1, 2])],
+    [
+        (dict(top_k=3), [0, 1, 2]),
+        (dict(top_p=0.5), [0, 1]),
+        (dict(top_p=0.6), [0, 1, 2]),
+        (dict(top_k=3, temperature=0.5), [0, 1, 2]),
+        (dict(top_k=4, top_p=0.6, temperature=2.0), [0, 1, 2]),
+    ],
 )
 def test_samples_stay_inside_the_filtered_support(settings, support):
     probs = torch.tensor([0.3, 0.25, 0.2, 0.15, 0.07, 0.03])
@@ -236,11 +241,20 @@ def hf_models():
 
     torch.manual_seed(0)
     # A wide init gives varied tokens; the default makes a random tiny model repeat one token.
-    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=100, n_positions=64,
-                                      initializer_range=0.3)).eval()
-    llama = LlamaForCausalLM(LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                         num_attention_heads=4, num_key_value_heads=2, vocab_size=100,
-                                         initializer_range=0.3)).eval()
+    gpt2 = GPT2LMHeadModel(
+        GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=100, n_positions=64, initializer_range=0.3)
+    ).eval()
+    llama = LlamaForCausalLM(
+        LlamaConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=100,
+            initializer_range=0.3,
+        )
+    ).eval()
     return {"gpt2": gpt2, "llama": llama}
 
 

@@ -144,8 +144,9 @@ def test_two_processes_end_where_one_ends(tmp_path, arch):
     data = write_csv(tmp_path / "sentiment.csv", sentiment_rows(240))
     base = [f"model.arch={arch}", f"data.train={data}", f"output_dir={tmp_path}", *COMMON]
     one = api.train(build_config({"task": "classify"}, [*base, "name=one"]), progress="off")
-    two = api.train(build_config({"task": "classify"}, [*base, "name=two", "train.devices=2", "train.strategy=ddp_fork"]),
-                    progress="off")
+    two = api.train(
+        build_config({"task": "classify"}, [*base, "name=two", "train.devices=2", "train.strategy=ddp_fork"]), progress="off"
+    )
     assert_same_training(one, two)
     assert (two / runs.COMPLETE).is_file() and not (two / runs.LOCK).exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["one", "two"]  # rank 1 made no folder
@@ -155,14 +156,29 @@ def test_two_processes_end_where_one_ends(tmp_path, arch):
 @pytest.mark.parametrize("arch", ["cnn", "transformer"])
 def test_cli_ddp_on_two_processes(tmp_path, arch):
     data = write_csv(tmp_path / "sentiment.csv", sentiment_rows(240))
-    args = ["train", "classify", "--arch", arch, "--data", str(data), "--output-dir", str(tmp_path),
-            *[item for override in COMMON for item in (override,)]]
+    args = [
+        "train",
+        "classify",
+        "--arch",
+        arch,
+        "--data",
+        str(data),
+        "--output-dir",
+        str(tmp_path),
+        *[item for override in COMMON for item in (override,)],
+    ]
     result = CliRunner().invoke(app, [*args, "--name", "one"])
     assert result.exit_code == 0, result.output
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
     env.pop(runs.RUN_DIR_ENV, None)
-    done = subprocess.run([sys.executable, "-m", "seqlab.cli.main", *args, "--name", "two", "--devices", "2",
-                           "--strategy", "ddp"], env=env, capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "seqlab.cli.main", *args, "--name", "two", "--devices", "2", "--strategy", "ddp"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("trained") == 1  # rank 1 reports nothing
     assert_same_training(tmp_path / "one", tmp_path / "two")
@@ -185,8 +201,9 @@ def test_every_task_trains_data_parallel(task):
 def lm_data(folder: Path) -> list[str]:
     """A .txt corpus: split, tokenised and read through the memory-mapped token files."""
     path = folder / "corpus.txt"
-    path.write_text("".join(f"the cat sat on the mat {i % 7} times and the dog ran to the park.\n" for i in range(60)),
-                    encoding="utf-8")
+    path.write_text(
+        "".join(f"the cat sat on the mat {i % 7} times and the dog ran to the park.\n" for i in range(60)), encoding="utf-8"
+    )
     return [f"data.train={path}", "model.arch=gpt", "tokenizer.max_length=32", "train.lr=0.003"]
 
 
@@ -203,13 +220,28 @@ def tag_data(folder: Path) -> list[str]:
         blocks.append("\n".join(f"{w} {t}" for w, t in rows))
     path = folder / "people.conll"
     path.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
-    return [f"data.train={path}", "data.valid_fraction=0.2", "data.test_fraction=0.2", "model.arch=bilstm-crf",
-            "tokenizer.min_frequency=1", "train.lr=0.05", "train.batch_size=8", "train.precision=32-true"]
+    return [
+        f"data.train={path}",
+        "data.valid_fraction=0.2",
+        "data.test_fraction=0.2",
+        "model.arch=bilstm-crf",
+        "tokenizer.min_frequency=1",
+        "train.lr=0.05",
+        "train.batch_size=8",
+        "train.precision=32-true",
+    ]
 
 
 def translate_data(folder: Path) -> list[str]:
-    return ["data.train=reverse:100", "tokenizer.level=word", "model.hidden_dim=32", "train.lr=0.02", "train.batch_size=8",
-            "translate.beam=2", "translate.val_bleu_sentences=10"]
+    return [
+        "data.train=reverse:100",
+        "tokenizer.level=word",
+        "model.hidden_dim=32",
+        "train.lr=0.02",
+        "train.batch_size=8",
+        "translate.beam=2",
+        "translate.val_bleu_sentences=10",
+    ]
 
 
 def pretrain_data(folder: Path) -> list[str]:
@@ -222,8 +254,15 @@ def pretrain_data(folder: Path) -> list[str]:
         lines.append("")
     path = folder / "corpus.txt"
     path.write_text("\n".join(lines), encoding="utf-8")
-    return [f"data.train={path}", "pretrain.nsp=true", "model.d_model=32", "model.ff_dim=64", "tokenizer.max_length=32",
-            "train.lr=0.003", "train.batch_size=8"]
+    return [
+        f"data.train={path}",
+        "pretrain.nsp=true",
+        "model.d_model=32",
+        "model.ff_dim=64",
+        "tokenizer.max_length=32",
+        "train.lr=0.003",
+        "train.batch_size=8",
+    ]
 
 
 def close(a: float, b: float, tolerance: float) -> bool:
@@ -233,10 +272,14 @@ def close(a: float, b: float, tolerance: float) -> bool:
 TASKS = {  # task → (its data and settings, the held-out metrics compared: name → tolerance (split → metrics))
     "lm": (lm_data, lambda m: {"loss": VAL_LOSS_TOLERANCE, "bits_per_char": VAL_LOSS_TOLERANCE}),
     "tag": (tag_data, lambda m: {"f1": 1 / max(m["support"], 1), "word_accuracy": 1 / m["words"]}),
-    "translate": (translate_data, lambda m: {"loss": VAL_LOSS_TOLERANCE, "bleu": 100 / m["examples"],
-                                             "teacher_forced_accuracy": 0.0}),
-    "pretrain": (pretrain_data, lambda m: {"mlm_loss": VAL_LOSS_TOLERANCE, "mlm_accuracy": 1 / m["masked_tokens"],
-                                           "nsp_accuracy": 1 / m["examples"]}),
+    "translate": (
+        translate_data,
+        lambda m: {"loss": VAL_LOSS_TOLERANCE, "bleu": 100 / m["examples"], "teacher_forced_accuracy": 0.0},
+    ),
+    "pretrain": (
+        pretrain_data,
+        lambda m: {"mlm_loss": VAL_LOSS_TOLERANCE, "mlm_accuracy": 1 / m["masked_tokens"], "nsp_accuracy": 1 / m["examples"]},
+    ),
 }
 
 
@@ -245,8 +288,9 @@ def test_every_task_on_two_processes_ends_where_one_ends(tmp_path, monkeypatch, 
     monkeypatch.setenv("SEQLAB_HOME", str(tmp_path / "home"))  # (lm's token files)
     base = [*COMMON, *TASKS[task][0](tmp_path), f"output_dir={tmp_path / 'runs'}"]
     one = api.train(build_config({"task": task}, [*base, "name=one"]), progress="off")
-    two = api.train(build_config({"task": task}, [*base, "name=two", "train.devices=2", "train.strategy=ddp_fork"]),
-                    progress="off")
+    two = api.train(
+        build_config({"task": task}, [*base, "name=two", "train.devices=2", "train.strategy=ddp_fork"]), progress="off"
+    )
     assert_same_task_training(task, one, two)
     assert (two / runs.COMPLETE).is_file() and not (two / runs.LOCK).exists()
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["one", "two"]  # rank 1 made no folder
@@ -278,13 +322,44 @@ def test_torchrun_launch_for_every_task(tmp_path, task):
         args = ["train", task, *settings]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1", "SEQLAB_HOME": str(tmp_path / "home")}
     env.pop(runs.RUN_DIR_ENV, None)
-    one = subprocess.run([sys.executable, "-m", "seqlab.cli.main", *args, "name=one"], env=env, capture_output=True,
-                         text=True, timeout=300, check=False)
+    one = subprocess.run(
+        [sys.executable, "-m", "seqlab.cli.main", *args, "name=one"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert one.returncode == 0, one.stderr[-3000:]
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--node-rank", "0",
-                           "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", "29532",
-                           "-m", "seqlab.cli.main", *args, "name=two", "train.devices=2", "train.num_nodes=1",
-                           "train.strategy=ddp"], env=env, capture_output=True, text=True, timeout=600, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes",
+            "1",
+            "--node-rank",
+            "0",
+            "--nproc-per-node",
+            "2",
+            "--master-addr",
+            "127.0.0.1",
+            "--master-port",
+            "29532",
+            "-m",
+            "seqlab.cli.main",
+            *args,
+            "name=two",
+            "train.devices=2",
+            "train.num_nodes=1",
+            "train.strategy=ddp",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("trained") == 1  # rank 1 reports nothing
     assert_same_task_training(task, tmp_path / "runs" / "one", tmp_path / "runs" / "two")
@@ -299,10 +374,39 @@ def test_torchrun_launch_as_documented(tmp_path):
     assert CliRunner().invoke(app, [*args, "--name", "one"]).exit_code == 0
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
     env.pop(runs.RUN_DIR_ENV, None)
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--node-rank", "0",
-                           "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", "29531",
-                           "-m", "seqlab.cli.main", *args, "--name", "two", "--devices", "2", "--num-nodes", "1",
-                           "--strategy", "ddp"], env=env, capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes",
+            "1",
+            "--node-rank",
+            "0",
+            "--nproc-per-node",
+            "2",
+            "--master-addr",
+            "127.0.0.1",
+            "--master-port",
+            "29531",
+            "-m",
+            "seqlab.cli.main",
+            *args,
+            "--name",
+            "two",
+            "--devices",
+            "2",
+            "--num-nodes",
+            "1",
+            "--strategy",
+            "ddp",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert_same_training(tmp_path / "one", tmp_path / "two")
 
@@ -318,8 +422,18 @@ def test_torchrun_needs_a_run_name(monkeypatch):
 
 def test_resume_a_ddp_run(tmp_path):
     data = write_csv(tmp_path / "sentiment.csv", sentiment_rows(120))
-    cfg = build_config({"task": "classify"}, ["model.arch=cnn", f"data.train={data}", f"output_dir={tmp_path}", "name=r",
-                                              *COMMON, "train.devices=2", "train.strategy=ddp_fork"])
+    cfg = build_config(
+        {"task": "classify"},
+        [
+            "model.arch=cnn",
+            f"data.train={data}",
+            f"output_dir={tmp_path}",
+            "name=r",
+            *COMMON,
+            "train.devices=2",
+            "train.strategy=ddp_fork",
+        ],
+    )
     run = api.train(cfg, progress="off")
     # as if killed after epoch 2 of 3
     for name in (runs.COMPLETE, runs.WEIGHTS):

@@ -24,8 +24,15 @@ pytestmark = pytest.mark.docs
 def site(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("site")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     return out
 
@@ -36,10 +43,22 @@ def text_of(page: Path) -> str:
 
 
 def test_every_page_is_built(site):
-    for page in ["index.html", "getting-started.html", "notebooks.html", "concepts.html", "benchmarks.html", "architecture.html",
-                 "security.html", "reference/config.html", "reference/cli.html", "reference/python.html",
-                 *(f"guides/{name}.html" for name in ("classify", "generate", "tag", "translate", "augment",
-                                                      "pretrain", "training", "data", "serve", "tour"))]:
+    for page in [
+        "index.html",
+        "getting-started.html",
+        "notebooks.html",
+        "concepts.html",
+        "benchmarks.html",
+        "architecture.html",
+        "security.html",
+        "reference/config.html",
+        "reference/cli.html",
+        "reference/python.html",
+        *(
+            f"guides/{name}.html"
+            for name in ("classify", "generate", "tag", "translate", "augment", "pretrain", "training", "data", "serve", "tour")
+        ),
+    ]:
         assert (site / page).is_file(), page
 
 
@@ -50,8 +69,11 @@ def test_configuration_reference_lists_every_key(site):
 
     page = text_of(site / "reference/config.html")
     for section, field in RunConfig.model_fields.items():
-        annotation = [a for a in (field.annotation, *getattr(field.annotation, "__args__", ()))
-                      if isinstance(a, type) and issubclass(a, BaseModel)]
+        annotation = [
+            a
+            for a in (field.annotation, *getattr(field.annotation, "__args__", ()))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
         if section == "model" or not annotation:
             assert section in page
             continue
@@ -80,8 +102,14 @@ def test_cli_reference_has_the_help_of_every_command(site):
 
 def test_python_reference_renders_the_stable_modules(site):
     html = (site / "reference/python.html").read_text(encoding="utf-8")
-    for anchor in ("seqlab.api.train", "seqlab.api.load", "seqlab.api.evaluate", "seqlab.config.RunConfig", "seqlab.config.build_config",
-                   "seqlab.decoding.GenerationConfig"):
+    for anchor in (
+        "seqlab.api.train",
+        "seqlab.api.load",
+        "seqlab.api.evaluate",
+        "seqlab.config.RunConfig",
+        "seqlab.config.build_config",
+        "seqlab.decoding.GenerationConfig",
+    ):
         assert f'id="{anchor}"' in html, anchor
 
 

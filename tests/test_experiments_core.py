@@ -76,8 +76,9 @@ def test_train_synthetic_fits_a_trivial_task():
     """One token decides the label: a few dozen steps must get the loop far above chance."""
     ids, labels = synthetic.long_range(256, k=1, num_classes=4, seed=0)
     torch.manual_seed(0)
-    model = TransformerClassifier(synthetic.long_range_vocab(4), 4, d_model=16, num_heads=2, num_layers=1, ff_dim=32,
-                                  dropout=0.0, max_len=2, pooling="cls")
+    model = TransformerClassifier(
+        synthetic.long_range_vocab(4), 4, d_model=16, num_heads=2, num_layers=1, ff_dim=32, dropout=0.0, max_len=2, pooling="cls"
+    )
     forward = lambda m, x: m(x, synthetic.all_real(x)).logits  # noqa: E731
     synthetic.train_synthetic(model, forward, ids, labels, steps=60, lr=5e-3)
     assert synthetic.accuracy(model, forward, ids, labels) > 0.9
@@ -88,14 +89,16 @@ def test_train_synthetic_fits_a_trivial_task():
 
 def test_encoder_without_positions_ignores_order():
     torch.manual_seed(0)
-    model = TransformerClassifier(20, 2, d_model=16, num_heads=2, num_layers=2, ff_dim=32, dropout=0.0,
-                                  positional="none", max_len=8, pooling="mean").eval()
+    model = TransformerClassifier(
+        20, 2, d_model=16, num_heads=2, num_layers=2, ff_dim=32, dropout=0.0, positional="none", max_len=8, pooling="mean"
+    ).eval()
     ids = torch.randint(1, 20, (3, 8))
     mask = torch.ones_like(ids, dtype=torch.bool)
     shuffled = ids[:, torch.randperm(8)]
     torch.testing.assert_close(model(ids, mask).logits, model(shuffled, mask).logits)
-    sinusoidal = TransformerClassifier(20, 2, d_model=16, num_heads=2, num_layers=2, ff_dim=32, dropout=0.0,
-                                       max_len=8, pooling="mean").eval()
+    sinusoidal = TransformerClassifier(
+        20, 2, d_model=16, num_heads=2, num_layers=2, ff_dim=32, dropout=0.0, max_len=8, pooling="mean"
+    ).eval()
     assert not torch.allclose(sinusoidal(ids, mask).logits, sinusoidal(ids.flip(1), mask).logits)
 
 

@@ -91,7 +91,9 @@ def test_attention_vs_fixed_context_quick(tmp_path):
 
 
 def test_heads_cli_bad_run_is_one_line(tmp_path):
-    result = CliRunner().invoke(app, ["experiment", "heads", "--run", str(tmp_path / "missing"), "--output", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        app, ["experiment", "heads", "--run", str(tmp_path / "missing"), "--output", str(tmp_path / "out")]
+    )
     assert result.exit_code == 1
     assert "Traceback" not in result.output and result.output.strip()
     assert not (tmp_path / "out" / "table.md").exists()
@@ -110,8 +112,9 @@ def test_cli_quick_prints_and_saves(tmp_path):
 
 
 def test_pretraining_cli_missing_init_is_one_line(tmp_path):
-    result = CliRunner().invoke(app, ["experiment", "pretraining", "--quick", "--init", str(tmp_path / "missing"),
-                                      "--output", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        app, ["experiment", "pretraining", "--quick", "--init", str(tmp_path / "missing"), "--output", str(tmp_path / "out")]
+    )
     assert result.exit_code == 1
     assert "Traceback" not in result.output and "missing" in result.output
     assert not (tmp_path / "out" / "table.md").exists()

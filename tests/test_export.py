@@ -8,42 +8,60 @@ from pathlib import Path
 import onnx
 import pytest
 import torch
+from conftest import sentiment_rows, write_csv
 from typer.testing import CliRunner
 
 from seqlab import api, runs
-from seqlab.tasks.classify import export
-from seqlab.tasks.classify.pipeline import ClassifierPipeline
+from seqlab.cli.main import app
 from seqlab.config import build_config, save_config
 from seqlab.data.readers import Example
 from seqlab.errors import SeqlabError
-from seqlab.cli.main import app
-
-from conftest import sentiment_rows, write_csv
+from seqlab.tasks.classify import export
+from seqlab.tasks.classify.pipeline import ClassifierPipeline
 
 TEXTS = ["great fun movie", "awful dull plot , really bad", "the", "a good film " * 12]
 
 
 def train_tiny(folder: Path, name: str, *overrides: str) -> Path:
     data = write_csv(folder / f"{name}.csv", sentiment_rows(60))
-    cfg = build_config({}, [f"data.train={data}", "data.valid_fraction=0", "data.test_fraction=0", "model.preset=tiny",
-                            "train.epochs=1", "train.batch_size=16", "train.precision=32-true",
-                            f"output_dir={folder}", f"name={name}", *overrides])
+    cfg = build_config(
+        {},
+        [
+            f"data.train={data}",
+            "data.valid_fraction=0",
+            "data.test_fraction=0",
+            "model.preset=tiny",
+            "train.epochs=1",
+            "train.batch_size=16",
+            "train.precision=32-true",
+            f"output_dir={folder}",
+            f"name={name}",
+            *overrides,
+        ],
+    )
     return api.train(cfg, progress="off")
 
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory) -> Path:
     """A random 2-layer BERT with a word-level vocabulary, saved as a transformers folder."""
+    from conftest import FILLER, NEGATIVE, POSITIVE
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    from conftest import FILLER, NEGATIVE, POSITIVE
-
     folder = tmp_path_factory.mktemp("tiny-bert")
-    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *FILLER]) + "\n")
+    (folder / "vocab.txt").write_text(
+        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *FILLER]) + "\n"
+    )
     BertTokenizerFast(vocab=str(folder / "vocab.txt")).save_pretrained(folder)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=5 + len(POSITIVE + NEGATIVE + FILLER), hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=37, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=5 + len(POSITIVE + NEGATIVE + FILLER),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=64,
+    )
     BertModel(config).save_pretrained(folder)
     return folder
 
@@ -86,7 +104,10 @@ def test_logits_match_pytorch_at_any_batch_size_and_length(exported, arch):
         assert got.shape == expected.shape
         assert (got - expected).abs().max() <= export.PARITY_TOLERANCE
     meta = {p.key: p.value for p in onnx.load(str(run / "model.onnx"), load_external_data=False).metadata_props}
-    assert meta["seqlab.arch"] == api.load(run, backend="torch").config.model.arch and json.loads(meta["seqlab.labels"]) == ["neg", "pos"]
+    assert meta["seqlab.arch"] == api.load(run, backend="torch").config.model.arch and json.loads(meta["seqlab.labels"]) == [
+        "neg",
+        "pos",
+    ]
 
 
 @pytest.mark.parametrize("arch", [*ARCHS, "hf"])
@@ -159,8 +180,10 @@ def test_cli_export_then_predict_and_evaluate_with_onnx(tmp_path):
     result = invoke("export", run, "--format", "onnx", "--quantize", "int8")
     assert result.exit_code == 0, result.output
     assert (run / "model.onnx").is_file() and (run / "model.int8.onnx").is_file()
-    outputs = {backend: invoke("predict", run, "great fun movie", "awful dull plot", "--backend", backend).stdout
-               for backend in ("torch", "onnx")}
+    outputs = {
+        backend: invoke("predict", run, "great fun movie", "awful dull plot", "--backend", backend).stdout
+        for backend in ("torch", "onnx")
+    }
     assert outputs["torch"] == outputs["onnx"] and outputs["torch"].count("=") == 4
     data = write_csv(tmp_path / "eval.csv", sentiment_rows(30, seed=5))
     result = invoke("evaluate", run, "--data", data, "--backend", "onnx", "--json")

@@ -36,8 +36,17 @@ def models():
     torch.manual_seed(0)
     rnn = RNNLanguageModel(40, cell="gru", embed_dim=16, hidden_dim=24, num_layers=2, dropout=0.0).eval()
     gpt = GPT(vocab_size=50, d_model=32, num_heads=2, num_layers=2, ff_dim=64, max_len=128, dropout=0.0).eval()
-    hf = LlamaForCausalLM(LlamaConfig(vocab_size=60, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)).eval()
+    hf = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=60,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=128,
+        )
+    ).eval()
     with torch.no_grad():
         for p in gpt.parameters():
             p.normal_(std=0.3)

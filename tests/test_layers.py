@@ -32,8 +32,17 @@ def test_every_task_is_one_folder_with_a_pipeline_and_a_recipe(name):
         assert hasattr(pipeline, "load") and hasattr(pipeline, "evaluate")
         recipe = task.recipe()
         assert recipe.task == name
-        for step in ("configure", "load_data", "learn_vocabulary", "vocabulary_files", "save_vocabulary",
-                     "load_vocabulary", "describe", "fit", "finish"):
+        for step in (
+            "configure",
+            "load_data",
+            "learn_vocabulary",
+            "vocabulary_files",
+            "save_vocabulary",
+            "load_vocabulary",
+            "describe",
+            "fit",
+            "finish",
+        ):
             assert callable(getattr(recipe, step)), f"{name} recipe lacks {step}"
 
 
@@ -59,9 +68,11 @@ def test_old_task_names_in_saved_configs_still_load():
 
 def test_importing_seqlab_imports_no_training_code():
     """`import seqlab` and the API module stay light: no Lightning, torchmetrics or transformers."""
-    code = ("import sys, seqlab, seqlab.api, seqlab.registry; "
-            "heavy = [m for m in ('lightning', 'torchmetrics', 'torch._dynamo', 'transformers', 'matplotlib') if m in sys.modules]; "
-            "print(','.join(heavy))")
+    code = (
+        "import sys, seqlab, seqlab.api, seqlab.registry; "
+        "heavy = [m for m in ('lightning', 'torchmetrics', 'torch._dynamo', 'transformers', 'matplotlib') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
@@ -80,10 +91,20 @@ def test_predicting_with_a_cnn_run_imports_no_training_code(tmp_path):
     from seqlab.config import build_config
 
     data = write_csv(tmp_path / "sentiment.csv", sentiment_rows(40))
-    run = api.train(build_config({}, [
-        f"data.train={data}", "model.arch=cnn", "model.preset=tiny", "train.epochs=1",
-        f"output_dir={tmp_path / 'runs'}", "name=cnn",
-    ]), progress="off")
+    run = api.train(
+        build_config(
+            {},
+            [
+                f"data.train={data}",
+                "model.arch=cnn",
+                "model.preset=tiny",
+                "train.epochs=1",
+                f"output_dir={tmp_path / 'runs'}",
+                "name=cnn",
+            ],
+        ),
+        progress="off",
+    )
     code = f"""
 import sys
 from seqlab.cli.main import main

@@ -8,17 +8,26 @@ from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from seqlab import decoding
-from seqlab.tasks.lm import pipeline as generation
 from seqlab.errors import SeqlabError
-from seqlab.tasks.lm.quantize import Int4Linear
 from seqlab.models.gpt import KVCache
 from seqlab.models.llama import Llama
+from seqlab.tasks.lm import pipeline as generation
+from seqlab.tasks.lm.quantize import Int4Linear
 
 
 def _hf_llama(**overrides) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    settings = dict(vocab_size=97, hidden_size=48, intermediate_size=64, num_hidden_layers=2, num_attention_heads=6,
-                    num_key_value_heads=2, max_position_embeddings=64, rope_theta=50000.0, tie_word_embeddings=True)
+    settings = dict(
+        vocab_size=97,
+        hidden_size=48,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=6,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        rope_theta=50000.0,
+        tie_word_embeddings=True,
+    )
     return LlamaForCausalLM(LlamaConfig(**{**settings, **overrides})).eval()
 
 
@@ -44,7 +53,7 @@ def test_cache_steps_equal_one_pass_and_weights_path():
         whole = model(ids).logits
         cache = KVCache()
         first = model(ids[:, :5], cache=cache).logits
-        steps = [model(ids[:, i:i + 1], cache=cache).logits for i in range(5, 9)]
+        steps = [model(ids[:, i : i + 1], cache=cache).logits for i in range(5, 9)]
         weighted = model(ids, need_weights=True)
     torch.testing.assert_close(torch.cat([first, *steps], 1), whole, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(weighted.logits, whole, atol=1e-5, rtol=1e-5)  # readable attention path
@@ -98,7 +107,7 @@ def test_int4_linear_is_exact_for_q4_1_weights_and_close_otherwise():
     exact.weight.data = _q4_1_weights(40, 64)
     x = torch.randn(3, 5, 64)
     quantized = Int4Linear(exact)
-    expected = (x.bfloat16().float() @ exact.weight.t() + exact.bias.bfloat16().float())
+    expected = x.bfloat16().float() @ exact.weight.t() + exact.bias.bfloat16().float()
     torch.testing.assert_close(quantized(x), expected, atol=0.05, rtol=0.02)  # bf16 activations only
     assert quantized(x).shape == (3, 5, 40)
     lossy = nn.Linear(64, 32, bias=False)

@@ -25,10 +25,18 @@ def text_file(tmp_path):
 
 
 def lm_config(tmp_path, data, *extra):
-    return build_config({"task": "lm"}, [
-        f"data.train={data}", "model.preset=tiny", "tokenizer.max_length=32", "train.epochs=2",
-        "train.batch_size=16", f"output_dir={tmp_path / 'runs'}", *extra,
-    ])
+    return build_config(
+        {"task": "lm"},
+        [
+            f"data.train={data}",
+            "model.preset=tiny",
+            "tokenizer.max_length=32",
+            "train.epochs=2",
+            "train.batch_size=16",
+            f"output_dir={tmp_path / 'runs'}",
+            *extra,
+        ],
+    )
 
 
 def test_splits_are_contiguous_and_cover_the_text(tmp_path, text_file):
@@ -78,8 +86,12 @@ def test_long_prompts_lose_their_start_and_bad_settings_are_clear(tmp_path, text
         pipe.generate("the", max_new_tokens=40)
     with pytest.raises(SeqlabError, match="empty"):
         pipe.generate("", max_new_tokens=4)  # a char vocabulary has no beginning-of-text token
-    for bad, match in [({"do_sample": True, "temperature": -1}, "temperature"), ({"do_sample": True, "top_p": 1.5}, "top_p"),
-                       ({"max_new_tokens": 0}, "max_new_tokens"), ({"num_beams": 0}, "num_beams")]:
+    for bad, match in [
+        ({"do_sample": True, "temperature": -1}, "temperature"),
+        ({"do_sample": True, "top_p": 1.5}, "top_p"),
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+        ({"num_beams": 0}, "num_beams"),
+    ]:
         with pytest.raises(SeqlabError, match=match):
             pipe.generate("the", **bad)
 
@@ -87,8 +99,11 @@ def test_long_prompts_lose_their_start_and_bad_settings_are_clear(tmp_path, text
 def test_config_checks_for_language_models():
     assert build_config({"task": "lm"}).model.arch == "gpt"
     assert build_config({"task": "lm"}, ["model.arch=hf"]).model.model == "smollm2-135m"
-    for overrides, match in [(["model.arch=cnn"], "language model is one of"), (["tokenizer.level=wordpiece"], "wordpiece"),
-                             (["model.max_len=16"], "max_len")]:
+    for overrides, match in [
+        (["model.arch=cnn"], "language model is one of"),
+        (["tokenizer.level=wordpiece"], "wordpiece"),
+        (["model.max_len=16"], "max_len"),
+    ]:
         with pytest.raises(SeqlabError, match=match):
             build_config({"task": "lm"}, overrides)
     with pytest.raises(SeqlabError, match="task lm"):
@@ -96,8 +111,26 @@ def test_config_checks_for_language_models():
 
 
 def test_cli_trains_generates_and_scores(tmp_path, text_file):
-    result = runner.invoke(app, ["train", "lm", "--arch", "gru", "--data", str(text_file), "--preset", "tiny", "--epochs", "1",
-                                 "--output-dir", str(tmp_path / "runs"), "--name", "g", "tokenizer.max_length=32"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "lm",
+            "--arch",
+            "gru",
+            "--data",
+            str(text_file),
+            "--preset",
+            "tiny",
+            "--epochs",
+            "1",
+            "--output-dir",
+            str(tmp_path / "runs"),
+            "--name",
+            "g",
+            "tokenizer.max_length=32",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "bits/char" in result.output
     run = tmp_path / "runs" / "g"
@@ -126,8 +159,9 @@ def test_pretrained_causal_lm_fine_tunes_into_a_transformers_folder(tmp_path, ti
 
     data = tmp_path / "cats.txt"
     data.write_text("the cat sat on the mat\n" * 200, encoding="utf-8")
-    cfg = lm_config(tmp_path, data, "model.arch=hf", f"model.model={tiny_llama}", "train.lr=0.01", "train.epochs=2",
-                    "train.precision=32-true")
+    cfg = lm_config(
+        tmp_path, data, "model.arch=hf", f"model.model={tiny_llama}", "train.lr=0.01", "train.epochs=2", "train.precision=32-true"
+    )
     run = api.train(cfg, progress="off")
     metrics = json.loads((run / "metrics.json").read_text())
     before = api.load_generator(str(tiny_llama)).perplexity("the cat sat on the mat\n" * 20)["loss"]
@@ -150,7 +184,9 @@ def test_gpt2_weights_run_in_seqlabs_own_gpt(tmp_path):
     folder = tmp_path / "gpt2"
     PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", eos_token="<|endoftext|>").save_pretrained(folder)
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=backend.get_vocab_size(), n_layer=2, n_head=2, n_embd=32, n_positions=64, eos_token_id=1, bos_token_id=1)
+    config = GPT2Config(
+        vocab_size=backend.get_vocab_size(), n_layer=2, n_head=2, n_embd=32, n_positions=64, eos_token_id=1, bos_token_id=1
+    )
     GPT2LMHeadModel(config).save_pretrained(folder)
     hf, own = api.load_generator(folder), api.load_generator(folder, engine="seqlab")
     assert type(own.model).__name__ == "GPT"
@@ -165,8 +201,16 @@ def test_seqlab_engine_refuses_other_architectures():
 
     from seqlab.tasks.lm.pipeline import _as_seqlab_gpt
 
-    other = GPTNeoForCausalLM(GPTNeoConfig(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2,
-                                           attention_types=[[["global"], 1]], max_position_embeddings=32))
+    other = GPTNeoForCausalLM(
+        GPTNeoConfig(
+            vocab_size=50,
+            hidden_size=16,
+            num_layers=1,
+            num_heads=2,
+            attention_types=[[["global"], 1]],
+            max_position_embeddings=32,
+        )
+    )
     with pytest.raises(SeqlabError, match="GPT-2 and Llama weights"):
         _as_seqlab_gpt(other, "tiny-neo")
 
@@ -177,8 +221,10 @@ def test_batched_generation_equals_one_prompt_at_a_time(tmp_path, text_file, tin
     write one JSON line per prompt."""
     run = api.train(lm_config(tmp_path, text_file, "train.lr=0.01", "name=b"), progress="off")
     prompts = ["the cat", "a", "the dog ran to the", "mat 3", "park.", "on the m", "t"]
-    for pipe, settings in ((api.load_generator(run), {"max_new_tokens": 12, "stop": ["the"]}),
-                           (api.load_generator(tiny_llama), {"max_new_tokens": 10})):
+    for pipe, settings in (
+        (api.load_generator(run), {"max_new_tokens": 12, "stop": ["the"]}),
+        (api.load_generator(tiny_llama), {"max_new_tokens": 10}),
+    ):
         alone = [pipe.generate(p, **settings)[0] for p in prompts]
         for size in (1, 3, 16):
             assert pipe.generate(prompts, batch_size=size, **settings) == alone, size
@@ -187,8 +233,22 @@ def test_batched_generation_equals_one_prompt_at_a_time(tmp_path, text_file, tin
     prompts_file = tmp_path / "prompts.txt"
     prompts_file.write_text("\n".join(prompts) + "\n", encoding="utf-8")
     out = tmp_path / "out" / "generated.jsonl"
-    result = runner.invoke(app, ["generate", "--model", str(run), "--input", str(prompts_file), "--batch-size", "3",
-                                 "--max-new-tokens", "6", "--output", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "generate",
+            "--model",
+            str(run),
+            "--input",
+            str(prompts_file),
+            "--batch-size",
+            "3",
+            "--max-new-tokens",
+            "6",
+            "--output",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     expected = api.load_generator(run).generate(prompts, max_new_tokens=6)
@@ -231,8 +291,15 @@ def wikitext(tmp_path, monkeypatch):
 
 
 def test_wikitext2_word_level_keeps_the_released_vocabulary_and_splits(tmp_path, wikitext):
-    cfg = lm_config(tmp_path, "wikitext-2", "tokenizer.level=word", "model.arch=lstm", "model.tie_weights=true",
-                    "model.embed_dim=16", "name=wt2")
+    cfg = lm_config(
+        tmp_path,
+        "wikitext-2",
+        "tokenizer.level=word",
+        "model.arch=lstm",
+        "model.tie_weights=true",
+        "model.embed_dim=16",
+        "name=wt2",
+    )
     splits = lm.split_text(cfg)
     assert (splits.sources["valid"], splits.sources["test"]) == ("wikitext-2:valid", "wikitext-2:test")
     tokenizer = lm.learn_tokenizer(cfg, splits.train)

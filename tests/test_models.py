@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from seqlab.config import ARCHS, build_config
-from seqlab.models import build_classifier
 from seqlab.data.batching import pad_batch
+from seqlab.models import build_classifier
 
 
 def tiny(arch: str, **extra):
@@ -16,8 +16,10 @@ def tiny(arch: str, **extra):
 
 
 VARIANTS = [(arch, {}) for arch in ARCHS if arch != "hf"] + [
-    ("lstm", {"pooling": "last"}), ("bigru", {"pooling": "mean"}),
-    ("transformer", {"pooling": "cls"}), ("transformer", {"positional": "learned", "pooling": "max"}),
+    ("lstm", {"pooling": "last"}),
+    ("bigru", {"pooling": "mean"}),
+    ("transformer", {"pooling": "cls"}),
+    ("transformer", {"positional": "learned", "pooling": "max"}),
     ("cnn", {"filter_sizes": "[2,7]"}),
 ]
 

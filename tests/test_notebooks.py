@@ -47,19 +47,23 @@ def test_committed_notebooks_have_no_outputs_and_match_the_builder(path):
     nbformat.validate(notebook)
     for cell in notebook.cells:
         if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: strip the outputs (python notebooks/build.py)"
+            assert cell.outputs == [] and cell.execution_count is None, (
+                f"{path.name}: strip the outputs (python notebooks/build.py)"
+            )
             assert "!" not in [line.lstrip()[:1] for line in cell.source.splitlines()], f"{path.name}: no shell escapes"
     build = builder()
     expected = nbformat.writes(build.build(path.stem, build.NOTEBOOKS[path.stem])) + "\n"
     assert path.read_text(encoding="utf-8") == expected, f"{path.name} differs from notebooks/build.py: run it"
 
 
-@pytest.mark.parametrize("name", [pytest.param(p.stem, marks=[pytest.mark.slow] if p.stem in SLOW else [], id=p.stem)
-                                  for p in committed()])
+@pytest.mark.parametrize(
+    "name", [pytest.param(p.stem, marks=[pytest.mark.slow] if p.stem in SLOW else [], id=p.stem) for p in committed()]
+)
 def test_notebook_runs_from_top_to_bottom(name, tmp_path):
     notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
-    client = nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     started = time.perf_counter()
     client.execute()  # raises CellExecutionError, with the cell and its traceback, if a cell fails
     seconds = time.perf_counter() - started

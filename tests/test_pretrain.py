@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import write_csv
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -26,8 +27,6 @@ from seqlab.models import build_classifier
 from seqlab.models.bert import BertForPretraining
 from seqlab.tasks.pretrain import finetune
 from seqlab.tasks.pretrain import recipe as mlm
-
-from conftest import write_csv
 
 ANIMALS = ["cat", "dog", "bird", "horse", "fox", "king", "queen", "hound"]
 VERBS = ["sees", "loves", "follows", "fears", "calls"]
@@ -47,11 +46,24 @@ def write_corpus(path: Path, documents: int = 30, sentences: int = 10, seed: int
 
 def pretrain_config(corpus: Path, out: Path, name: str, *extra: str):
     # tiny, but 32 wide: d=16 needs many more steps to get past predicting "the" everywhere
-    return build_config({"task": "pretrain-mlm"}, [
-        f"data.train={corpus}", "model.preset=tiny", "model.d_model=32", "model.ff_dim=64", "model.dropout=0",
-        "train.epochs=8", "train.lr=0.003", "train.batch_size=4", "train.patience=null", "tokenizer.max_length=32",
-        f"output_dir={out}", f"name={name}", *extra,
-    ])
+    return build_config(
+        {"task": "pretrain-mlm"},
+        [
+            f"data.train={corpus}",
+            "model.preset=tiny",
+            "model.d_model=32",
+            "model.ff_dim=64",
+            "model.dropout=0",
+            "train.epochs=8",
+            "train.lr=0.003",
+            "train.batch_size=4",
+            "train.patience=null",
+            "tokenizer.max_length=32",
+            f"output_dir={out}",
+            f"name={name}",
+            *extra,
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -216,19 +228,37 @@ def test_an_interrupted_pretraining_resumes(tmp_path):
 
 # --------------------------------------------------------------------------- fine-tuning with --init
 
-FEW = [("the cat loves the dog", "pos"), ("the king loves the queen", "pos"), ("the fox loves the bird", "pos"),
-       ("the cat fears the dog", "neg"), ("the king fears the queen", "neg"), ("the fox fears the bird", "neg")]
+FEW = [
+    ("the cat loves the dog", "pos"),
+    ("the king loves the queen", "pos"),
+    ("the fox loves the bird", "pos"),
+    ("the cat fears the dog", "neg"),
+    ("the king fears the queen", "neg"),
+    ("the fox fears the bird", "neg"),
+]
 
 
 def test_init_fine_tunes_the_pretrained_encoder_and_reloads_without_it(pretrained, tmp_path):
     data = write_csv(tmp_path / "few.csv", FEW)
     copy = tmp_path / "bert"
     shutil.copytree(pretrained, copy)
-    cfg = build_config({}, [
-        f"data.train={data}", "data.valid_fraction=0", "data.test_fraction=0", "model.arch=transformer",
-        "model.pooling=cls", "model.dropout=0", f"model.init={copy}", "train.epochs=40", "train.batch_size=6",
-        "train.lr=0.01", f"output_dir={tmp_path / 'runs'}", "name=ft",
-    ])
+    cfg = build_config(
+        {},
+        [
+            f"data.train={data}",
+            "data.valid_fraction=0",
+            "data.test_fraction=0",
+            "model.arch=transformer",
+            "model.pooling=cls",
+            "model.dropout=0",
+            f"model.init={copy}",
+            "train.epochs=40",
+            "train.batch_size=6",
+            "train.lr=0.01",
+            f"output_dir={tmp_path / 'runs'}",
+            "name=ft",
+        ],
+    )
     run = api.train(cfg, progress="off")
     saved = load_config(run / "config.yaml")
     assert saved.model.d_model == 32 and saved.model.num_segments == 2 and saved.tokenizer.level == "wordpiece"
@@ -272,13 +302,29 @@ def assert_one_line_error(result, fragment: str) -> None:
 def test_init_from_a_classify_run_or_a_missing_folder(tmp_path, pretrained):
     data = write_csv(tmp_path / "few.csv", FEW * 5)
     runs = tmp_path / "runs"
-    result = invoke("train", "classify", "--arch", "cnn", "--data", data, "--preset", "tiny", "--epochs", "1",
-                    "--output-dir", runs, "--name", "c")
+    result = invoke(
+        "train",
+        "classify",
+        "--arch",
+        "cnn",
+        "--data",
+        data,
+        "--preset",
+        "tiny",
+        "--epochs",
+        "1",
+        "--output-dir",
+        runs,
+        "--name",
+        "c",
+    )
     assert result.exit_code == 0, result.output
     base = ["train", "classify", "--arch", "transformer", "--data", data, "--output-dir", runs]
     assert_one_line_error(invoke(*base, "--init", runs / "c"), "is a classify run of a cnn model")
     assert_one_line_error(invoke(*base, "--init", tmp_path / "nope"), "does not exist")
-    assert_one_line_error(invoke("train", "classify", "--arch", "lstm", "--data", data, "--init", pretrained), "model.init: unknown key")
+    assert_one_line_error(
+        invoke("train", "classify", "--arch", "lstm", "--data", data, "--init", pretrained), "model.init: unknown key"
+    )
     assert sorted(p.name for p in runs.iterdir()) == ["c"]
     assert_one_line_error(invoke("fill-mask", runs / "c", "a [MASK]"), "is a classify run")
     assert_one_line_error(invoke("predict", pretrained, "hello"), "is a pretrain run")
@@ -301,8 +347,10 @@ def bad_corpora(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     one_doc.write_text("\n".join(f"sentence number {i} ." for i in range(50)))
     singles = write_csv(tmp_path / "s.csv", [(f"text {i}", "x") for i in range(50)])
     return {
-        "empty": (empty, "is empty"), "missing": (tmp_path / "missing.txt", "does not exist"),
-        "non-UTF-8": (latin, "line 2"), "nsp one document": (one_doc, "one document"),
+        "empty": (empty, "is empty"),
+        "missing": (tmp_path / "missing.txt", "does not exist"),
+        "non-UTF-8": (latin, "line 2"),
+        "nsp one document": (one_doc, "one document"),
         "nsp single sentences": (singles, "drop --nsp"),
     }
 

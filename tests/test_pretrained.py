@@ -5,16 +5,19 @@ import json
 
 import pytest
 import torch
+from conftest import write_csv
 
 from seqlab import api, load
 from seqlab.config import build_config
 from seqlab.errors import SeqlabError
 
-from conftest import write_csv
-
 FEW = [
-    ("i love this course", "pos"), ("this is an amazing class", "pos"), ("i enjoy learning nlp", "pos"),
-    ("i hate this subject", "neg"), ("this class is boring", "neg"), ("what a dull awful lecture", "neg"),
+    ("i love this course", "pos"),
+    ("this is an amazing class", "pos"),
+    ("i enjoy learning nlp", "pos"),
+    ("i hate this subject", "neg"),
+    ("this class is boring", "neg"),
+    ("what a dull awful lecture", "neg"),
 ]
 
 
@@ -27,19 +30,37 @@ def tiny_bert(tmp_path_factory):
     (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
     BertTokenizerFast(vocab=str(folder / "vocab.txt")).save_pretrained(folder)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=5 + len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=37, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=5 + len(words),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=64,
+    )
     BertModel(config).save_pretrained(folder)
     return folder
 
 
 def hf_config(tmp_path, model, *extra):
     data = write_csv(tmp_path / "few.csv", FEW)
-    return build_config({}, [
-        f"data.train={data}", "data.valid_fraction=0", "data.test_fraction=0", "model.arch=hf", f"model.model={model}",
-        "train.epochs=25", "train.batch_size=6", "train.lr=0.003", "train.precision=32-true",
-        f"output_dir={tmp_path / 'runs'}", "name=hf", *extra,
-    ])
+    return build_config(
+        {},
+        [
+            f"data.train={data}",
+            "data.valid_fraction=0",
+            "data.test_fraction=0",
+            "model.arch=hf",
+            f"model.model={model}",
+            "train.epochs=25",
+            "train.batch_size=6",
+            "train.lr=0.003",
+            "train.precision=32-true",
+            f"output_dir={tmp_path / 'runs'}",
+            "name=hf",
+            *extra,
+        ],
+    )
 
 
 @pytest.mark.parametrize("strategy", ["full", "llrd", "frozen"])
@@ -107,11 +128,21 @@ def test_real_minilm_fine_tunes_and_reloads(tmp_path):
 
     examples = load_examples("rt-polarity")[:64]
     data = write_csv(tmp_path / "mr64.csv", [(ex.text, ex.label) for ex in examples])
-    cfg = build_config({}, [
-        f"data.train={data}", "data.valid_fraction=0", "data.test_fraction=0", "model.arch=hf",
-        "train.epochs=3", "train.batch_size=16", "train.lr=0.0001", "train.log_every_n_steps=1",
-        f"output_dir={tmp_path / 'runs'}", "name=minilm",
-    ])
+    cfg = build_config(
+        {},
+        [
+            f"data.train={data}",
+            "data.valid_fraction=0",
+            "data.test_fraction=0",
+            "model.arch=hf",
+            "train.epochs=3",
+            "train.batch_size=16",
+            "train.lr=0.0001",
+            "train.log_every_n_steps=1",
+            f"output_dir={tmp_path / 'runs'}",
+            "name=minilm",
+        ],
+    )
     run = api.train(cfg, progress="off")
     with (run / "logs" / "metrics.csv").open() as handle:
         losses = [float(row["train_loss"]) for row in csv.DictReader(handle) if row.get("train_loss")]
@@ -128,8 +159,16 @@ def test_tokenizer_that_does_not_match_the_model(tmp_path, tiny_bert):
 
     folder = tmp_path / "mismatched"
     shutil.copytree(tiny_bert, folder)
-    BertModel(BertConfig(vocab_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=37, max_position_embeddings=64)).save_pretrained(folder)
+    BertModel(
+        BertConfig(
+            vocab_size=8,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=37,
+            max_position_embeddings=64,
+        )
+    ).save_pretrained(folder)
     with pytest.raises(SeqlabError, match="do not match"):
         api.train(hf_config(tmp_path, folder), progress="off")
     assert not (tmp_path / "runs" / "hf").exists()

@@ -12,13 +12,12 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from conftest import sentiment_rows, write_csv
 from typer.testing import CliRunner
 
 from seqlab import api, report, runs
 from seqlab.cli.main import app as cli
 from seqlab.config import build_config
-
-from conftest import sentiment_rows, write_csv
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -60,9 +59,23 @@ def classify_run(tmp_path_factory) -> Path:
     """A transformer classifier with [CLS] pooling (it has attention), trained for 3 epochs."""
     folder = tmp_path_factory.mktemp("report-classify")
     data = write_csv(folder / "sentiment.csv", sentiment_rows(200))
-    return api.train(build_config({}, [
-        f"data.train={data}", "model.arch=transformer", "model.pooling=cls", "model.preset=tiny", "train.epochs=3",
-        "train.batch_size=16", "train.lr=0.01", f"output_dir={folder}", "name=cls"]), progress="off")
+    return api.train(
+        build_config(
+            {},
+            [
+                f"data.train={data}",
+                "model.arch=transformer",
+                "model.pooling=cls",
+                "model.preset=tiny",
+                "train.epochs=3",
+                "train.batch_size=16",
+                "train.lr=0.01",
+                f"output_dir={folder}",
+                "name=cls",
+            ],
+        ),
+        progress="off",
+    )
 
 
 def test_training_writes_a_self_contained_classify_report(classify_run):
@@ -71,8 +84,16 @@ def test_training_writes_a_self_contained_classify_report(classify_run):
     links = check_self_contained(page)
     assert len(links.images) >= 3  # learning curves, confusion matrix, attention
     text = page.read_text(encoding="utf-8")
-    for heading in ("Summary", "Learning curves", "Confusion matrix (test)", "Attention", "Sample predictions", "Data",
-                    "Config", "Versions and timings"):
+    for heading in (
+        "Summary",
+        "Learning curves",
+        "Confusion matrix (test)",
+        "Attention",
+        "Sample predictions",
+        "Data",
+        "Config",
+        "Versions and timings",
+    ):
         assert heading in text, heading
     metrics = json.loads((classify_run / runs.METRICS).read_text(encoding="utf-8"))
     samples = metrics["test"]["samples"]
@@ -104,17 +125,44 @@ def test_a_failing_report_never_fails_training(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(report, "render", broken)
     data = write_csv(tmp_path / "s.csv", sentiment_rows(60))
     with caplog.at_level(logging.WARNING, logger="seqlab"):
-        run = api.train(build_config({}, [f"data.train={data}", "model.arch=cnn", "model.preset=tiny", "train.epochs=1",
-                                          f"output_dir={tmp_path}", "name=cnn"]), progress="off")
+        run = api.train(
+            build_config(
+                {},
+                [
+                    f"data.train={data}",
+                    "model.arch=cnn",
+                    "model.preset=tiny",
+                    "train.epochs=1",
+                    f"output_dir={tmp_path}",
+                    "name=cnn",
+                ],
+            ),
+            progress="off",
+        )
     assert (run / runs.COMPLETE).is_file() and not (run / runs.REPORT).exists()
     assert "report could not be written" in caplog.text and "no pictures today" in caplog.text
     api.load(run)
 
 
 def test_translate_report_has_bleu_by_length_samples_and_alignments(tmp_path):
-    run = api.train(build_config({"task": "translate"}, [
-        "data.train=reverse:80", "tokenizer.level=word", "model.preset=tiny", "model.hidden_dim=32", "train.batch_size=16",
-        "train.lr=0.01", "train.epochs=3", "train.patience=null", f"output_dir={tmp_path}", "name=rev"]), progress="off")
+    run = api.train(
+        build_config(
+            {"task": "translate"},
+            [
+                "data.train=reverse:80",
+                "tokenizer.level=word",
+                "model.preset=tiny",
+                "model.hidden_dim=32",
+                "train.batch_size=16",
+                "train.lr=0.01",
+                "train.epochs=3",
+                "train.patience=null",
+                f"output_dir={tmp_path}",
+                "name=rev",
+            ],
+        ),
+        progress="off",
+    )
     page = run / runs.REPORT
     links = check_self_contained(page)
     text = page.read_text(encoding="utf-8")
@@ -140,9 +188,21 @@ def tagged_file(path: Path, count: int = 24) -> Path:
 
 def test_tag_report_shows_entity_scores_and_gold_against_predicted(tmp_path):
     data = tagged_file(tmp_path / "people.conll")
-    run = api.train(build_config({"task": "tag"}, [
-        f"data.train={data}", "model.preset=tiny", "train.epochs=2", "train.batch_size=8", "tokenizer.min_frequency=1",
-        f"output_dir={tmp_path}", "name=tag"]), progress="off")
+    run = api.train(
+        build_config(
+            {"task": "tag"},
+            [
+                f"data.train={data}",
+                "model.preset=tiny",
+                "train.epochs=2",
+                "train.batch_size=8",
+                "tokenizer.min_frequency=1",
+                f"output_dir={tmp_path}",
+                "name=tag",
+            ],
+        ),
+        progress="off",
+    )
     check_self_contained(run / runs.REPORT)
     text = (run / runs.REPORT).read_text(encoding="utf-8")
     assert "Entity F1 per type (test)" in text and "class='tagged" in text
@@ -154,9 +214,21 @@ def test_tag_report_shows_entity_scores_and_gold_against_predicted(tmp_path):
 def test_lm_report_shows_generated_samples(tmp_path):
     text = tmp_path / "lm.txt"
     text.write_text("".join(f"the cat sat on the mat {i % 7} times and the dog ran to the park .\n" for i in range(80)))
-    run = api.train(build_config({"task": "lm"}, [
-        f"data.train={text}", "model.preset=tiny", "tokenizer.max_length=32", "train.epochs=1", "train.batch_size=16",
-        f"output_dir={tmp_path}", "name=lm"]), progress="off")
+    run = api.train(
+        build_config(
+            {"task": "lm"},
+            [
+                f"data.train={text}",
+                "model.preset=tiny",
+                "tokenizer.max_length=32",
+                "train.epochs=1",
+                "train.batch_size=16",
+                f"output_dir={tmp_path}",
+                "name=lm",
+            ],
+        ),
+        progress="off",
+    )
     check_self_contained(run / runs.REPORT)
     metrics = json.loads((run / runs.METRICS).read_text())
     split = "test" if "test" in metrics else "valid"  # (an lm holds out no test text by default)

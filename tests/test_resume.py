@@ -35,9 +35,28 @@ STEPS_PER_EPOCH = 20
 
 
 def train_args(data: Path, output: Path, name: str) -> list[str]:
-    return ["train", "classify", "--arch", "cnn", "--preset", "tiny", "--data", str(data), "--epochs", "3",
-            "--batch-size", "16", "--seed", "7", "--output-dir", str(output), "--name", name,
-            "train.checkpoint_every_steps=3", "model.dropout=0.5"]
+    return [
+        "train",
+        "classify",
+        "--arch",
+        "cnn",
+        "--preset",
+        "tiny",
+        "--data",
+        str(data),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--seed",
+        "7",
+        "--output-dir",
+        str(output),
+        "--name",
+        name,
+        "train.checkpoint_every_steps=3",
+        "model.dropout=0.5",
+    ]
 
 
 def invoke(*args: str):
@@ -83,8 +102,9 @@ def kill_mid_epoch(args: list[str], run_dir: Path, timeout_s: float = 240.0) -> 
     """Run `seqlab ARGS` in a subprocess and SIGKILL it as soon as a step checkpoint of its
     second epoch exists; the sampler position of the checkpoint left behind."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "seqlab.cli.main", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "seqlab.cli.main", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     last = run_dir / runs.LAST_CHECKPOINT
     deadline = time.monotonic() + timeout_s
     try:
@@ -142,8 +162,22 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
 def finished_run(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("finished")
     data = write_csv(folder / "sentiment.csv", sentiment_rows(120))
-    invoke("train", "classify", "--arch", "cnn", "--preset", "tiny", "--data", data, "--epochs", "1",
-           "--output-dir", folder / "runs", "--name", "done")
+    invoke(
+        "train",
+        "classify",
+        "--arch",
+        "cnn",
+        "--preset",
+        "tiny",
+        "--data",
+        data,
+        "--epochs",
+        "1",
+        "--output-dir",
+        folder / "runs",
+        "--name",
+        "done",
+    )
     return folder / "runs" / "done"
 
 
@@ -200,11 +234,19 @@ def test_a_second_writer_is_refused(finished_run, tmp_path):
     run = unfinished_run(finished_run, tmp_path / "busy")
     # another process holds the lock: a real one, so the refusal names a live pid
     holder = subprocess.Popen(
-        [sys.executable, "-c", ("import sys, time; sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
-                                "from seqlab.runs import run_lock\nwith run_lock(Path(sys.argv[2])):\n"
-                                " print('held', flush=True); time.sleep(60)"),
-         str(REPO / "src"), str(run)],
-        stdout=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time; sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
+                "from seqlab.runs import run_lock\nwith run_lock(Path(sys.argv[2])):\n"
+                " print('held', flush=True); time.sleep(60)"
+            ),
+            str(REPO / "src"),
+            str(run),
+        ],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     try:
         assert holder.stdout.readline().strip() == b"held"
@@ -270,8 +312,26 @@ def test_last_checkpoint_is_the_latest_state_not_the_best(tmp_path):
     resumed run must continue from the latest epoch."""
     data = write_csv(tmp_path / "sentiment.csv", sentiment_rows(120))
     # lr so small that val_acc never improves after epoch 1: best.ckpt stays at epoch 1
-    invoke("train", "classify", "--arch", "cnn", "--preset", "tiny", "--data", data, "--epochs", "3", "--batch-size", "32",
-           "--lr", "1e-12", "--output-dir", tmp_path / "runs", "--name", "flat")
+    invoke(
+        "train",
+        "classify",
+        "--arch",
+        "cnn",
+        "--preset",
+        "tiny",
+        "--data",
+        data,
+        "--epochs",
+        "3",
+        "--batch-size",
+        "32",
+        "--lr",
+        "1e-12",
+        "--output-dir",
+        tmp_path / "runs",
+        "--name",
+        "flat",
+    )
     checkpoints = tmp_path / "runs" / "flat" / "checkpoints"
     best = torch.load(checkpoints / "best.ckpt", map_location="cpu", weights_only=True)
     last = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)

@@ -42,9 +42,21 @@ class _RunsCode:
 def classify_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("security")
     data = write_csv(root / "s.csv", sentiment_rows(40))
-    return api.train(build_config({"task": "classify"}, [
-        f"data.train={data}", "model.arch=cnn", "model.preset=tiny", "train.epochs=1", "train.batch_size=16",
-        f"output_dir={root / 'runs'}", "name=c"]), progress="off")
+    return api.train(
+        build_config(
+            {"task": "classify"},
+            [
+                f"data.train={data}",
+                "model.arch=cnn",
+                "model.preset=tiny",
+                "train.epochs=1",
+                "train.batch_size=16",
+                f"output_dir={root / 'runs'}",
+                "name=c",
+            ],
+        ),
+        progress="off",
+    )
 
 
 # --------------------------------------------------------------------------- configs
@@ -74,8 +86,11 @@ def test_override_with_python_tag_stays_text(tmp_path):
 def test_no_unsafe_loading_in_the_package():
     """Every torch.load says weights_only=True; nothing evaluates, unpickles or trusts remote code."""
     forbidden = {
-        r"\bpickle\.loads?\(": "pickle", r"(?<![\w.])eval\(": "eval", r"(?<![\w.])exec\(": "exec",
-        r"\byaml\.(load|unsafe_load|full_load)\(": "unsafe YAML", r"trust_remote_code\s*=\s*True": "trust_remote_code=True",
+        r"\bpickle\.loads?\(": "pickle",
+        r"(?<![\w.])eval\(": "eval",
+        r"(?<![\w.])exec\(": "exec",
+        r"\byaml\.(load|unsafe_load|full_load)\(": "unsafe YAML",
+        r"trust_remote_code\s*=\s*True": "trust_remote_code=True",
         r"allow_pickle\s*=\s*True": "numpy pickles",
     }
     problems = []
@@ -99,7 +114,9 @@ def test_resume_refuses_a_checkpoint_that_would_run_code(classify_run, tmp_path,
     else:
         monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", force_unsafe)
     run = tmp_path / "unfinished"
-    shutil.copytree(classify_run, run, ignore=shutil.ignore_patterns("model.safetensors", "complete.json", "metrics.json", "manifest.json"))
+    shutil.copytree(
+        classify_run, run, ignore=shutil.ignore_patterns("model.safetensors", "complete.json", "metrics.json", "manifest.json")
+    )
     marker = tmp_path / "ran"
     with open(run / "checkpoints" / "last.ckpt", "wb") as handle:
         pickle.dump({"state_dict": _RunsCode(marker)}, handle)
@@ -129,8 +146,15 @@ def _fake_archive(tmp_path: Path) -> tuple[assets.Archive, Path]:
     payload = os.urandom(4096)
     import hashlib
 
-    arc = assets.Archive(name="fake", requirement="fake==1.0", filename="fake-1.0.tar.gz",
-                         sha256=hashlib.sha256(payload).hexdigest(), size=len(payload), kind="sdist", licence="test")
+    arc = assets.Archive(
+        name="fake",
+        requirement="fake==1.0",
+        filename="fake-1.0.tar.gz",
+        sha256=hashlib.sha256(payload).hexdigest(),
+        size=len(payload),
+        kind="sdist",
+        licence="test",
+    )
     path = tmp_path / "archives" / arc.filename
     path.parent.mkdir(parents=True)
     path.write_bytes(payload)
@@ -162,8 +186,15 @@ def test_unpacking_never_writes_outside_its_folder(tmp_path, monkeypatch):
     with zipfile.ZipFile(wheel, "w") as bundle:
         bundle.writestr("pkg/model/config.json", "{}")
         bundle.writestr("pkg/model/../../../escaped.txt", "outside")
-    arc = assets.Archive(name="evil", requirement="evil==1.0", filename=wheel.name, sha256=hashlib.sha256(wheel.read_bytes()).hexdigest(),
-                         size=wheel.stat().st_size, kind="wheel", licence="test")
+    arc = assets.Archive(
+        name="evil",
+        requirement="evil==1.0",
+        filename=wheel.name,
+        sha256=hashlib.sha256(wheel.read_bytes()).hexdigest(),
+        size=wheel.stat().st_size,
+        kind="wheel",
+        licence="test",
+    )
     (tmp_path / "home" / "archives").mkdir(parents=True)
     shutil.copy(wheel, tmp_path / "home" / "archives" / wheel.name)
     with pytest.raises(SeqlabError, match="outside"):

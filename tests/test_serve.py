@@ -12,9 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 import schemathesis
-from schemathesis import GenerationMode
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis import GenerationMode
+from serve_runs import tiny_models
 from typer.testing import CliRunner
 
 from seqlab import api
@@ -23,8 +24,6 @@ from seqlab.errors import SeqlabError
 from seqlab.serve import ServeSettings
 from seqlab.serve.app import create_app
 from seqlab.serve.batching import MicroBatcher
-
-from serve_runs import tiny_models
 
 # schemathesis examples per operation and mode (valid / invalid): about 10 s in all; more with
 # SEQLAB_FUZZ_EXAMPLES=200 pytest tests/test_serve.py -k schemathesis
@@ -66,13 +65,23 @@ def assert_error(response: httpx.Response, status: int, code: str, *words: str) 
 def test_models_health_and_the_page(client, models):
     listed = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
     assert {name: m["task"] for name, m in listed.items()} == {
-        "sentiment": "classify", "cnn": "classify", "lm": "generate", "rev": "translate", "mlm": "fill-mask",
-        "ents": "ner", "llama": "generate"}
+        "sentiment": "classify",
+        "cnn": "classify",
+        "lm": "generate",
+        "rev": "translate",
+        "mlm": "fill-mask",
+        "ents": "ner",
+        "llama": "generate",
+    }
     assert listed["sentiment"]["details"]["attention"] and not listed["cnn"]["details"]["attention"]
     assert "ORG" in listed["ents"]["details"]["labels"]
     assert client.get("/health").json() == {"status": "ok", "models": len(models)}
     page = client.get("/")
-    assert page.status_code == 200 and "/static/app.js" in page.text and "default-src 'self'" in page.headers["content-security-policy"]
+    assert (
+        page.status_code == 200
+        and "/static/app.js" in page.text
+        and "default-src 'self'" in page.headers["content-security-policy"]
+    )
     assert "http://" not in page.text and "https://" not in page.text  # nothing from the network
     for asset in ("app.js", "style.css", "docs.js"):
         assert client.get(f"/static/{asset}").status_code == 200
@@ -145,8 +154,9 @@ def test_augment_answers_what_the_api_answers_with_models_named_by_the_server(cl
     request = {"texts": texts, "method": "contextual", "n": 2, "seed": 3, "options": {"model": "mlm", "tagger": "spacy"}}
     body = client.post("/v1/augment", json=request).json()
     assert [r["text"] for r in body["results"]] == texts
-    assert [r["augmentations"] for r in body["results"]] == api.augment(texts, method="contextual", n=2, seed=3,
-                                                                         model=models["mlm"], tagger="spacy")
+    assert [r["augmentations"] for r in body["results"]] == api.augment(
+        texts, method="contextual", n=2, seed=3, model=models["mlm"], tagger="spacy"
+    )
 
 
 # --------------------------------------------------------------------------- micro-batching
@@ -207,8 +217,13 @@ def test_one_bad_input_fails_only_its_own_request():
         from concurrent.futures import ThreadPoolExecutor
 
         batcher = MicroBatcher(run, ThreadPoolExecutor(1), max_batch_size=8, max_wait_ms=30)
-        results = await asyncio.gather(batcher.submit(["a", "b"]), batcher.submit(["bad"]), batcher.submit(["c"]),
-                                       batcher.submit(["d"], key="other"), return_exceptions=True)
+        results = await asyncio.gather(
+            batcher.submit(["a", "b"]),
+            batcher.submit(["bad"]),
+            batcher.submit(["c"]),
+            batcher.submit(["d"], key="other"),
+            return_exceptions=True,
+        )
         await batcher.close()
         return results
 
@@ -222,32 +237,53 @@ def test_one_bad_input_fails_only_its_own_request():
 # --------------------------------------------------------------------------- bad input, limits
 
 
-@pytest.mark.parametrize("path, body, status, code, words", [
-    ("/v1/classify", '{"texts": ["good"', 400, "malformed_json", ["not valid JSON"]),
-    ("/v1/classify", '{"texts": "good"}', 422, "invalid_request", ["texts", "list"]),
-    ("/v1/classify", '{"texts": [3]}', 422, "invalid_request", ["texts.0"]),
-    ("/v1/classify", '{"texts": []}', 422, "invalid_request", ["texts"]),
-    ("/v1/classify", '{"texts": [""]}', 422, "invalid_request", ["texts.0"]),
-    ("/v1/classify", '{"texts": ["   "]}', 422, "empty_text", ["texts[0]"]),
-    ("/v1/classify", '{"texts": ["good"], "colour": 1}', 422, "invalid_request", ["colour"]),
-    ("/v1/classify", '["good"]', 422, "invalid_request", ["body"]),
-    ("/v1/classify", '{"model": "nope", "texts": ["good"]}', 404, "unknown_model", ["nope", "sentiment (classify)"]),
-    ("/v1/classify", '{"model": "ents", "texts": ["good"]}', 422, "wrong_task", ["does ner", "sentiment"]),
-    ("/v1/classify", '{"model": "cnn", "texts": ["good"], "attention": true}', 422, "no_attention", ["cnn"]),
-    ("/v1/ner", '{"model": "sentiment", "texts": ["good"]}', 422, "wrong_task", ["ents"]),
-    ("/v1/generate", '{"prompt": "the", "max_new_tokens": 100000}', 422, "too_many_tokens", ["--max-new-tokens"]),
-    ("/v1/generate", '{"prompt": "the", "temperature": 0.5}', 400, "bad_input", ["do_sample"]),
-    ("/v1/generate", '{"prompt": "the", "stream": true, "num_beams": 2}', 400, "bad_input", ["num_beams"]),
-    ("/v1/fill-mask", '{"text": "no mask here"}', 400, "bad_input", ["[MASK]"]),
-    ("/v1/translate", '{"texts": ["a"], "beam": 0}', 422, "invalid_request", ["beam"]),
-    ("/v1/augment", '{"texts": ["a b"], "method": "telepathy"}', 422, "unknown_method", ["telepathy", "eda"]),
-    ("/v1/augment", '{"texts": ["a b"], "method": "backtranslate"}', 422, "unknown_method", ["backtranslate"]),
-    ("/v1/augment", '{"texts": ["a b"], "method": "eda", "options": {"synonyms": "/etc/passwd"}}', 422, "invalid_request", ["synonyms"]),
-    ("/v1/augment", '{"texts": ["a b"], "method": "eda", "options": {"rate": "high"}}', 422, "invalid_request", ["options.rate"]),
-    ("/v1/augment", '{"texts": ["a b"], "method": "contextual", "options": {"model": "/tmp/run"}}', 404, "unknown_model", ["/tmp/run"]),
-    ("/v1/augment", '{"texts": ["a b"], "method": "contextual", "options": {"model": "rev"}}', 422, "wrong_task", ["mlm"]),
-    ("/v1/augment", '{"texts": ["a b"], "method": "eda", "options": {"model": "mlm"}}', 400, "bad_input", ["model"]),
-])
+@pytest.mark.parametrize(
+    "path, body, status, code, words",
+    [
+        ("/v1/classify", '{"texts": ["good"', 400, "malformed_json", ["not valid JSON"]),
+        ("/v1/classify", '{"texts": "good"}', 422, "invalid_request", ["texts", "list"]),
+        ("/v1/classify", '{"texts": [3]}', 422, "invalid_request", ["texts.0"]),
+        ("/v1/classify", '{"texts": []}', 422, "invalid_request", ["texts"]),
+        ("/v1/classify", '{"texts": [""]}', 422, "invalid_request", ["texts.0"]),
+        ("/v1/classify", '{"texts": ["   "]}', 422, "empty_text", ["texts[0]"]),
+        ("/v1/classify", '{"texts": ["good"], "colour": 1}', 422, "invalid_request", ["colour"]),
+        ("/v1/classify", '["good"]', 422, "invalid_request", ["body"]),
+        ("/v1/classify", '{"model": "nope", "texts": ["good"]}', 404, "unknown_model", ["nope", "sentiment (classify)"]),
+        ("/v1/classify", '{"model": "ents", "texts": ["good"]}', 422, "wrong_task", ["does ner", "sentiment"]),
+        ("/v1/classify", '{"model": "cnn", "texts": ["good"], "attention": true}', 422, "no_attention", ["cnn"]),
+        ("/v1/ner", '{"model": "sentiment", "texts": ["good"]}', 422, "wrong_task", ["ents"]),
+        ("/v1/generate", '{"prompt": "the", "max_new_tokens": 100000}', 422, "too_many_tokens", ["--max-new-tokens"]),
+        ("/v1/generate", '{"prompt": "the", "temperature": 0.5}', 400, "bad_input", ["do_sample"]),
+        ("/v1/generate", '{"prompt": "the", "stream": true, "num_beams": 2}', 400, "bad_input", ["num_beams"]),
+        ("/v1/fill-mask", '{"text": "no mask here"}', 400, "bad_input", ["[MASK]"]),
+        ("/v1/translate", '{"texts": ["a"], "beam": 0}', 422, "invalid_request", ["beam"]),
+        ("/v1/augment", '{"texts": ["a b"], "method": "telepathy"}', 422, "unknown_method", ["telepathy", "eda"]),
+        ("/v1/augment", '{"texts": ["a b"], "method": "backtranslate"}', 422, "unknown_method", ["backtranslate"]),
+        (
+            "/v1/augment",
+            '{"texts": ["a b"], "method": "eda", "options": {"synonyms": "/etc/passwd"}}',
+            422,
+            "invalid_request",
+            ["synonyms"],
+        ),
+        (
+            "/v1/augment",
+            '{"texts": ["a b"], "method": "eda", "options": {"rate": "high"}}',
+            422,
+            "invalid_request",
+            ["options.rate"],
+        ),
+        (
+            "/v1/augment",
+            '{"texts": ["a b"], "method": "contextual", "options": {"model": "/tmp/run"}}',
+            404,
+            "unknown_model",
+            ["/tmp/run"],
+        ),
+        ("/v1/augment", '{"texts": ["a b"], "method": "contextual", "options": {"model": "rev"}}', 422, "wrong_task", ["mlm"]),
+        ("/v1/augment", '{"texts": ["a b"], "method": "eda", "options": {"model": "mlm"}}', 400, "bad_input", ["model"]),
+    ],
+)
 def test_bad_input_is_a_4xx_that_names_the_problem(client, path, body, status, code, words):
     assert_error(client.post(path, content=body, headers={"content-type": "application/json"}), status, code, *words)
 
@@ -256,14 +292,18 @@ def test_limits_on_body_size_text_length_and_count(models):
     small = create_app({"cnn": models["cnn"]}, ServeSettings(max_body_bytes=10_000, max_text_chars=100, max_texts=3))
     with TestClient(small) as client:
         big = json.dumps({"texts": ["x" * 10_000_000]})  # 10 MB
-        assert_error(client.post("/v1/classify", content=big, headers={"content-type": "application/json"}), 413, "too_large", "10,000")
+        assert_error(
+            client.post("/v1/classify", content=big, headers={"content-type": "application/json"}), 413, "too_large", "10,000"
+        )
 
         def chunked():  # no Content-Length: cut off once the limit has arrived
             yield b'{"texts": ["'
             for _ in range(100):
                 yield b"x" * 1000
 
-        assert_error(client.post("/v1/classify", content=chunked(), headers={"content-type": "application/json"}), 413, "too_large")
+        assert_error(
+            client.post("/v1/classify", content=chunked(), headers={"content-type": "application/json"}), 413, "too_large"
+        )
         assert_error(client.post("/v1/classify", json={"texts": ["x" * 101]}), 422, "text_too_long", "--max-chars")
         assert_error(client.post("/v1/classify", json={"texts": ["a"] * 4}), 422, "too_many_texts", "3")
         assert_error(client.post("/v1/ner", json={"texts": ["a"]}), 404, "no_model", "ner")
@@ -274,8 +314,12 @@ def test_limits_on_body_size_text_length_and_count(models):
 def test_a_request_over_the_timeout_gets_504_and_a_stream_an_error_event(models):
     hurried = create_app({"lm": models["lm"]}, ServeSettings(timeout_s=0.001))
     with TestClient(hurried) as client:
-        assert_error(client.post("/v1/generate", json={"prompt": "a dog ran", "max_new_tokens": 200}), 504, "timeout", "--timeout")
-        with client.stream("POST", "/v1/generate", json={"prompt": "a dog ran", "max_new_tokens": 200, "stream": True}) as response:
+        assert_error(
+            client.post("/v1/generate", json={"prompt": "a dog ran", "max_new_tokens": 200}), 504, "timeout", "--timeout"
+        )
+        with client.stream(
+            "POST", "/v1/generate", json={"prompt": "a dog ran", "max_new_tokens": 200, "stream": True}
+        ) as response:
             events = sse(response.read().decode())
         assert events[-1][0] == "error" and events[-1][1]["code"] == "timeout"
 
@@ -332,11 +376,19 @@ def test_schemathesis_finds_no_server_error(models):
         for mode in [GenerationMode.POSITIVE, *invalid]:
 
             @given(case=operation.as_strategy(generation_mode=mode))
-            @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                      phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+            @settings(
+                max_examples=EXAMPLES,
+                deadline=None,
+                derandomize=True,
+                database=None,
+                phases=[Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )
             def no_server_error(case):
                 response = case.call()
-                assert response.status_code < 500, f"{case.method} {case.path} {case.body!r} → {response.status_code} {response.text}"
+                assert response.status_code < 500, (
+                    f"{case.method} {case.path} {case.body!r} → {response.status_code} {response.text}"
+                )
                 if response.status_code >= 400:
                     assert response.json()["error"]
 

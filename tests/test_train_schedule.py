@@ -37,14 +37,17 @@ def test_linear_and_constant_schedules():
     assert [lr_factor(s, constant, horizon=10) for s in (0, 2, 3, 50)] == pytest.approx([0.25, 0.75, 1.0, 1.0])
 
 
-@pytest.mark.parametrize("override, key", [
-    ("train.lr_schedule=exponential", "train.lr_schedule"),
-    ("train.warmup_steps=-1", "train.warmup_steps"),
-    ("train.min_lr=0.5", "train.min_lr"),  # above train.lr
-    ("train.max_steps=0", "train.max_steps"),
-    ("train.eval_every_steps=0", "train.eval_every_steps"),
-    ("train.betas=[0.9,1.5]", "train.betas"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.lr_schedule=exponential", "train.lr_schedule"),
+        ("train.warmup_steps=-1", "train.warmup_steps"),
+        ("train.min_lr=0.5", "train.min_lr"),  # above train.lr
+        ("train.max_steps=0", "train.max_steps"),
+        ("train.eval_every_steps=0", "train.eval_every_steps"),
+        ("train.betas=[0.9,1.5]", "train.betas"),
+    ],
+)
 def test_bad_step_knobs_are_one_line_errors_naming_the_key(override, key):
     with pytest.raises(SeqlabError, match=f"^config: {key}") as err:
         build_config({}, [override])
@@ -85,9 +88,20 @@ class Regression(L.LightningModule):
 
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 def test_fit_follows_the_schedule_and_stops_at_max_steps(tmp_path, precision):
-    cfg = train_cfg("train.optimizer=adamw", "train.lr=0.01", "train.min_lr=0.001", "train.lr_schedule=cosine",
-                    "train.warmup_steps=2", "train.max_steps=7", "train.eval_every_steps=3", "train.epochs=100",
-                    "train.betas=[0.8,0.95]", "train.grad_clip=1.0", f"train.precision={precision}", "train.monitor=val_loss")
+    cfg = train_cfg(
+        "train.optimizer=adamw",
+        "train.lr=0.01",
+        "train.min_lr=0.001",
+        "train.lr_schedule=cosine",
+        "train.warmup_steps=2",
+        "train.max_steps=7",
+        "train.eval_every_steps=3",
+        "train.epochs=100",
+        "train.betas=[0.8,0.95]",
+        "train.grad_clip=1.0",
+        f"train.precision={precision}",
+        "train.monitor=val_loss",
+    )
     data = TensorDataset(torch.randn(20, 4), torch.randn(20))
     module = Regression(cfg)
     fit(module, DataLoader(data, batch_size=5), DataLoader(data, batch_size=10), tmp_path, cfg, progress="off", loggers=False)
@@ -106,7 +120,9 @@ def test_a_constant_lr_without_warmup_keeps_the_bare_optimiser():
 
 def test_inverse_sqrt_and_the_clock_fitted_decay():
     inverse = TrainConfig(lr=1e-3, min_lr=1e-5, lr_schedule="inverse_sqrt", warmup_steps=100)
-    assert [lr_factor(s, inverse, horizon=10) for s in (99, 100, 399, 10**9)] == pytest.approx([100 / 101, math.sqrt(100 / 101), 0.5, 0.01])
+    assert [lr_factor(s, inverse, horizon=10) for s in (99, 100, 399, 10**9)] == pytest.approx(
+        [100 / 101, math.sqrt(100 / 101), 0.5, 0.01]
+    )
     clock = TrainConfig(lr=1e-3, min_lr=1e-5, lr_schedule="cosine", warmup_steps=10, max_minutes=45, schedule_clock=True)
     # far from the step horizon, the decay follows the share of the time budget spent
     assert lr_factor(100, clock, horizon=10**6, clock=0.5) == pytest.approx(0.01 + 0.5 * 0.99)

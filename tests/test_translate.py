@@ -206,7 +206,9 @@ def test_generated_tasks_are_real_language_deterministic_and_disjoint():
     dates = parallel.generate_splits("dates:200", seed=1)
     pairs = [p for split in dates.values() for p in split]
     assert len(pairs) == 200 and all(len(p.target) == 10 and p.target[4] == "-" for p in pairs)
-    assert {p.target for p in parallel.generate_splits("dates:200", seed=1, train_limit=0)["test"]} == {p.target for p in dates["test"]}
+    assert {p.target for p in parallel.generate_splits("dates:200", seed=1, train_limit=0)["test"]} == {
+        p.target for p in dates["test"]
+    }
     reverse = parallel.generate_splits("reverse:50")["train"][0]
     assert reverse.target == " ".join(reversed(reverse.source.split()))
     with pytest.raises(SeqlabError, match="size after ':'"):
@@ -260,8 +262,10 @@ def test_vocabularies_per_side_or_shared():
     pairs = [Pair("ninety-seven", "quatre-vingt-dix-sept"), Pair("eighty", "quatre-vingts")]
     separate = translate.learn_vocabularies(build_config({"task": "translate"}, ["tokenizer.level=char"]), pairs)
     assert separate.source is not separate.target and separate.source.token_to_id("q") is None
-    cfg = build_config({"task": "translate"}, ["translate.shared_vocab=true", "model.arch=transformer-seq2seq",
-                                               "model.share_embeddings=true", "model.preset=tiny"])
+    cfg = build_config(
+        {"task": "translate"},
+        ["translate.shared_vocab=true", "model.arch=transformer-seq2seq", "model.share_embeddings=true", "model.preset=tiny"],
+    )
     shared = translate.learn_vocabularies(cfg, pairs).check()
     assert shared.source is shared.target and (shared.bos_id, shared.eos_id) == (2, 3)
     model = translate.build_model(cfg, shared.source.get_vocab_size(), shared.target.get_vocab_size())
@@ -290,11 +294,23 @@ def test_bleu_and_chrf_equal_sacrebleu_called_directly():
 
 
 def translate_config(tmp_path, *extra):
-    return build_config({"task": "translate"}, [
-        "data.train=reverse:80", "data.valid_fraction=0.1", "data.test_fraction=0.1", "tokenizer.level=word",
-        "model.preset=tiny", "model.dropout=0", "train.batch_size=16", "train.lr=0.01", "train.patience=null",
-        "translate.beam=2", f"output_dir={tmp_path / 'runs'}", *extra,
-    ])
+    return build_config(
+        {"task": "translate"},
+        [
+            "data.train=reverse:80",
+            "data.valid_fraction=0.1",
+            "data.test_fraction=0.1",
+            "tokenizer.level=word",
+            "model.preset=tiny",
+            "model.dropout=0",
+            "train.batch_size=16",
+            "train.lr=0.01",
+            "train.patience=null",
+            "translate.beam=2",
+            f"output_dir={tmp_path / 'runs'}",
+            *extra,
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -307,11 +323,24 @@ def test_tiny_attention_model_overfits_reverse(tmp_path):
     data = tmp_path / "reverse.tsv"
     pairs = [" ".join(w) for w in ("abc", "bca", "cab", "dab", "bd", "adc", "cdb", "ba", "dcba", "abcd", "db", "acd")]
     data.write_text("".join(f"{s}\t{' '.join(reversed(s.split()))}\n" for s in pairs), encoding="utf-8")
-    cfg = build_config({"task": "translate"}, [
-        f"data.train={data}", "data.valid_fraction=0", "data.test_fraction=0", "tokenizer.level=word", "model.preset=tiny",
-        "model.hidden_dim=48", "model.dropout=0", "train.batch_size=4", "train.lr=0.02", "train.epochs=40", "train.patience=null",
-        f"output_dir={tmp_path}", "name=overfit",
-    ])
+    cfg = build_config(
+        {"task": "translate"},
+        [
+            f"data.train={data}",
+            "data.valid_fraction=0",
+            "data.test_fraction=0",
+            "tokenizer.level=word",
+            "model.preset=tiny",
+            "model.hidden_dim=48",
+            "model.dropout=0",
+            "train.batch_size=4",
+            "train.lr=0.02",
+            "train.epochs=40",
+            "train.patience=null",
+            f"output_dir={tmp_path}",
+            "name=overfit",
+        ],
+    )
     pipe = api.load_translator(api.train(cfg, progress="off"))
     sources = [s for s in pairs]
     outputs = pipe.translate(sources, beam=1)
@@ -323,7 +352,15 @@ def test_run_folder_reloads_with_the_same_translations(trained_run):
         assert (trained_run / name).is_file(), name
     metrics = json.loads((trained_run / "metrics.json").read_text())
     test = metrics["test"]
-    assert {"bleu", "chrf", "exact_match", "teacher_forced_accuracy", "free_running_accuracy", "attention_entropy", "by_length"} <= set(test)
+    assert {
+        "bleu",
+        "chrf",
+        "exact_match",
+        "teacher_forced_accuracy",
+        "free_running_accuracy",
+        "attention_entropy",
+        "by_length",
+    } <= set(test)
     assert test["beam"] == 2 and metrics["valid"]["beam"] == 1
     pipe = api.load_translator(trained_run)
     sources = [p.source for p in parallel.generate_splits("reverse:80", 0, 0.1, 0.1)["test"]]
@@ -373,8 +410,10 @@ def test_cli_translate_evaluate_and_alignments(trained_run, tmp_path):
 
 def test_compare_translate_writes_table_and_chart(tmp_path):
     rows, folder = api.compare_translation(
-        {"data": {"train": "reverse:60", "valid_fraction": 0.1, "test_fraction": 0.2}}, ["seq2seq", "dot"],
-        ["tokenizer.level=word", "model.preset=tiny", "train.epochs=1", "translate.beam=2"], tmp_path / "cmp",
+        {"data": {"train": "reverse:60", "valid_fraction": 0.1, "test_fraction": 0.2}},
+        ["seq2seq", "dot"],
+        ["tokenizer.level=word", "model.preset=tiny", "train.epochs=1", "translate.beam=2"],
+        tmp_path / "cmp",
     )
     assert [r["arch"] for r in rows] == ["seq2seq", "dot"]
     assert rows[0]["attention_entropy"] is None and rows[1]["attention_entropy"] is not None
@@ -434,8 +473,9 @@ def test_beam_search_beats_greedy_on_a_toy_model_and_returns_an_n_best_list():
     prompt = torch.tensor([[7], [7]])
     greedy = decoding.generate(GreedyTrapLM(), prompt, None, decoding.GenerationConfig(max_new_tokens=8, eos_token_id=1))
     assert greedy[0][0] == 2 and len(greedy[0]) == 5  # 2, three coin flips, [EOS]: p = 0.5 · 0.25³
-    config = decoding.GenerationConfig(max_new_tokens=8, num_beams=3, eos_token_id=1, pad_token_id=0, early_stopping=False,
-                                       length_penalty=0.0)
+    config = decoding.GenerationConfig(
+        max_new_tokens=8, num_beams=3, eos_token_id=1, pad_token_id=0, early_stopping=False, length_penalty=0.0
+    )
     assert decoding.beam_search(GreedyTrapLM(), prompt, None, config) == [[3, 1], [3, 1]]  # p = 0.4
     (hypotheses, _) = decoding.beam_hypotheses(GreedyTrapLM(), prompt, None, config, n_best=3)
     scores = [score for score, _ in hypotheses]
@@ -474,11 +514,13 @@ def test_token_budget_batches_cover_every_pair_once_within_the_budget():
 
 def test_bpe_vocabularies_learn_on_training_pairs_and_never_fail_on_unknown_characters():
     pairs = parallel.read_pairs("tests/fixtures/tatoeba-en-fr-300.tsv")
-    joint = translate.learn_vocabularies(build_config({"task": "translate"}, [
-        "translate.shared_vocab=true", "tokenizer.vocab_size=400"]), pairs)
+    joint = translate.learn_vocabularies(
+        build_config({"task": "translate"}, ["translate.shared_vocab=true", "tokenizer.vocab_size=400"]), pairs
+    )
     assert joint.source is joint.target and joint.source.get_vocab_size() <= 400
-    separate = translate.learn_vocabularies(build_config({"task": "translate"}, [
-        "tokenizer.vocab_size=300", "translate.target_vocab_size=200"]), pairs)
+    separate = translate.learn_vocabularies(
+        build_config({"task": "translate"}, ["tokenizer.vocab_size=300", "translate.target_vocab_size=200"]), pairs
+    )
     assert separate.source.get_vocab_size() <= 300 and separate.target.get_vocab_size() <= 200
     text = "I ❤️ 東京 😀 — naïve café"
     encoded = translate.encode_sources(separate.source, [text, "🙂"], 64)
@@ -492,7 +534,9 @@ def test_bpe_vocabularies_learn_on_training_pairs_and_never_fail_on_unknown_char
 
 
 def test_config_knobs_of_real_scale_training():
-    cfg = build_config({"task": "translate"}, ["train.batch_tokens=4096", "train.lr_schedule=inverse_sqrt", "train.warmup_steps=400"])
+    cfg = build_config(
+        {"task": "translate"}, ["train.batch_tokens=4096", "train.lr_schedule=inverse_sqrt", "train.warmup_steps=400"]
+    )
     assert cfg.train.monitor == "val_bleu" and cfg.translate.val_bleu_sentences == 500 and cfg.train.schedule_clock
     with pytest.raises(SeqlabError, match="train.warmup_steps"):
         build_config({"task": "translate"}, ["train.lr_schedule=inverse_sqrt"])
@@ -512,7 +556,9 @@ def test_config_knobs_of_real_scale_training():
     with pytest.raises(SeqlabError, match="tatoeba-fr-en already means fr-en"):
         load_splits(build_config({"task": "translate"}, ["data.train=tatoeba-fr-en", "data.direction=en-fr"]))
     with pytest.raises(SeqlabError, match="first column is the source"):
-        load_splits(build_config({"task": "translate"}, ["data.train=tests/fixtures/tatoeba-en-fr-300.tsv", "data.direction=fr-en"]))
+        load_splits(
+            build_config({"task": "translate"}, ["data.train=tests/fixtures/tatoeba-en-fr-300.tsv", "data.direction=fr-en"])
+        )
     assert build_config({"task": "translate"}, ["data.train=tatoeba-en-fr", "data.direction=fr-en"]).data.direction == "fr-en"
     base = build_config({"task": "translate"}, ["model.arch=transformer-seq2seq", "model.preset=base"]).model
     assert (base.d_model, base.num_layers, base.ff_dim) == (256, 3, 1024)

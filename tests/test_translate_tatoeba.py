@@ -24,13 +24,33 @@ FIXTURE = Path(__file__).parent / "fixtures" / "tatoeba-en-fr-300.tsv"
 
 
 def tiny_config(tmp_path, *extra):
-    return build_config({"task": "translate"}, [
-        f"data.train={FIXTURE}", "data.valid_sources=15", "data.test_sources=40", "tokenizer.vocab_size=400",
-        "translate.shared_vocab=true", "model.arch=transformer-seq2seq", "model.preset=tiny", "model.share_embeddings=true",
-        "train.batch_tokens=300", "train.epochs=2", "train.lr=0.003", "train.lr_schedule=cosine", "train.warmup_steps=3",
-        "train.max_minutes=5", "train.eval_every_steps=8", "train.log_every_n_steps=5", "train.patience=null", "translate.label_smoothing=0.1",
-        "translate.val_bleu_sentences=10", "translate.beam=3", f"output_dir={tmp_path / 'runs'}", *extra,
-    ])
+    return build_config(
+        {"task": "translate"},
+        [
+            f"data.train={FIXTURE}",
+            "data.valid_sources=15",
+            "data.test_sources=40",
+            "tokenizer.vocab_size=400",
+            "translate.shared_vocab=true",
+            "model.arch=transformer-seq2seq",
+            "model.preset=tiny",
+            "model.share_embeddings=true",
+            "train.batch_tokens=300",
+            "train.epochs=2",
+            "train.lr=0.003",
+            "train.lr_schedule=cosine",
+            "train.warmup_steps=3",
+            "train.max_minutes=5",
+            "train.eval_every_steps=8",
+            "train.log_every_n_steps=5",
+            "train.patience=null",
+            "translate.label_smoothing=0.1",
+            "translate.val_bleu_sentences=10",
+            "translate.beam=3",
+            f"output_dir={tmp_path / 'runs'}",
+            *extra,
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +85,9 @@ def test_a_run_logs_val_bleu_and_scores_its_test_split_with_every_reference(run)
 def test_evaluate_prints_signatures_and_equals_the_sacrebleu_command(run, tmp_path):
     result = runner.invoke(app, ["evaluate", str(run), "--data", str(FIXTURE)])
     assert result.exit_code == 0, result.output
-    assert "BLEU" in result.output and "nrefs:" in result.output and "chrF" in result.output and "by source length" in result.output
+    assert (
+        "BLEU" in result.output and "nrefs:" in result.output and "chrF" in result.output and "by source length" in result.output
+    )
     result = runner.invoke(app, ["evaluate", str(run), "--data", str(FIXTURE), "--json"])
     metrics = json.loads(result.output)
     assert metrics["examples"] == 40 and "own held-out test" in metrics["scored"]
@@ -83,8 +105,12 @@ def test_evaluate_prints_signatures_and_equals_the_sacrebleu_command(run, tmp_pa
     hyp.write_text("".join(line + "\n" for line in hypotheses), encoding="utf-8")
     script = Path(sys.executable).with_name("sacrebleu")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "sacrebleu"]
-    done = subprocess.run([*command, *map(str, ref_files), "-i", str(hyp), "-m", "bleu", "chrf", "-f", "json", "-w", "10"],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [*command, *map(str, ref_files), "-i", str(hyp), "-m", "bleu", "chrf", "-f", "json", "-w", "10"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     cli = {row["name"]: row for row in json.loads(done.stdout)}
     assert cli["BLEU"]["score"] == pytest.approx(metrics["bleu"], abs=1e-8)
     assert cli["chrF2"]["score"] == pytest.approx(metrics["chrf"], abs=1e-8)
@@ -105,7 +131,10 @@ def test_translate_n_best_alignments_and_unknown_characters(run, tmp_path):
     html = page.read_text(encoding="utf-8")
     assert "<table>" in html and "▁" in html and "http" not in html.split("<body>")[1]
     png = tmp_path / "a.png"
-    assert runner.invoke(app, ["translate", str(run), "I'm OK.", "--attention", str(png)]).exit_code == 0 and png.stat().st_size > 1000
+    assert (
+        runner.invoke(app, ["translate", str(run), "I'm OK.", "--attention", str(png)]).exit_code == 0
+        and png.stat().st_size > 1000
+    )
     pipe = api.load_translator(run)
     (out,) = pipe.translate(["I ❤️ 東京 😀"])  # unknown characters: [UNK] in, nothing out, no error
     assert isinstance(out, str) and pipe.unknown >= 3
@@ -114,13 +143,22 @@ def test_translate_n_best_alignments_and_unknown_characters(run, tmp_path):
 def test_a_line_of_100000_characters_is_cut_and_counted(tmp_path):
     data = tmp_path / "pairs.tsv"
     data.write_text(FIXTURE.read_text(encoding="utf-8") + "a" * 100_001 + "\tb\n", encoding="utf-8")
-    cfg = tiny_config(tmp_path, f"data.train={data}", "train.epochs=1", "train.max_steps=2", "train.warmup_steps=1",
-                      "translate.val_bleu_sentences=2", "name=long")
+    cfg = tiny_config(
+        tmp_path,
+        f"data.train={data}",
+        "train.epochs=1",
+        "train.max_steps=2",
+        "train.warmup_steps=1",
+        "translate.val_bleu_sentences=2",
+        "name=long",
+    )
     run = api.train(cfg, progress="off")
     assert json.loads((run / "manifest.json").read_text())["truncated_lines"] == 1
 
 
 def test_loading_and_translating_imports_no_training_code(run):
-    code = ("import sys; from seqlab import api; api.load_translator(sys.argv[1]).translate(['I am OK.'], beam=2); "
-            "assert 'lightning' not in sys.modules, 'lightning was imported'")
+    code = (
+        "import sys; from seqlab import api; api.load_translator(sys.argv[1]).translate(['I am OK.'], beam=2); "
+        "assert 'lightning' not in sys.modules, 'lightning was imported'"
+    )
     subprocess.run([sys.executable, "-c", code, str(run)], check=True, capture_output=True, text=True, timeout=120)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import sentiment_rows, write_csv
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -19,8 +20,6 @@ from seqlab.errors import SeqlabError
 from seqlab.models import build_classifier
 from seqlab.models.embeddings import set_word_vectors, word_embedding
 from seqlab.tasks.word_vectors import apply_word_vectors
-
-from conftest import sentiment_rows, write_csv
 
 DIM = 16  # the tiny presets' embedding size
 WORDS = ["great", "good", "love", "bad", "awful", "hate", "movie", "Film"]
@@ -91,11 +90,23 @@ def test_vectors_rescaled_into_found_rows_others_keep_init(arch):
 
 def train_run(tmp_path: Path, vectors_dir: Path, name: str, *extra: str) -> Path:
     data = write_csv(tmp_path / "d.csv", sentiment_rows(60))
-    cfg = build_config({}, [
-        f"data.train={data}", "data.valid_fraction=0", "data.test_fraction=0", "model.arch=cnn",
-        "model.preset=tiny", f"model.embeddings={vectors_dir}", "train.epochs=2", "train.batch_size=10",
-        "train.lr=0.01", f"output_dir={tmp_path / 'runs'}", f"name={name}", *extra,
-    ])
+    cfg = build_config(
+        {},
+        [
+            f"data.train={data}",
+            "data.valid_fraction=0",
+            "data.test_fraction=0",
+            "model.arch=cnn",
+            "model.preset=tiny",
+            f"model.embeddings={vectors_dir}",
+            "train.epochs=2",
+            "train.batch_size=10",
+            "train.lr=0.01",
+            f"output_dir={tmp_path / 'runs'}",
+            f"name={name}",
+            *extra,
+        ],
+    )
     return api.train(cfg, progress="off")
 
 
@@ -136,11 +147,29 @@ def test_a_run_reloads_without_the_vectors(tmp_path, vectors_dir):
 def test_cli_flags_map_to_the_model_keys(tmp_path, vectors_dir, sentiment_csv):
     from seqlab.cli.main import app
 
-    result = CliRunner().invoke(app, [
-        "train", "classify", "--arch", "lstm", "--data", str(sentiment_csv), "--preset", "tiny", "--epochs", "1",
-        "--embeddings", str(vectors_dir), "--embeddings-mode", "static", "--output-dir", str(tmp_path / "runs"),
-        "--name", "cli",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "classify",
+            "--arch",
+            "lstm",
+            "--data",
+            str(sentiment_csv),
+            "--preset",
+            "tiny",
+            "--epochs",
+            "1",
+            "--embeddings",
+            str(vectors_dir),
+            "--embeddings-mode",
+            "static",
+            "--output-dir",
+            str(tmp_path / "runs"),
+            "--name",
+            "cli",
+        ],
+    )
     assert result.exit_code == 0, result.output
     saved = (tmp_path / "runs" / "cli" / "config.yaml").read_text()
     assert f"embeddings: {vectors_dir}" in saved and "embeddings_mode: static" in saved
@@ -148,8 +177,17 @@ def test_cli_flags_map_to_the_model_keys(tmp_path, vectors_dir, sentiment_csv):
 
 def test_unknown_vectors_are_one_line_and_leave_no_folder(tmp_path):
     data = write_csv(tmp_path / "d.csv", sentiment_rows(40))
-    cfg = build_config({}, [f"data.train={data}", "model.arch=cnn", "model.preset=tiny", "model.embeddings=glove",
-                            f"output_dir={tmp_path / 'runs'}", "name=x"])
+    cfg = build_config(
+        {},
+        [
+            f"data.train={data}",
+            "model.arch=cnn",
+            "model.preset=tiny",
+            "model.embeddings=glove",
+            f"output_dir={tmp_path / 'runs'}",
+            "name=x",
+        ],
+    )
     with pytest.raises(SeqlabError) as err:
         api.train(cfg, progress="off")
     message = str(err.value)
@@ -159,8 +197,18 @@ def test_unknown_vectors_are_one_line_and_leave_no_folder(tmp_path):
 
 def test_size_mismatch_names_the_key(tmp_path, vectors_dir):
     data = write_csv(tmp_path / "d.csv", sentiment_rows(40))
-    cfg = build_config({}, [f"data.train={data}", "model.arch=transformer", "model.preset=tiny", "model.d_model=8",
-                            f"model.embeddings={vectors_dir}", f"output_dir={tmp_path / 'runs'}", "name=x"])
+    cfg = build_config(
+        {},
+        [
+            f"data.train={data}",
+            "model.arch=transformer",
+            "model.preset=tiny",
+            "model.d_model=8",
+            f"model.embeddings={vectors_dir}",
+            f"output_dir={tmp_path / 'runs'}",
+            "name=x",
+        ],
+    )
     with pytest.raises(SeqlabError, match=r"^model\.d_model=8 does not match the 16-d vectors .*; set model\.d_model=16$"):
         api.train(cfg, progress="off")
     assert not (tmp_path / "runs" / "x").exists()
@@ -183,8 +231,10 @@ def test_spacy_md_real_vectors(tmp_path, monkeypatch):
     vectors = load_vectors("spacy-md")
     assert vectors.dim == 300 and vectors.table.shape[0] >= 20_000
     assert (tmp_path / "home" / "extracted" / "spacy-md-vectors" / "vectors").is_file()
-    words = ("the a movie film is was good bad great awful boring funny plot acting actor story director "
-             "characters script love hate best worst it's n't , . !").split()
+    words = (
+        "the a movie film is was good bad great awful boring funny plot acting actor story director "
+        "characters script love hate best worst it's n't , . !"
+    ).split()
     vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + words)}
     _, found, coverage = embedding_matrix(vocab, vectors, skip=SPECIAL_TOKENS)
     assert coverage.words == len(words) and coverage.fraction >= 0.9, coverage.describe()

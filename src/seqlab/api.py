@@ -31,12 +31,28 @@ from seqlab.registry import TASKS, Task, get_task
 
 # Keyword arguments of `train` and `configure` that stand for a config key.
 SHORTCUTS = {
-    "data": "data.train", "valid": "data.valid", "test": "data.test", "text_column": "data.text_column",
-    "label_column": "data.label_column", "arch": "model.arch", "model": "model.model", "preset": "model.preset",
-    "init": "model.init", "embeddings": "model.embeddings", "embeddings_mode": "model.embeddings_mode",
-    "level": "tokenizer.level", "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
-    "seed": "train.seed", "max_minutes": "train.max_minutes", "devices": "train.devices", "num_nodes": "train.num_nodes",
-    "strategy": "train.strategy", "name": "name", "output_dir": "output_dir",
+    "data": "data.train",
+    "valid": "data.valid",
+    "test": "data.test",
+    "text_column": "data.text_column",
+    "label_column": "data.label_column",
+    "arch": "model.arch",
+    "model": "model.model",
+    "preset": "model.preset",
+    "init": "model.init",
+    "embeddings": "model.embeddings",
+    "embeddings_mode": "model.embeddings_mode",
+    "level": "tokenizer.level",
+    "epochs": "train.epochs",
+    "batch_size": "train.batch_size",
+    "lr": "train.lr",
+    "seed": "train.seed",
+    "max_minutes": "train.max_minutes",
+    "devices": "train.devices",
+    "num_nodes": "train.num_nodes",
+    "strategy": "train.strategy",
+    "name": "name",
+    "output_dir": "output_dir",
 }
 
 
@@ -53,7 +69,9 @@ def configure(task: str, overrides: Sequence[str] = (), **settings: Any) -> RunC
     """
     spec = get_task(task)
     if not spec.trains:
-        raise SeqlabError(f"task {spec.name} trains no model of its own; seqlab trains: {', '.join(t for t in TASKS if TASKS[t].trains)}")
+        raise SeqlabError(
+            f"task {spec.name} trains no model of its own; seqlab trains: {', '.join(t for t in TASKS if TASKS[t].trains)}"
+        )
     given = []
     for key, value in settings.items():
         if value is None:
@@ -67,8 +85,14 @@ def configure(task: str, overrides: Sequence[str] = (), **settings: Any) -> RunC
     return build_config({"task": spec.name}, [*given, *overrides])
 
 
-def train(task: str | RunConfig | None = None, *, resume: str | Path | None = None, progress: str | None = None,
-          overrides: Sequence[str] = (), **settings: Any) -> Path:
+def train(
+    task: str | RunConfig | None = None,
+    *,
+    resume: str | Path | None = None,
+    progress: str | None = None,
+    overrides: Sequence[str] = (),
+    **settings: Any,
+) -> Path:
     """Train a model into a new run folder, or continue the unfinished run `resume`.
 
         >>> seqlab.train("classify", data="rt-polarity", arch="cnn", epochs=5)
@@ -95,12 +119,16 @@ def train(task: str | RunConfig | None = None, *, resume: str | Path | None = No
             raise SeqlabError(f"{resume} is not a seqlab run folder (no {runs.CONFIG})")
         return lifecycle.train_run(get_task(name).recipe(), None, resume=resume, progress=progress)
     if task is None:
-        raise SeqlabError("say what to train: seqlab.train(\"classify\", data=\"rt-polarity\", arch=\"cnn\")")
+        raise SeqlabError('say what to train: seqlab.train("classify", data="rt-polarity", arch="cnn")')
     cfg = task if isinstance(task, RunConfig) else configure(task, overrides, **settings)
     if isinstance(task, RunConfig) and (overrides or settings):
         raise SeqlabError("a RunConfig is complete: change it with config.build_config, or pass a task name with settings")
-    return lifecycle.train_run(get_task(cfg.task).recipe(), cfg, progress=progress,
-                               resume_command="seqlab pretrain mlm" if cfg.task == "pretrain" else "seqlab train")
+    return lifecycle.train_run(
+        get_task(cfg.task).recipe(),
+        cfg,
+        progress=progress,
+        resume_command="seqlab pretrain mlm" if cfg.task == "pretrain" else "seqlab train",
+    )
 
 
 def task_of_model(spec: str | Path) -> Task:
@@ -115,12 +143,15 @@ def task_of_model(spec: str | Path) -> Task:
         return get_task(task)
     name = str(spec)
     if not path.exists() and (path.is_absolute() or name.startswith((".", "~"))):  # a path, not a name or hub id
-        raise SeqlabError(f"{spec} does not exist; give a run folder, a built-in model (smollm2-135m, en_core_web_sm) "
-                          f"or a hub id")
+        raise SeqlabError(
+            f"{spec} does not exist; give a run folder, a built-in model (smollm2-135m, en_core_web_sm) or a hub id"
+        )
     if name in spacy_models.BUILTIN_PIPELINES or (path / "config.cfg").is_file() or spacy_models._installed(name):
         return TASKS["tag"]
     if path.is_dir() and not (path / "config.json").is_file():
-        raise SeqlabError(f"{path} is neither a seqlab run (config.yaml), a spaCy pipeline (config.cfg) nor a transformers model (config.json)")
+        raise SeqlabError(
+            f"{path} is neither a seqlab run (config.yaml), a spaCy pipeline (config.cfg) nor a transformers model (config.json)"
+        )
     return TASKS["lm"]
 
 
@@ -161,8 +192,16 @@ def evaluate(run: str | Path | Any, data: str, **options: Any) -> dict:
     return task.pipeline().evaluate(pipe, data, **options)
 
 
-def compare(task: str | dict = "classify", archs: Sequence[str] | str | None = None, overrides: Sequence[str] = (), *,
-            data: str | None = None, output_dir: str | Path | None = None, seeds: int = 1, **options: Any) -> tuple[list[dict], Path]:
+def compare(
+    task: str | dict = "classify",
+    archs: Sequence[str] | str | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    data: str | None = None,
+    output_dir: str | Path | None = None,
+    seeds: int = 1,
+    **options: Any,
+) -> tuple[list[dict], Path]:
     """Train several architectures on the same data; write results.json, table.md and a chart.
 
         >>> rows, folder = seqlab.compare("classify", "lstm,cnn,transformer", data="trec", cv=None)
@@ -186,13 +225,21 @@ def compare(task: str | dict = "classify", archs: Sequence[str] | str | None = N
     if name == "classify":
         from seqlab.tasks.classify import compare as comparison
 
-        return comparison.run(base, entries or ["lstm", "bilstm", "cnn", "transformer"], overrides, output_dir=output_dir,
-                              seeds=seeds, **options)
+        return comparison.run(
+            base, entries or ["lstm", "bilstm", "cnn", "transformer"], overrides, output_dir=output_dir, seeds=seeds, **options
+        )
     if name == "translate":
         from seqlab.tasks.translate import compare as comparison
 
-        return comparison.run(base, entries or list(comparison.DEFAULT_ENTRIES), overrides, output_dir, seeds,
-                              budget_minutes=options.pop("budget_minutes", None), **options)
+        return comparison.run(
+            base,
+            entries or list(comparison.DEFAULT_ENTRIES),
+            overrides,
+            output_dir,
+            seeds,
+            budget_minutes=options.pop("budget_minutes", None),
+            **options,
+        )
     raise SeqlabError(f"seqlab compares classify and translate runs, not {name}")
 
 
@@ -247,8 +294,9 @@ def load_tagger(path: str | Path) -> Any:
     return TASKS["tag"].pipeline().load_tagger(path)
 
 
-def ner(texts: str | Sequence[str], model: str | Path = "en_core_web_sm", batch_size: int | None = None,
-        n_process: int = 1) -> list[list[Any]]:
+def ner(
+    texts: str | Sequence[str], model: str | Path = "en_core_web_sm", batch_size: int | None = None, n_process: int = 1
+) -> list[list[Any]]:
     """The named entities of each text (`Entity(text, label, start, end)`, character offsets);
     a blank text has none."""
     return load_ner(model).entities(texts, batch_size=batch_size, n_process=n_process)
@@ -266,8 +314,14 @@ def translate(run: str | Path, texts: str | Sequence[str], beam: int | None = No
     return load_translator(run).translate(texts, beam=beam, **settings)
 
 
-def compare_translation(base: dict, archs: Sequence[str], overrides: Sequence[str] = (), output_dir: str | Path | None = None,
-                        seeds: int = 1, budget_minutes: float | None = None) -> tuple[list[dict], Path]:
+def compare_translation(
+    base: dict,
+    archs: Sequence[str],
+    overrides: Sequence[str] = (),
+    output_dir: str | Path | None = None,
+    seeds: int = 1,
+    budget_minutes: float | None = None,
+) -> tuple[list[dict], Path]:
     """`compare("translate", ...)` with a base config dict; `budget_minutes` trains every
     entry for that long (`train.max_minutes`)."""
     from seqlab.tasks.translate import compare as comparison
@@ -275,7 +329,9 @@ def compare_translation(base: dict, archs: Sequence[str], overrides: Sequence[st
     return comparison.run(base, list(archs), overrides, output_dir, seeds, budget_minutes)
 
 
-def augment(texts: str | Sequence[str], method: str = "synonym", n: int = 4, seed: int | None = 0, **options: Any) -> list[list[str]]:
+def augment(
+    texts: str | Sequence[str], method: str = "synonym", n: int = 4, seed: int | None = 0, **options: Any
+) -> list[list[str]]:
     """`n` augmented variants of each text (see `seqlab.tasks.augment.pipeline`): method "synonym" (WordNet,
     POS-aware; `synonyms=` a {"word": [...]} dict or JSON file instead), "eda" (`alpha_sr`,
     `alpha_ri`, `alpha_rs`, `p_rd`), "backtranslate" (`forward=`, `backward=` translate runs or

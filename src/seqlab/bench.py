@@ -73,8 +73,15 @@ PATHS = {
 # GPT-2 configurations with random weights (transformers.GPT2Config keyword arguments).
 GPT2_SHAPES: dict[str, dict[str, Any]] = {
     "gpt2-shapes": {},  # GPT-2 small: 12 layers × 768, 124M parameters
-    "gpt2-tiny": {"n_layer": 2, "n_head": 2, "n_embd": 32, "vocab_size": 100, "n_positions": 512,
-                  "bos_token_id": 0, "eos_token_id": 0},
+    "gpt2-tiny": {
+        "n_layer": 2,
+        "n_head": 2,
+        "n_embd": 32,
+        "vocab_size": 100,
+        "n_positions": 512,
+        "bos_token_id": 0,
+        "eos_token_id": 0,
+    },
 }
 MODELS = [*GPT2_SHAPES, "smollm2-135m"]
 
@@ -103,8 +110,9 @@ class BenchSettings:
 class _Runner:
     """A path's model, its prompt and its decode call."""
 
-    def __init__(self, model: str, path: DecodePath, settings: BenchSettings, prompt: torch.Tensor,
-                 eval_ids: torch.Tensor | None):
+    def __init__(
+        self, model: str, path: DecodePath, settings: BenchSettings, prompt: torch.Tensor, eval_ids: torch.Tensor | None
+    ):
         from seqlab import decoding
         from seqlab.tasks.lm import pipeline as generation
         from seqlab.tasks.lm import quantize
@@ -147,8 +155,7 @@ class _Runner:
         start = time.perf_counter()
         tokens = self.decode()
         seconds = time.perf_counter() - start
-        return {"seconds": seconds, "tokens": tokens, "peak_rss_mb": _peak_rss_mb() if isolated else None,
-                "peak_reset": reset}
+        return {"seconds": seconds, "tokens": tokens, "peak_rss_mb": _peak_rss_mb() if isolated else None, "peak_reset": reset}
 
     def perplexity(self) -> float | None:
         """Perplexity of the held-out tokens under this path's weights (None: random weights)."""
@@ -409,8 +416,10 @@ def _bench_model(model: str, paths: list[DecodePath], settings: BenchSettings, s
             for name, worker in workers.items():
                 result = worker.call("timed")
                 runs[name].append(result)
-                say(f"{model}: repeat {repeat + 1}/{settings.repeats} {name}: "
-                    f"{settings.new_tokens / result['seconds']:.1f} tokens/s")
+                say(
+                    f"{model}: repeat {repeat + 1}/{settings.repeats} {name}: "
+                    f"{settings.new_tokens / result['seconds']:.1f} tokens/s"
+                )
         perplexities: dict[str, float | None] = {}
         for name, worker in workers.items():
             if model in GPT2_SHAPES:
@@ -424,8 +433,13 @@ def _bench_model(model: str, paths: list[DecodePath], settings: BenchSettings, s
     return _rows(model, paths, runs, perplexities, settings)
 
 
-def _rows(model: str, paths: list[DecodePath], runs: dict[str, list[dict]], perplexities: dict[str, float | None],
-          settings: BenchSettings) -> list[dict]:
+def _rows(
+    model: str,
+    paths: list[DecodePath],
+    runs: dict[str, list[dict]],
+    perplexities: dict[str, float | None],
+    settings: BenchSettings,
+) -> list[dict]:
     reference_time = statistics.median(r["seconds"] for r in runs["hf-fp32"])
     reference_tokens = runs["hf-fp32"][0]["tokens"]
     reference_ppl = perplexities.get("hf-fp32")
@@ -439,33 +453,64 @@ def _rows(model: str, paths: list[DecodePath], runs: dict[str, list[dict]], perp
             differs = min(len(tokens), len(reference_tokens))
         peaks = [r["peak_rss_mb"] for r in results if r["peak_rss_mb"] is not None]
         ppl = perplexities.get(path.name)
-        rows.append({
-            "model": model, "path": path.name, "dtype": path.dtype, "cache": path.cache,
-            "threads": settings.threads or torch.get_num_threads(),
-            "new_tokens": settings.new_tokens, "prompt_tokens": settings.prompt_tokens,
-            "tokens_per_s": settings.new_tokens / seconds, "ms_per_token": 1000 * seconds / settings.new_tokens,
-            "seconds": [r["seconds"] for r in results],
-            "peak_rss_mb": max(peaks) if peaks else None,
-            "peak_rss_note": None if not peaks else ("decode" if all(r["peak_reset"] for r in results) else "lifetime"),
-            "speedup_vs_hf": reference_time / seconds,
-            "same_tokens_as_hf": differs is None, "first_difference": differs,
-            "perplexity": ppl,
-            "ppl_change_pct": None if ppl is None or not reference_ppl else 100 * (ppl / reference_ppl - 1),
-        })
+        rows.append(
+            {
+                "model": model,
+                "path": path.name,
+                "dtype": path.dtype,
+                "cache": path.cache,
+                "threads": settings.threads or torch.get_num_threads(),
+                "new_tokens": settings.new_tokens,
+                "prompt_tokens": settings.prompt_tokens,
+                "tokens_per_s": settings.new_tokens / seconds,
+                "ms_per_token": 1000 * seconds / settings.new_tokens,
+                "seconds": [r["seconds"] for r in results],
+                "peak_rss_mb": max(peaks) if peaks else None,
+                "peak_rss_note": None if not peaks else ("decode" if all(r["peak_reset"] for r in results) else "lifetime"),
+                "speedup_vs_hf": reference_time / seconds,
+                "same_tokens_as_hf": differs is None,
+                "first_difference": differs,
+                "perplexity": ppl,
+                "ppl_change_pct": None if ppl is None or not reference_ppl else 100 * (ppl / reference_ppl - 1),
+            }
+        )
     return rows
 
 
-COLUMNS = ["model", "path", "threads", "tokens/s", "ms/token", "peak RSS MB", "× HF fp32", "same tokens as HF", "perplexity", "Δ ppl"]
+COLUMNS = [
+    "model",
+    "path",
+    "threads",
+    "tokens/s",
+    "ms/token",
+    "peak RSS MB",
+    "× HF fp32",
+    "same tokens as HF",
+    "perplexity",
+    "Δ ppl",
+]
 
 
 def table_cells(row: dict[str, Any]) -> list[str]:
     """A row as the text of `COLUMNS`."""
     same = "yes" if row["same_tokens_as_hf"] else f"no (from token {row['first_difference']})"
-    peak = "—" if row["peak_rss_mb"] is None else f"{row['peak_rss_mb']:,.0f}" + ("*" if row["peak_rss_note"] == "lifetime" else "")
+    peak = (
+        "—" if row["peak_rss_mb"] is None else f"{row['peak_rss_mb']:,.0f}" + ("*" if row["peak_rss_note"] == "lifetime" else "")
+    )
     ppl = "—" if row["perplexity"] is None else f"{row['perplexity']:.3f}"
     change = "—" if row["ppl_change_pct"] is None else f"{row['ppl_change_pct']:+.2f}%"
-    return [row["model"], row["path"], str(row["threads"]), f"{row['tokens_per_s']:.1f}", f"{row['ms_per_token']:.1f}", peak,
-            f"{row['speedup_vs_hf']:.2f}×", same, ppl, change]
+    return [
+        row["model"],
+        row["path"],
+        str(row["threads"]),
+        f"{row['tokens_per_s']:.1f}",
+        f"{row['ms_per_token']:.1f}",
+        peak,
+        f"{row['speedup_vs_hf']:.2f}×",
+        same,
+        ppl,
+        change,
+    ]
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:

@@ -31,8 +31,20 @@ SECTION = "## All benchmarks in one run (`seqlab bench all`)"
 
 # The instruction-set extensions that decide which kernels run: vector width (AVX2, AVX-512),
 # int8 dot products (VNNI), bf16 arithmetic (AVX512_BF16, AMX).
-SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
-              "amx_tile", "amx_bf16", "amx_int8")
+SIMD_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
 PACKAGES = ("torch", "lightning", "transformers", "tokenizers", "onnxruntime", "onnx", "spacy", "numpy")
 
 
@@ -50,50 +62,142 @@ class Benchmark:
 
 
 BENCHMARKS: tuple[Benchmark, ...] = (
-    Benchmark("throughput", "task classify", "training tokens/s per architecture, length-bucketed vs random-order batches",
-              "bucketed / random-order tokens/s",
-              ("benchmarks/throughput.py", "--repeats", "5", "--batches", "40"),
-              ("benchmarks/throughput.py", "--archs", "lstm,cnn,transformer", "--repeats", "1", "--batches", "2", "--batch-size", "8")),
-    Benchmark("onnx-vs-torch", "issue 3", "sentences/s of ONNX Runtime and PyTorch, fp32, same inputs",
-              "ONNX Runtime / PyTorch sentences/s",
-              ("benchmarks/onnx_vs_torch.py", "--archs", "cnn,bilstm,transformer", "--repeats", "5"),
-              ("benchmarks/onnx_vs_torch.py", "--archs", "cnn", "--sentences", "32", "--repeats", "1")),
-    Benchmark("minilm-inference", "issue 3", "MiniLM-L6 encoder: seqlab's inference paths against HF fp32 eager",
-              "speed-up of each path over HF fp32 eager",
-              ("benchmarks/minilm_inference.py", "--repeats", "7"),
-              ("benchmarks/minilm_inference.py", "--repeats", "1", "--batch", "4", "--length", "16")),
-    Benchmark("ner-speed", "issue 6", "words/s of seqlab's spaCy NER path against `nlp.pipe` on the same texts",
-              "seqlab / nlp.pipe words/s (target ≥ 0.95)",
-              ("benchmarks/ner_speed.py", "--texts", "1000", "--repeats", "5", "--batch-size", "256"),
-              ("benchmarks/ner_speed.py", "--texts", "40", "--repeats", "1")),
-    Benchmark("generate", "issue 4 §4", "greedy decoding at batch 1: seqlab's paths against HF generate",
-              "speed-up of each path over HF generate fp32",
-              ("-m", "seqlab.cli.main", "bench", "generate", "--threads", "1,default"),
-              ("-m", "seqlab.cli.main", "bench", "generate", "--models", "gpt2-tiny", "--repeats", "1", "--new-tokens", "8",
-               "--prompt-tokens", "8", "--in-process")),
-    Benchmark("lm-quality", "issue 4", "char GPT: held-out loss per second of training, seqlab against nanoGPT's baby GPT",
-              "validation loss at equal training time (and tokens/s)",
-              ("benchmarks/lm_quality.py", "--seconds", "64", "--plot", "{out}/lm_quality.png"),
-              ("benchmarks/lm_quality.py", "--seconds", "2", "--eval-every", "2", "--plot", "{out}/lm_quality.png")),
-    Benchmark("ner-silver", "issue 6", "three taggers on silver NER: entity F1 and words/s against spaCy",
-              "F1 and words/s of each tagger next to spaCy's",
-              ("benchmarks/ner_silver.py", "--minutes", "15", "15", "25", "--output", "{out}/ner-silver"),
-              None),
-    Benchmark("classify-cv", "task classify", "MR 10-fold cross-validation accuracy of CNN, BiLSTM, Transformer (Kim's protocol)",
-              "accuracy against CNN-rand's published 76.1%",
-              ("benchmarks/classify_cv.py", "--archs", "cnn,bilstm,transformer", "--output", "{out}/mr-cv10"),
-              None),
-    Benchmark("batched-generate", "issue 19 §1", "aggregate tokens/s of batched greedy generation at batch 1/4/16: "
-              "seqlab's pipeline against HF generate, smollm2-135m", "seqlab / HF tokens/s at the same batch size",
-              ("benchmarks/batched_generate.py", "--batch-sizes", "1,4,16", "--new-tokens", "64", "--repeats", "3"),
-              ("benchmarks/batched_generate.py", "--paths", "hf-fp32,seqlab-fp32", "--batch-sizes", "1,2", "--new-tokens", "4",
-               "--repeats", "1")),
-    Benchmark("serve-generate", "issue 19 §2", "streaming clients on /v1/generate (continuous batching, smollm2-135m, "
-              "--engine seqlab) against one client at a time", "aggregate tokens/s, 16 clients / 1 client (target ≥ 4)",
-              ("benchmarks/serve_load.py", "--task", "generate", "--run", "smollm2=smollm2-135m", "--engine", "seqlab",
-               "--clients", "16", "--duration", "60", "--threads", "2"),
-              ("benchmarks/serve_load.py", "--task", "generate", "--run", "smollm2=smollm2-135m", "--engine", "seqlab",
-               "--clients", "2", "--duration", "3", "--warmup", "1", "--new-tokens", "4", "--threads", "2")),
+    Benchmark(
+        "throughput",
+        "task classify",
+        "training tokens/s per architecture, length-bucketed vs random-order batches",
+        "bucketed / random-order tokens/s",
+        ("benchmarks/throughput.py", "--repeats", "5", "--batches", "40"),
+        ("benchmarks/throughput.py", "--archs", "lstm,cnn,transformer", "--repeats", "1", "--batches", "2", "--batch-size", "8"),
+    ),
+    Benchmark(
+        "onnx-vs-torch",
+        "issue 3",
+        "sentences/s of ONNX Runtime and PyTorch, fp32, same inputs",
+        "ONNX Runtime / PyTorch sentences/s",
+        ("benchmarks/onnx_vs_torch.py", "--archs", "cnn,bilstm,transformer", "--repeats", "5"),
+        ("benchmarks/onnx_vs_torch.py", "--archs", "cnn", "--sentences", "32", "--repeats", "1"),
+    ),
+    Benchmark(
+        "minilm-inference",
+        "issue 3",
+        "MiniLM-L6 encoder: seqlab's inference paths against HF fp32 eager",
+        "speed-up of each path over HF fp32 eager",
+        ("benchmarks/minilm_inference.py", "--repeats", "7"),
+        ("benchmarks/minilm_inference.py", "--repeats", "1", "--batch", "4", "--length", "16"),
+    ),
+    Benchmark(
+        "ner-speed",
+        "issue 6",
+        "words/s of seqlab's spaCy NER path against `nlp.pipe` on the same texts",
+        "seqlab / nlp.pipe words/s (target ≥ 0.95)",
+        ("benchmarks/ner_speed.py", "--texts", "1000", "--repeats", "5", "--batch-size", "256"),
+        ("benchmarks/ner_speed.py", "--texts", "40", "--repeats", "1"),
+    ),
+    Benchmark(
+        "generate",
+        "issue 4 §4",
+        "greedy decoding at batch 1: seqlab's paths against HF generate",
+        "speed-up of each path over HF generate fp32",
+        ("-m", "seqlab.cli.main", "bench", "generate", "--threads", "1,default"),
+        (
+            "-m",
+            "seqlab.cli.main",
+            "bench",
+            "generate",
+            "--models",
+            "gpt2-tiny",
+            "--repeats",
+            "1",
+            "--new-tokens",
+            "8",
+            "--prompt-tokens",
+            "8",
+            "--in-process",
+        ),
+    ),
+    Benchmark(
+        "lm-quality",
+        "issue 4",
+        "char GPT: held-out loss per second of training, seqlab against nanoGPT's baby GPT",
+        "validation loss at equal training time (and tokens/s)",
+        ("benchmarks/lm_quality.py", "--seconds", "64", "--plot", "{out}/lm_quality.png"),
+        ("benchmarks/lm_quality.py", "--seconds", "2", "--eval-every", "2", "--plot", "{out}/lm_quality.png"),
+    ),
+    Benchmark(
+        "ner-silver",
+        "issue 6",
+        "three taggers on silver NER: entity F1 and words/s against spaCy",
+        "F1 and words/s of each tagger next to spaCy's",
+        ("benchmarks/ner_silver.py", "--minutes", "15", "15", "25", "--output", "{out}/ner-silver"),
+        None,
+    ),
+    Benchmark(
+        "classify-cv",
+        "task classify",
+        "MR 10-fold cross-validation accuracy of CNN, BiLSTM, Transformer (Kim's protocol)",
+        "accuracy against CNN-rand's published 76.1%",
+        ("benchmarks/classify_cv.py", "--archs", "cnn,bilstm,transformer", "--output", "{out}/mr-cv10"),
+        None,
+    ),
+    Benchmark(
+        "batched-generate",
+        "issue 19 §1",
+        "aggregate tokens/s of batched greedy generation at batch 1/4/16: seqlab's pipeline against HF generate, smollm2-135m",
+        "seqlab / HF tokens/s at the same batch size",
+        ("benchmarks/batched_generate.py", "--batch-sizes", "1,4,16", "--new-tokens", "64", "--repeats", "3"),
+        (
+            "benchmarks/batched_generate.py",
+            "--paths",
+            "hf-fp32,seqlab-fp32",
+            "--batch-sizes",
+            "1,2",
+            "--new-tokens",
+            "4",
+            "--repeats",
+            "1",
+        ),
+    ),
+    Benchmark(
+        "serve-generate",
+        "issue 19 §2",
+        "streaming clients on /v1/generate (continuous batching, smollm2-135m, --engine seqlab) against one client at a time",
+        "aggregate tokens/s, 16 clients / 1 client (target ≥ 4)",
+        (
+            "benchmarks/serve_load.py",
+            "--task",
+            "generate",
+            "--run",
+            "smollm2=smollm2-135m",
+            "--engine",
+            "seqlab",
+            "--clients",
+            "16",
+            "--duration",
+            "60",
+            "--threads",
+            "2",
+        ),
+        (
+            "benchmarks/serve_load.py",
+            "--task",
+            "generate",
+            "--run",
+            "smollm2=smollm2-135m",
+            "--engine",
+            "seqlab",
+            "--clients",
+            "2",
+            "--duration",
+            "3",
+            "--warmup",
+            "1",
+            "--new-tokens",
+            "4",
+            "--threads",
+            "2",
+        ),
+    ),
 )
 BY_NAME = {b.name: b for b in BENCHMARKS}
 
@@ -130,7 +234,9 @@ def machine_info(cpuinfo: str | None = None) -> dict:
     model = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
     flags = re.search(r"^flags\s*:\s*(.+)$", text, re.MULTILINE)
     present = set(flags.group(1).split()) if flags else set()
-    cores = {(p, c) for p, c in re.findall(r"^physical id\s*:\s*(\d+)\s*$.*?^core id\s*:\s*(\d+)\s*$", text, re.MULTILINE | re.DOTALL)}
+    cores = {
+        (p, c) for p, c in re.findall(r"^physical id\s*:\s*(\d+)\s*$.*?^core id\s*:\s*(\d+)\s*$", text, re.MULTILINE | re.DOTALL)
+    }
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
@@ -171,8 +277,14 @@ def repository_root() -> Path:
     return root
 
 
-def run_benchmarks(benchmarks: Sequence[Benchmark], quick: bool, output: Path, root: Path,
-                   say: Callable[[str], None] = lambda _: None, timeout: float | None = None) -> list[BenchRun]:
+def run_benchmarks(
+    benchmarks: Sequence[Benchmark],
+    quick: bool,
+    output: Path,
+    root: Path,
+    say: Callable[[str], None] = lambda _: None,
+    timeout: float | None = None,
+) -> list[BenchRun]:
     """Run each benchmark, one after the other, in its own process from `root`; a failure is
     recorded and the next one runs. Files a benchmark writes go under `output/<name>`."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root / "src"), os.environ.get("PYTHONPATH")]))}
@@ -232,28 +344,41 @@ def markdown_tables(stdout: str) -> str:
 # --------------------------------------------------------------------------- the generated block
 
 
-def render_block(runs: Sequence[BenchRun], machine: dict, quick: bool, load: tuple[float, float],
-                 when: dt.datetime | None = None) -> str:
+def render_block(
+    runs: Sequence[BenchRun], machine: dict, quick: bool, load: tuple[float, float], when: dt.datetime | None = None
+) -> str:
     """The Markdown between the markers: machine, versions, and each benchmark's command and tables."""
     when = when or dt.datetime.now(dt.timezone.utc)
     command = "seqlab bench all" + (" --quick" if quick else "")
-    cores = f"{machine['logical_cores']} logical cores" + (f" ({machine['physical_cores']} physical)" if machine.get("physical_cores") else "")
+    cores = f"{machine['logical_cores']} logical cores" + (
+        f" ({machine['physical_cores']} physical)" if machine.get("physical_cores") else ""
+    )
     lines = [
         f"_Generated by `{command}` on {when:%Y-%m-%d %H:%M} UTC; rerun it to refresh this block, do not edit it by hand._",
         "",
-        (f"- **Machine**: {machine['cpu']}, {cores}, {machine['os']}; torch CPU capability "
-         f"`{machine['torch_cpu_capability']}`, {machine['torch_threads']} torch threads in the parent process"),
+        (
+            f"- **Machine**: {machine['cpu']}, {cores}, {machine['os']}; torch CPU capability "
+            f"`{machine['torch_cpu_capability']}`, {machine['torch_threads']} torch threads in the parent process"
+        ),
         f"- **SIMD flags**: {', '.join(machine['simd']) or 'none of ' + ', '.join(SIMD_FLAGS)}",
         f"- **Versions**: {', '.join(f'{k} {v}' for k, v in machine['versions'].items())}",
         f"- **Load average** (1 min): {load[0]:.2f} before, {load[1]:.2f} after (the machine may be shared)",
         "- Each benchmark reports the **median of its repeats** (see its script for the protocol).",
     ]
     if quick:
-        lines.append("- **Smoke configuration** (`--quick`): tiny sizes and one repeat, to check that every benchmark "
-                     "runs; these numbers are not measurements to compare. The hand-written sections above hold those.")
+        lines.append(
+            "- **Smoke configuration** (`--quick`): tiny sizes and one repeat, to check that every benchmark "
+            "runs; these numbers are not measurements to compare. The hand-written sections above hold those."
+        )
     for run in runs:
         bench = run.benchmark
-        lines += ["", f"#### {bench.name} ({bench.issue})", "", f"{bench.measures[:1].upper()}{bench.measures[1:]}. Ratio: {bench.ratio}.", ""]
+        lines += [
+            "",
+            f"#### {bench.name} ({bench.issue})",
+            "",
+            f"{bench.measures[:1].upper()}{bench.measures[1:]}. Ratio: {bench.ratio}.",
+            "",
+        ]
         if run.returncode is None:
             lines.append("Skipped: no smoke configuration (a full run takes long; run it without `--quick`).")
             continue
@@ -284,8 +409,14 @@ def write_block(path: Path, block: str) -> None:
     scratch.replace(path)
 
 
-def bench_all(quick: bool, only: str | None, output: Path, docs: Path | None, say: Callable[[str], None] = lambda _: None,
-              timeout: float | None = None) -> tuple[list[BenchRun], str]:
+def bench_all(
+    quick: bool,
+    only: str | None,
+    output: Path,
+    docs: Path | None,
+    say: Callable[[str], None] = lambda _: None,
+    timeout: float | None = None,
+) -> tuple[list[BenchRun], str]:
     """Run the selected benchmarks and (unless `docs` is None) write the block into `docs`.
     → (the runs, the block)."""
     benchmarks = select(only)

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import PydanticCustomError
 
 from seqlab.errors import SeqlabError
-from seqlab.registry import canonical
 from seqlab.models.presets import PRESETS, family_of
+from seqlab.registry import canonical
 
 
 class StrictModel(BaseModel):
@@ -40,13 +40,20 @@ class DataConfig(StrictModel):
     max_chars: int = Field(100_000, gt=0, description="longest text accepted, in characters")
     limit: int | None = Field(None, gt=0, description="use only this many training examples")
     direction: str | None = Field(
-        None, description="translate, built-in Tatoeba data: en-fr or fr-en (en-es or es-en); default: the dataset name's own")
+        None, description="translate, built-in Tatoeba data: en-fr or fr-en (en-es or es-en); default: the dataset name's own"
+    )
     valid_sources: int | None = Field(
-        None, ge=0, description="translate: distinct source sentences held out for validation with all their translations "
-                                "(default: Tatoeba 1,000; files: valid_fraction of them)")
+        None,
+        ge=0,
+        description="translate: distinct source sentences held out for validation with all their translations "
+        "(default: Tatoeba 1,000; files: valid_fraction of them)",
+    )
     test_sources: int | None = Field(
-        None, ge=0, description="translate: distinct source sentences held out for the test (default: Tatoeba 2,000; "
-                                "files: test_fraction of them)")
+        None,
+        ge=0,
+        description="translate: distinct source sentences held out for the test (default: Tatoeba 2,000; "
+        "files: test_fraction of them)",
+    )
 
     @field_validator("direction")
     @classmethod
@@ -109,7 +116,8 @@ class _WordModelBase(_ModelBase):
         size = VECTOR_SIZES.get(cast(str, info.data.get("embeddings")))  # None finds nothing
         if size and value != size:
             raise PydanticCustomError(
-                "vectors_size", "must be {size} to match the {name} vectors of model.embeddings",
+                "vectors_size",
+                "must be {size} to match the {name} vectors of model.embeddings",
                 {"size": size, "name": info.data["embeddings"]},
             )
         return value
@@ -147,20 +155,26 @@ class BiLSTMCRFModelConfig(_WordModelBase):
     hidden_dim: int = Field(gt=0, description="per direction")
     num_layers: int = Field(1, gt=0)
     char_features: Literal["none", "cnn", "lstm"] = Field(
-        "none", description="a character encoding of each word: cnn (Ma & Hovy 2016) or lstm (Lample et al. 2016)")
+        "none", description="a character encoding of each word: cnn (Ma & Hovy 2016) or lstm (Lample et al. 2016)"
+    )
     char_dim: int = Field(30, gt=0, description="character embedding size (Ma & Hovy 30, Lample et al. 25)")
     char_hidden: int = Field(30, gt=0, description="char cnn: filters (Ma & Hovy 30); char lstm: units per direction (Lample 25)")
     char_width: int = Field(3, gt=0, description="char cnn: window in characters")
     max_word_chars: int = Field(30, gt=0, description="characters read per word (longer words: their first ones)")
     casing_dim: int = Field(0, ge=0, description="embedding size of the word's casing class (Reimers & Gurevych 2017); 0: none")
     vector_words: int = Field(
-        0, ge=0, description="with model.embeddings: also give the N most frequent words of the vectors a row of the "
-                             "vocabulary, so words never seen in training keep their pretrained vector")
+        0,
+        ge=0,
+        description="with model.embeddings: also give the N most frequent words of the vectors a row of the "
+        "vocabulary, so words never seen in training keep their pretrained vector",
+    )
 
     @model_validator(mode="after")
-    def _vector_words_need_vectors(self) -> "BiLSTMCRFModelConfig":
+    def _vector_words_need_vectors(self) -> BiLSTMCRFModelConfig:
         if self.vector_words and not self.embeddings:
-            raise PydanticCustomError("vector_words", "model.vector_words adds the words of model.embeddings; set model.embeddings too")
+            raise PydanticCustomError(
+                "vector_words", "model.vector_words adds the words of model.embeddings; set model.embeddings too"
+            )
         return self
 
 
@@ -183,7 +197,7 @@ class TransformerModelConfig(_WordModelBase):
     init: str | None = Field(None, description="classify: a pretrain run whose encoder, vocabulary and sizes to fine-tune")
 
     @model_validator(mode="after")
-    def _heads_divide(self) -> "TransformerModelConfig":
+    def _heads_divide(self) -> TransformerModelConfig:
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by num_heads={self.num_heads}")
         return self
@@ -203,7 +217,7 @@ class GPTModelConfig(_ModelBase):
     bias: bool = True
 
     @model_validator(mode="after")
-    def _heads_divide(self) -> "GPTModelConfig":
+    def _heads_divide(self) -> GPTModelConfig:
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by num_heads={self.num_heads}")
         return self
@@ -249,7 +263,7 @@ class Seq2SeqModelConfig(_ModelBase):
         return None
 
     @model_validator(mode="after")
-    def _halves(self) -> "Seq2SeqModelConfig":
+    def _halves(self) -> Seq2SeqModelConfig:
         if self.bidirectional and self.hidden_dim % 2:
             raise ValueError(f"hidden_dim={self.hidden_dim} must be even: a bidirectional encoder gives each direction half")
         return self
@@ -269,15 +283,23 @@ class TransformerSeq2SeqModelConfig(_ModelBase):
     share_embeddings: bool = Field(False, description="one embedding for source and target (needs translate.shared_vocab)")
 
     @model_validator(mode="after")
-    def _heads_divide(self) -> "TransformerSeq2SeqModelConfig":
+    def _heads_divide(self) -> TransformerSeq2SeqModelConfig:
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by num_heads={self.num_heads}")
         return self
 
 
 ModelConfig = Annotated[
-    Union[RNNModelConfig, CNNModelConfig, TransformerModelConfig, GPTModelConfig, HFModelConfig, BiLSTMCRFModelConfig,
-          Seq2SeqModelConfig, TransformerSeq2SeqModelConfig],
+    Union[
+        RNNModelConfig,
+        CNNModelConfig,
+        TransformerModelConfig,
+        GPTModelConfig,
+        HFModelConfig,
+        BiLSTMCRFModelConfig,
+        Seq2SeqModelConfig,
+        TransformerSeq2SeqModelConfig,
+    ],
     Field(discriminator="arch"),
 ]
 ARCHS = ("rnn", "lstm", "gru", "bilstm", "bigru", "cnn", "transformer", "hf")  # the classifiers
@@ -311,43 +333,59 @@ class TrainConfig(StrictModel):
     optimizer: Literal["adam", "adamw", "sgd", "adadelta"] = "adam"
     betas: tuple[Beta, Beta] = Field((0.9, 0.999), description="adam/adamw: the moving-average rates β1, β2")
     weight_decay: float = Field(0.0, ge=0)
-    max_steps: int | None = Field(None, gt=0, description="stop after this many optimiser steps (or epochs, or max_minutes: the first reached)")
+    max_steps: int | None = Field(
+        None, gt=0, description="stop after this many optimiser steps (or epochs, or max_minutes: the first reached)"
+    )
     lr_schedule: Literal["constant", "cosine", "linear", "inverse_sqrt"] = Field(
-        "constant", description="after warm-up: lr throughout, decayed to min_lr by the last step (cosine, linear: max_steps, "
-                                "else epochs × batches, or the end of max_minutes with schedule_clock), or "
-                                "lr · sqrt(warmup_steps / step) (inverse_sqrt, the Transformer's; never below min_lr)"
+        "constant",
+        description="after warm-up: lr throughout, decayed to min_lr by the last step (cosine, linear: max_steps, "
+        "else epochs × batches, or the end of max_minutes with schedule_clock), or "
+        "lr · sqrt(warmup_steps / step) (inverse_sqrt, the Transformer's; never below min_lr)",
     )
     warmup_steps: int = Field(0, ge=0, description="optimiser steps of linear warm-up to lr")
     min_lr: float = Field(0.0, ge=0, description="cosine/linear: the learning rate at the end of the schedule")
-    eval_every_steps: int | None = Field(None, gt=0, description="validate every this many optimiser steps (default: after each epoch)")
+    eval_every_steps: int | None = Field(
+        None, gt=0, description="validate every this many optimiser steps (default: after each epoch)"
+    )
     grad_clip: float | None = Field(5.0, gt=0)
     seed: int = 13
     max_minutes: float | None = Field(None, gt=0, description="stop training after this much wall-clock time")
     schedule_clock: bool = Field(
-        False, description="with max_minutes: a cosine/linear decay also follows the clock, reaching min_lr when the "
-                           "time budget ends (whichever of steps and time is further along), so a run stopped by the "
-                           "clock ends at the bottom of its schedule")
-    patience: int | None = Field(3, ge=1, description="early-stopping validations (epochs, or eval_every_steps) without improvement; null: off")
+        False,
+        description="with max_minutes: a cosine/linear decay also follows the clock, reaching min_lr when the "
+        "time budget ends (whichever of steps and time is further along), so a run stopped by the "
+        "clock ends at the bottom of its schedule",
+    )
+    patience: int | None = Field(
+        3, ge=1, description="early-stopping validations (epochs, or eval_every_steps) without improvement; null: off"
+    )
     monitor: Literal["val_acc", "val_f1", "val_loss", "val_bleu"] = Field(
-        "val_acc", description="the validation metric that picks the best checkpoint and stops early (val_bleu: translate)")
+        "val_acc", description="the validation metric that picks the best checkpoint and stops early (val_bleu: translate)"
+    )
     bucket: bool = Field(True, description="length-bucketed batches (less padding)")
     batch_tokens: int | None = Field(
-        None, gt=0, description="translate: batches of about this many padded tokens (sentences × the longest source or "
-                                "target in them) instead of batch_size sentences, made from length-sorted data")
+        None,
+        gt=0,
+        description="translate: batches of about this many padded tokens (sentences × the longest source or "
+        "target in them) instead of batch_size sentences, made from length-sorted data",
+    )
     precision: Literal["32-true", "bf16-mixed", "auto"] = Field(
         "32-true", description="auto: bf16 autocast where the CPU/GPU has bf16 instructions, else fp32"
     )
     log_every_n_steps: int = Field(50, gt=0)
     checkpoint_every_steps: int | None = Field(
-        None, gt=0, description="also write checkpoints/last.ckpt every this many optimiser steps, mid-epoch "
-                                "(--resume then continues from that batch, as if never stopped); default: after each validation",
+        None,
+        gt=0,
+        description="also write checkpoints/last.ckpt every this many optimiser steps, mid-epoch "
+        "(--resume then continues from that batch, as if never stopped); default: after each validation",
     )
     devices: int = Field(1, gt=0, description="processes (CPU) or GPUs per machine; > 1 trains data-parallel (DDP)")
     num_nodes: int = Field(1, gt=0, description="machines taking part in DDP training (launch one process per GPU with torchrun)")
     strategy: Literal["auto", "ddp", "ddp_spawn", "ddp_fork"] = Field(
-        "auto", description="with devices or num_nodes > 1: ddp re-runs the command once per extra process (CLI, "
-                            "scripts, torchrun); ddp_spawn/ddp_fork start them from inside the Python call "
-                            "(api.train in a program or notebook; fork: CPU only, no start-up cost)",
+        "auto",
+        description="with devices or num_nodes > 1: ddp re-runs the command once per extra process (CLI, "
+        "scripts, torchrun); ddp_spawn/ddp_fork start them from inside the Python call "
+        "(api.train in a program or notebook; fork: CPU only, no start-up cost)",
     )
 
     @property
@@ -372,17 +410,20 @@ class TrainConfig(StrictModel):
         return value
 
     @model_validator(mode="after")
-    def _inverse_sqrt_warms_up(self) -> "TrainConfig":
+    def _inverse_sqrt_warms_up(self) -> TrainConfig:
         if self.lr_schedule == "inverse_sqrt" and not self.warmup_steps:
-            raise PydanticCustomError("inverse_sqrt", "lr_schedule=inverse_sqrt decays from the end of warm-up: "
-                                                      "set train.warmup_steps (e.g. 4000)")
+            raise PydanticCustomError(
+                "inverse_sqrt", "lr_schedule=inverse_sqrt decays from the end of warm-up: set train.warmup_steps (e.g. 4000)"
+            )
         return self
 
 
 class PretrainConfig(StrictModel):
     """Masked-LM pretraining of a BERT-style encoder (task pretrain; Devlin et al., 2019)."""
 
-    mask_prob: float = Field(0.15, gt=0.0, lt=1.0, description="share of real tokens chosen for prediction (80% [MASK], 10% random, 10% kept)")
+    mask_prob: float = Field(
+        0.15, gt=0.0, lt=1.0, description="share of real tokens chosen for prediction (80% [MASK], 10% random, 10% kept)"
+    )
     nsp: bool = Field(False, description="also learn next-sentence prediction on sentence pairs")
     short_seq_prob: float = Field(0.1, ge=0.0, le=1.0, description="share of examples packed to a random shorter length")
 
@@ -399,14 +440,20 @@ class TranslateConfig(StrictModel):
 
     shared_vocab: bool = Field(False, description="one vocabulary learned on both sides (joint BPE); else one per side")
     target_vocab_size: int | None = Field(
-        None, gt=4, description="separate vocabularies: the target side's size (default: tokenizer.vocab_size, as the source's)")
+        None, gt=4, description="separate vocabularies: the target side's size (default: tokenizer.vocab_size, as the source's)"
+    )
     val_bleu_sentences: int = Field(
-        500, ge=0, description="validation BLEU (val_bleu, greedy decoding) on this many validation sources, the same ones "
-                               "at every validation; 0: off")
+        500,
+        ge=0,
+        description="validation BLEU (val_bleu, greedy decoding) on this many validation sources, the same ones "
+        "at every validation; 0: off",
+    )
     scheduled_sampling: float = Field(
-        0.0, ge=0.0, le=1.0,
+        0.0,
+        ge=0.0,
+        le=1.0,
         description="RNN decoders: the chance of feeding the decoder its own previous prediction instead of the true "
-                    "token, ramped up linearly from 0 to this over the epochs (Bengio et al., 2015)",
+        "token, ramped up linearly from 0 to this over the epochs (Bengio et al., 2015)",
     )
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="of the target distribution (Szegedy et al., 2016)")
     beam: int = Field(5, ge=1, description="beam size for the test split and the default of translate (1: greedy)")
@@ -419,7 +466,8 @@ class RunConfig(StrictModel):
     """Everything that defines a training run."""
 
     task: Literal["classify", "lm", "tag", "translate", "pretrain"] = Field(
-        "classify", description="what the run learns: classify, lm, tag, translate or pretrain (seqlab.registry)")
+        "classify", description="what the run learns: classify, lm, tag, translate or pretrain (seqlab.registry)"
+    )
     name: str | None = Field(None, description="run folder name; default: <task>-<arch>-<time>")
     output_dir: str = "runs"
     data: DataConfig = DataConfig()
@@ -462,7 +510,9 @@ class RunConfig(StrictModel):
         if task != "tag" and model.arch == "bilstm-crf":
             raise _task_error("bilstm-crf is a sequence tagger: train it with task tag (seqlab train tag --arch bilstm-crf)")
         if task == "tag" and getattr(model, "init", None):
-            raise _task_error("model.init fine-tunes a pretrained encoder for classification; a tagger starts fresh (or use arch hf)")
+            raise _task_error(
+                "model.init fine-tunes a pretrained encoder for classification; a tagger starts fresh (or use arch hf)"
+            )
         if task == "tag" and model.head == "sigmoid":
             raise _task_error("a tagger scores every tag of every word: model.head=softmax")
         if task == "tag" and getattr(model, "strategy", None) == "llrd":
@@ -471,9 +521,18 @@ class RunConfig(StrictModel):
             hint = " (the Transformer encoder-decoder is transformer-seq2seq)" if model.arch == "transformer" else ""
             raise _task_error(f"a translation model is one of {', '.join(TRANSLATE_ARCHS)}, not {model.arch!r}{hint}")
         if task != "translate" and model.arch in TRANSLATE_ARCHS:
-            raise _task_error(f"{model.arch} is an encoder-decoder: train it with task translate (seqlab train translate --arch {model.arch})")
-        if task == "lm" and model.arch == "gpt" and info.data.get("tokenizer") and model.max_len < info.data["tokenizer"].max_length:
-            raise _task_error(f"model.max_len={model.max_len} is shorter than the training context tokenizer.max_length={info.data['tokenizer'].max_length}")
+            raise _task_error(
+                f"{model.arch} is an encoder-decoder: train it with task translate (seqlab train translate --arch {model.arch})"
+            )
+        if (
+            task == "lm"
+            and model.arch == "gpt"
+            and info.data.get("tokenizer")
+            and model.max_len < info.data["tokenizer"].max_length
+        ):
+            raise _task_error(
+                f"model.max_len={model.max_len} is shorter than the training context tokenizer.max_length={info.data['tokenizer'].max_length}"
+            )
         if task == "pretrain":
             if model.arch != "transformer":
                 raise _task_error(f"masked-LM pretraining trains a transformer encoder, not {model.arch!r}; drop model.arch")
@@ -510,7 +569,6 @@ class RunConfig(StrictModel):
             raise _task_error("next-sentence prediction needs model.num_segments=2 (segments A and B)")
         return pretrain
 
-
     @field_validator("tag")
     @classmethod
     def _tag_fits_task(cls, tag: TagConfig | None, info: ValidationInfo) -> TagConfig | None:
@@ -523,7 +581,6 @@ class RunConfig(StrictModel):
         if tag.crf is None and model is not None:  # written out, so config.yaml says what was built
             tag = tag.model_copy(update={"crf": model.arch == "bilstm-crf"})
         return tag
-
 
     @field_validator("translate")
     @classmethod
@@ -541,8 +598,10 @@ class RunConfig(StrictModel):
         model = info.data.get("model")
         if model is not None and model.arch == "transformer-seq2seq":
             if translate.scheduled_sampling:
-                raise _task_error("scheduled sampling feeds an RNN decoder its own predictions step by step; "
-                                  "a Transformer decoder reads the whole target at once: set it to 0")
+                raise _task_error(
+                    "scheduled sampling feeds an RNN decoder its own predictions step by step; "
+                    "a Transformer decoder reads the whole target at once: set it to 0"
+                )
             if model.share_embeddings and not translate.shared_vocab:
                 raise _task_error("model.share_embeddings needs one vocabulary for both sides: translate.shared_vocab=true")
         return translate

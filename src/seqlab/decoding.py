@@ -60,9 +60,11 @@ class GenerationConfig(BaseModel):
     max_new_tokens: int = 50
     do_sample: bool = False
     temperature: float = Field(
-        1.0, description="sampling temperature: logits / temperature (< 1 sharper, > 1 flatter); "
-                         "0 means greedy decoding (do_sample=False, top_k and top_p off), as in the OpenAI API, "
-                         "llama.cpp and vLLM")
+        1.0,
+        description="sampling temperature: logits / temperature (< 1 sharper, > 1 flatter); "
+        "0 means greedy decoding (do_sample=False, top_k and top_p off), as in the OpenAI API, "
+        "llama.cpp and vLLM",
+    )
     top_k: int = 0
     top_p: float = 1.0
     repetition_penalty: float = 1.0
@@ -150,9 +152,7 @@ class GenerationConfig(BaseModel):
     def _combinations(self) -> GenerationConfig:
         if self.do_sample:
             if not self.temperature > 0.0:
-                raise ValueError(
-                    f"temperature must be > 0 when sampling, or 0 for greedy decoding (got {self.temperature})"
-                )
+                raise ValueError(f"temperature must be > 0 when sampling, or 0 for greedy decoding (got {self.temperature})")
             if self.num_beams > 1:
                 raise ValueError(f"num_beams must be 1 when sampling (got {self.num_beams}); beams do not sample")
         else:
@@ -644,7 +644,9 @@ def _token_steps(
                 if row in ended:
                     continue
                 rows[row].append(token)
-                cut = None if token in eos else _stop_cut(rows[row], config.stop, cast(Decode, decode))  # stop needs decode: _check_prompts
+                cut = (
+                    None if token in eos else _stop_cut(rows[row], config.stop, cast(Decode, decode))
+                )  # stop needs decode: _check_prompts
                 if token in eos or cut is not None:
                     ended.add(row)
                 if cut is not None:
@@ -713,22 +715,16 @@ def stream(
     config = config or GenerationConfig()
     lm = as_incremental(lm)
     if config.num_beams > 1:
-        raise SeqlabError(
-            f"generation: stream() needs num_beams=1 (got {config.num_beams}); use generate() for beam search"
-        )
+        raise SeqlabError(f"generation: stream() needs num_beams=1 (got {config.num_beams}); use generate() for beam search")
     mask = _check_prompts(lm, input_ids, attention_mask, config, decode)
     if config.stop and input_ids.size(0) != 1:
-        raise SeqlabError(
-            f"generation: stream() with stop strings takes one prompt (got {input_ids.size(0)}); use generate()"
-        )
+        raise SeqlabError(f"generation: stream() with stop strings takes one prompt (got {input_ids.size(0)}); use generate()")
     kept: dict[int, int] = {}
     steps = _token_steps(lm, input_ids, mask, config, decode, kept)
     return _held_back(steps, config, cast(Decode, decode), kept) if config.stop else steps  # stop needs decode: _check_prompts
 
 
-def _held_back(
-    steps: Iterator[Tensor], config: GenerationConfig, decode: Decode, kept: dict[int, int]
-) -> Iterator[Tensor]:
+def _held_back(steps: Iterator[Tensor], config: GenerationConfig, decode: Decode, kept: dict[int, int]) -> Iterator[Tensor]:
     """One prompt with stop strings: release a token only once the text up to it cannot be the
     start of a stop string."""
     tokens: list[int] = []
@@ -835,7 +831,9 @@ def beam_hypotheses(
             ends = torch.zeros_like(tokens, dtype=torch.bool)
         cuts: dict[tuple[int, int], int] = {}
         if config.stop:
-            _stop_candidates(running, parents, tokens, ends, step, config.stop, cast(Decode, decode), cuts)  # checked in _check_prompts
+            _stop_candidates(
+                running, parents, tokens, ends, step, config.stop, cast(Decode, decode), cuts
+            )  # checked in _check_prompts
 
         _add_hypotheses(finished, ends[:, :beams], top_scores, parents, tokens, running, step, config, cuts, done)
         if config.early_stopping:
@@ -866,8 +864,14 @@ def beam_hypotheses(
 
 
 def _stop_candidates(
-    running: Tensor, parents: Tensor, tokens: Tensor, ends: Tensor, step: int,
-    stops: Sequence[str], decode: Decode, cuts: dict[tuple[int, int], int],
+    running: Tensor,
+    parents: Tensor,
+    tokens: Tensor,
+    ends: Tensor,
+    step: int,
+    stops: Sequence[str],
+    decode: Decode,
+    cuts: dict[tuple[int, int], int],
 ) -> None:
     """Mark the candidates whose text now holds a stop string as ended; `cuts` their kept length."""
     prefixes = running[:, :step].tolist()
@@ -880,8 +884,15 @@ def _stop_candidates(
 
 
 def _add_hypotheses(
-    finished: list[list[tuple[float, list[int]]]], ends: Tensor, top_scores: Tensor, parents: Tensor,
-    tokens: Tensor, running: Tensor, step: int, config: GenerationConfig, cuts: dict[tuple[int, int], int],
+    finished: list[list[tuple[float, list[int]]]],
+    ends: Tensor,
+    top_scores: Tensor,
+    parents: Tensor,
+    tokens: Tensor,
+    running: Tensor,
+    step: int,
+    config: GenerationConfig,
+    cuts: dict[tuple[int, int], int],
     done: list[bool],
 ) -> None:
     """Add the candidates among the best `num_beams` that ended to their prompt's hypotheses,

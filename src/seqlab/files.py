@@ -42,7 +42,9 @@ def atomic_path(path: str | Path, *, durable: bool = False) -> Iterator[Path]:
 
 
 @contextmanager
-def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8", newline: str | None = None) -> Iterator[IO[Any]]:
+def atomic_open(
+    path: str | Path, mode: str = "w", encoding: str | None = "utf-8", newline: str | None = None
+) -> Iterator[IO[Any]]:
     """`open(path, mode)` for writing, atomically (see `atomic_path`)."""
     with atomic_path(path) as tmp:
         with open(tmp, mode, encoding=None if "b" in mode else encoding, newline=newline) as handle:

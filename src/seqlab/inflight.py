@@ -88,12 +88,21 @@ class Row:
         next_token: the token chosen last, which the next step feeds.
     """
 
-    def __init__(self, prompt: Sequence[int], config: GenerationConfig, decode: Decode,
-                 on_piece: Sink = _ignore, on_done: Sink = _ignore, on_error: Sink = _ignore):
+    def __init__(
+        self,
+        prompt: Sequence[int],
+        config: GenerationConfig,
+        decode: Decode,
+        on_piece: Sink = _ignore,
+        on_done: Sink = _ignore,
+        on_error: Sink = _ignore,
+    ):
         if not prompt:
             raise SeqlabError("decoding: every prompt needs at least one token")
         if config.num_beams != 1:
-            raise SeqlabError(f"generation: in-flight batching decodes greedy or sampled rows, not beam search (num_beams={config.num_beams})")
+            raise SeqlabError(
+                f"generation: in-flight batching decodes greedy or sampled rows, not beam search (num_beams={config.num_beams})"
+            )
         self.prompt, self.config, self.decode = list(prompt), config, decode
         self.on_piece, self.on_done, self.on_error = on_piece, on_done, on_error
         self.eos = set(config.eos_ids)
@@ -262,8 +271,14 @@ class InflightBatch:
         running = self._running()
         tokens = torch.tensor([row.next_token for row in self.rows], device=self.device)  # (B,)
         running.mask = torch.cat([running.mask, running.mask.new_ones(len(self.rows), 1)], dim=1)  # (B, L + 1)
-        out = self.model(tokens[:, None], attention_mask=None if self._full else running.mask, cache=running.cache,
-                         position_ids=running.positions[:, None], use_cache=True, logits_to_keep=1)
+        out = self.model(
+            tokens[:, None],
+            attention_mask=None if self._full else running.mask,
+            cache=running.cache,
+            position_ids=running.positions[:, None],
+            use_cache=True,
+            logits_to_keep=1,
+        )
         running.positions += 1
         return out.logits[:, -1].float()
 

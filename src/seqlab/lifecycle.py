@@ -77,8 +77,7 @@ class Recipe(Protocol):
         """The files `save_vocabulary` writes (DDP ranks other than 0 wait for them)."""
         ...
 
-    def save_vocabulary(self, vocabulary: Any, run_dir: Path) -> None:
-        ...
+    def save_vocabulary(self, vocabulary: Any, run_dir: Path) -> None: ...
 
     def load_vocabulary(self, cfg: RunConfig, run_dir: Path) -> Any:
         """The vocabulary a run folder holds (for --resume and for DDP ranks other than 0)."""
@@ -88,17 +87,21 @@ class Recipe(Protocol):
         """One log line about the data, e.g. "8,000 train / 1,000 valid / 1,000 test examples"."""
         ...
 
-    def fit(self, cfg: RunConfig, data: Any, vocabulary: Any, run_dir: Path, *, resume: bool,
-            progress: str | None) -> Fitted:
-        ...
+    def fit(self, cfg: RunConfig, data: Any, vocabulary: Any, run_dir: Path, *, resume: bool, progress: str | None) -> Fitted: ...
 
     def finish(self, run_dir: Path, cfg: RunConfig, data: Any, vocabulary: Any, fitted: Any) -> Finished:
         """Evaluate on the held-out splits and save the weights (rank 0 only)."""
         ...
 
 
-def train_run(recipe: Recipe, cfg: RunConfig | None, *, resume: str | Path | None = None,
-              progress: str | None = None, resume_command: str = "seqlab train") -> Path:
+def train_run(
+    recipe: Recipe,
+    cfg: RunConfig | None,
+    *,
+    resume: str | Path | None = None,
+    progress: str | None = None,
+    resume_command: str = "seqlab train",
+) -> Path:
     """Train `recipe` into a new run folder, or continue the unfinished run `resume`.
 
     Every check on the data happens before the folder is created, so bad input leaves nothing
@@ -136,12 +139,14 @@ def train_run(recipe: Recipe, cfg: RunConfig | None, *, resume: str | Path | Non
         runs.raise_if_interrupted(fitted.result.interrupted, run_dir, resume_command)
         if rank_zero:
             finished = recipe.finish(run_dir, cfg, data, vocabulary, fitted)
-            metrics = {"best_" + cfg.train.monitor: fitted.result.best_score, "epochs": fitted.result.epochs,
-                       **finished.metrics}
+            metrics = {"best_" + cfg.train.monitor: fitted.result.best_score, "epochs": fitted.result.epochs, **finished.metrics}
             runs.write_json(run_dir / runs.METRICS, metrics)
-            runs.write_json(run_dir / runs.MANIFEST, runs.manifest(
-                cfg, finished.data, count_parameters(fitted.model), started, prepared, fitted.result.seconds,
-                **finished.extra))
+            runs.write_json(
+                run_dir / runs.MANIFEST,
+                runs.manifest(
+                    cfg, finished.data, count_parameters(fitted.model), started, prepared, fitted.result.seconds, **finished.extra
+                ),
+            )
             runs.finish_run(run_dir)  # complete.json marks the folder finished
             write_report(run_dir)  # (still holding the lock)
     return run_dir

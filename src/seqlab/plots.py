@@ -74,8 +74,14 @@ def learning_curve_by_size(rows: Sequence[dict], path: str | Path, title: str = 
     for arch in dict.fromkeys(row["arch"] for row in rows):
         mine = sorted((r for r in rows if r["arch"] == arch), key=lambda r: r["train_size"])
         xs = [r["train_size"] for r in mine]
-        ax.errorbar(xs, [100 * r["accuracy_mean"] for r in mine], yerr=[100 * r["accuracy_std"] for r in mine],
-                    marker="o", capsize=3, label=arch)
+        ax.errorbar(
+            xs,
+            [100 * r["accuracy_mean"] for r in mine],
+            yerr=[100 * r["accuracy_std"] for r in mine],
+            marker="o",
+            capsize=3,
+            label=arch,
+        )
     ax.set_xscale("log")
     ax.set_xlabel("training examples")
     ax.set_ylabel("test accuracy (%)")
@@ -109,8 +115,16 @@ def learning_curves(metrics_csv: str | Path, path: str | Path, title: str = "") 
     return _save(fig, path)
 
 
-def attention_heatmap(weights, row_tokens: Sequence[str], col_tokens: Sequence[str], path: str | Path, title: str = "",
-                      xlabel: str = "attended to (keys)", ylabel: str = "query", vmax: float | None = None) -> Path:
+def attention_heatmap(
+    weights,
+    row_tokens: Sequence[str],
+    col_tokens: Sequence[str],
+    path: str | Path,
+    title: str = "",
+    xlabel: str = "attended to (keys)",
+    ylabel: str = "query",
+    vmax: float | None = None,
+) -> Path:
     """A (rows × cols) attention matrix: each row is one query's distribution over the keys.
     For a translation's alignment the rows are target tokens and the columns source tokens
     (`alignment_heatmap`)."""
@@ -125,7 +139,9 @@ def attention_heatmap(weights, row_tokens: Sequence[str], col_tokens: Sequence[s
     return _save(fig, path)
 
 
-def alignment_heatmap(weights, target_tokens: Sequence[str], source_tokens: Sequence[str], path: str | Path, title: str = "") -> Path:
+def alignment_heatmap(
+    weights, target_tokens: Sequence[str], source_tokens: Sequence[str], path: str | Path, title: str = ""
+) -> Path:
     """A translation's alignment: (target × source) attention, each row one output token's
     weights over the source tokens (0 to 1). A long title is wrapped to the picture's width."""
     import textwrap
@@ -142,7 +158,9 @@ def translation_comparison(rows: Sequence[dict], path: str | Path, title: str = 
     unit = rows[0]["by_length"][0]["unit"] if rows and rows[0]["by_length"] else "chars"
     for row in rows:
         buckets = row["by_length"]
-        bleu_ax.plot([f"{b['bucket']}\n({b['examples']:,})" for b in buckets], [b["bleu"] for b in buckets], "-o", label=row["arch"])
+        bleu_ax.plot(
+            [f"{b['bucket']}\n({b['examples']:,})" for b in buckets], [b["bleu"] for b in buckets], "-o", label=row["arch"]
+        )
     bleu_ax.set_xlabel(f"source length in {'words' if unit == 'words' else 'characters'} (test sources)")
     bleu_ax.set_ylabel("BLEU")
     bleu_ax.set_ylim(0, max([b["bleu"] for row in rows for b in row["by_length"]] + [1.0]) * 1.08)
@@ -204,8 +222,14 @@ def run_curves(metrics_csv: str | Path, path: str | Path, title: str = "") -> Pa
     return _save(fig, path)
 
 
-def grouped_bars(categories: Sequence[str], series: Mapping[str, Sequence[float]], path: str | Path, title: str = "",
-                 ylabel: str = "", xlabel: str = "") -> Path:
+def grouped_bars(
+    categories: Sequence[str],
+    series: Mapping[str, Sequence[float]],
+    path: str | Path,
+    title: str = "",
+    ylabel: str = "",
+    xlabel: str = "",
+) -> Path:
     """One group of bars per category, one bar per series (e.g. precision/recall/F1 per entity
     type, or BLEU and exact match per source-length bucket), each bar labelled with its value."""
     width = 0.8 / max(len(series), 1)

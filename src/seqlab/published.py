@@ -44,12 +44,15 @@ MERITY_REF = "S. Merity et al., Regularizing and Optimizing LSTM Language Models
 REFERENCES = {KIM: KIM_REF, "Lample et al. 2016": LAMPLE_REF, "Ma & Hovy 2016": MA_HOVY_REF, "Merity et al. 2017": MERITY_REF}
 
 _W2V = "the paper's vectors are word2vec 300-d (Google News); seqlab's are {vectors}"
-_MR = ("seqlab's rt-polarity holds 10,568 of MR's 10,662 sentences, labelled by the sign of VADER's human "
-       "scores rather than Pang & Lee's labels: the same sentences, close but not the same labels")
+_MR = (
+    "seqlab's rt-polarity holds 10,568 of MR's 10,662 sentences, labelled by the sign of VADER's human "
+    "scores rather than Pang & Lee's labels: the same sentences, close but not the same labels"
+)
 
 
 def _kim(dataset: str, protocol: str, rand: float, static: float, non_static: float, extra: str = "") -> dict:
     """Kim's three CNNs on one dataset, under every seqlab entry that builds the same model."""
+
     def vectors(name: str) -> str:
         return "; ".join(filter(None, [_W2V.format(vectors=name), extra]))
 
@@ -68,13 +71,22 @@ PUBLISHED: dict[tuple[str, str, str], Published] = {
     **_kim("trec", "test", 91.2, 92.8, 93.6),
     **_kim("rt-polarity", "cv10", 76.1, 81.0, 81.5, _MR),
     ("conll2003", "test", "bilstm-crf+char-lstm"): Published(
-        90.94, "f1", "Lample et al. 2016", "LSTM-CRF (char BiLSTM, pretrained skip-n-gram 100-d)",
-        "the paper's word vectors are skip-n-gram 100-d trained on Gigaword; seqlab's GloVe 6B 50-d"),
+        90.94,
+        "f1",
+        "Lample et al. 2016",
+        "LSTM-CRF (char BiLSTM, pretrained skip-n-gram 100-d)",
+        "the paper's word vectors are skip-n-gram 100-d trained on Gigaword; seqlab's GloVe 6B 50-d",
+    ),
     ("conll2003", "test", "bilstm-crf+char-cnn"): Published(
-        91.21, "f1", "Ma & Hovy 2016", "BLSTM-CNN-CRF (GloVe 100-d)", _CONLL_CHARS),
+        91.21, "f1", "Ma & Hovy 2016", "BLSTM-CNN-CRF (GloVe 100-d)", _CONLL_CHARS
+    ),
     ("wikitext-2", "test", "lstm"): Published(
-        65.8, "perplexity", "Merity et al. 2017", "AWD-LSTM (3 layers, 24M parameters, many GPU-hours)",
-        "AWD-LSTM adds weight-dropped, variational and embedding dropout, NT-ASGD and 750 epochs"),
+        65.8,
+        "perplexity",
+        "Merity et al. 2017",
+        "AWD-LSTM (3 layers, 24M parameters, many GPU-hours)",
+        "AWD-LSTM adds weight-dropped, variational and embedding dropout, NT-ASGD and 750 epochs",
+    ),
 }
 
 

@@ -59,15 +59,21 @@ TASKS: dict[str, Task] = {
     task.name: task
     for task in (
         Task("classify", "classify", "label a text (sentiment, question type, ...): RNN/LSTM/GRU/CNN/Transformer/MiniLM"),
-        Task("lm", "generate", "language models that generate text: RNN/LSTM, GPT from scratch, GPT-2/SmolLM2",
-             aliases=("generate",)),
-        Task("tag", "ner", "tag every word (named entities): BiLSTM-CRF, Transformer, MiniLM; spaCy pipelines",
-             aliases=("ner",)),
+        Task(
+            "lm",
+            "generate",
+            "language models that generate text: RNN/LSTM, GPT from scratch, GPT-2/SmolLM2",
+            aliases=("generate",),
+        ),
+        Task("tag", "ner", "tag every word (named entities): BiLSTM-CRF, Transformer, MiniLM; spaCy pipelines", aliases=("ner",)),
         Task("translate", "translate", "translate between languages: seq2seq, Bahdanau/Luong attention, Transformer"),
-        Task("pretrain", "fill-mask", "pretrain a BERT-style encoder (masked LM, next-sentence prediction)",
-             aliases=("pretrain-mlm", "fill-mask", "mlm")),
-        Task("augment", "augment", "new training texts from old: synonyms, EDA, back-translation, masked LM",
-             trains=False),
+        Task(
+            "pretrain",
+            "fill-mask",
+            "pretrain a BERT-style encoder (masked LM, next-sentence prediction)",
+            aliases=("pretrain-mlm", "fill-mask", "mlm"),
+        ),
+        Task("augment", "augment", "new training texts from old: synonyms, EDA, back-translation, masked LM", trains=False),
     )
 }
 

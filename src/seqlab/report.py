@@ -87,24 +87,35 @@ def render(run_dir: str | Path, pipe: Any | None = None) -> str:
     manifest = _read_json(run_dir / runs.MANIFEST) if (run_dir / runs.MANIFEST).is_file() else {}
     with tempfile.TemporaryDirectory(prefix="seqlab-report-") as tmp:
         folder = Path(tmp)
-        figures = [*_curves(run_dir, folder), *_metric_figures(metrics, folder), *_hook_figures(run_dir, cfg, metrics, folder, pipe)]
+        figures = [
+            *_curves(run_dir, folder),
+            *_metric_figures(metrics, folder),
+            *_hook_figures(run_dir, cfg, metrics, folder, pipe),
+        ]
     body = [
         _summary(metrics),
         _section("Learning curves and plots", "".join(_figure(f) for f in figures) or _note("no pictures for this run")),
         _samples(metrics),
         _section("All metrics", _metrics_table(metrics)),
         _section("Data", _data_table(manifest.get("data", {}))),
-        _section("Config", f"<details><summary>{runs.CONFIG}: the resolved config (re-running it reproduces the run)</summary>"
-                           f"<pre>{_e((run_dir / runs.CONFIG).read_text(encoding='utf-8'))}</pre></details>"),
+        _section(
+            "Config",
+            f"<details><summary>{runs.CONFIG}: the resolved config (re-running it reproduces the run)</summary>"
+            f"<pre>{_e((run_dir / runs.CONFIG).read_text(encoding='utf-8'))}</pre></details>",
+        ),
         _section("Versions and timings", _kv_table(_versions(manifest))),
     ]
     finished = run_dir / runs.COMPLETE
     status = "finished" if finished.is_file() else "not finished (no complete.json)"
     title = f"{run_dir.name}: {cfg.task} {cfg.model.arch}"
-    head = (f"<h1>{_e(title)}</h1><p class='meta'>{_e(str(run_dir))} · {status} · created {_e(manifest.get('created', '?'))}"
-            f" · {manifest.get('parameters', 0):,} parameters · report written {time.strftime('%Y-%m-%d %H:%M')}</p>")
-    return (f"<!doctype html>\n<html lang='en'><head><meta charset='utf-8'><meta name='viewport' content='width=device-width, "
-            f"initial-scale=1'><title>{_e(title)}</title><style>{STYLE}</style></head><body>{head}{''.join(body)}</body></html>\n")
+    head = (
+        f"<h1>{_e(title)}</h1><p class='meta'>{_e(str(run_dir))} · {status} · created {_e(manifest.get('created', '?'))}"
+        f" · {manifest.get('parameters', 0):,} parameters · report written {time.strftime('%Y-%m-%d %H:%M')}</p>"
+    )
+    return (
+        f"<!doctype html>\n<html lang='en'><head><meta charset='utf-8'><meta name='viewport' content='width=device-width, "
+        f"initial-scale=1'><title>{_e(title)}</title><style>{STYLE}</style></head><body>{head}{''.join(body)}</body></html>\n"
+    )
 
 
 # --------------------------------------------------------------------------- pictures
@@ -129,21 +140,32 @@ def _metric_figures(metrics: dict, folder: Path) -> list[Figure]:
     for split in _splits(metrics)[-1:]:
         scores = metrics[split]
         if "confusion_matrix" in scores and "labels" in scores:
-            image = plots.confusion_matrix(scores["confusion_matrix"], scores["labels"], folder / f"{split}-confusion.png",
-                                           f"{split}: confusion matrix")
+            image = plots.confusion_matrix(
+                scores["confusion_matrix"], scores["labels"], folder / f"{split}-confusion.png", f"{split}: confusion matrix"
+            )
             figures.append(Figure.from_file(f"Confusion matrix ({split})", image, "rows: true label; columns: predicted"))
         if scores.get("per_type"):
             types = sorted(scores["per_type"])
             series = {key: [100 * scores["per_type"][t][key] for t in types] for key in ("precision", "recall", "f1")}
-            image = plots.grouped_bars([f"{t}\n({scores['per_type'][t]['support']})" for t in types], series,
-                                       folder / f"{split}-per-type.png", f"{split}: entity scores per type", "%", "type (gold entities)")
+            image = plots.grouped_bars(
+                [f"{t}\n({scores['per_type'][t]['support']})" for t in types],
+                series,
+                folder / f"{split}-per-type.png",
+                f"{split}: entity scores per type",
+                "%",
+                "type (gold entities)",
+            )
             figures.append(Figure.from_file(f"Entity F1 per type ({split})", image, "CoNLL rules: exact extent and type"))
         if scores.get("by_length"):
             rows = scores["by_length"]
             series = {"BLEU": [r["bleu"] for r in rows], "exact match (%)": [100 * r["exact_match"] for r in rows]}
-            image = plots.grouped_bars([f"{r['bucket']}\n({r['examples']})" for r in rows], series,
-                                       folder / f"{split}-by-length.png", f"{split}: by source length",
-                                       xlabel=f"source length in {rows[0].get('unit', 'tokens')} (sources)")
+            image = plots.grouped_bars(
+                [f"{r['bucket']}\n({r['examples']})" for r in rows],
+                series,
+                folder / f"{split}-by-length.png",
+                f"{split}: by source length",
+                xlabel=f"source length in {rows[0].get('unit', 'tokens')} (sources)",
+            )
             figures.append(Figure.from_file(f"BLEU by source length ({split})", image))
     return figures
 
@@ -179,10 +201,36 @@ def _figure(figure: Figure) -> str:
 
 
 # headline scores, in the order a reader looks for them; any other number is in "All metrics"
-HEADLINE = ("accuracy", "macro_f1", "f1", "precision", "recall", "bleu", "chrf", "exact_match", "perplexity",
-            "bits_per_char", "mlm_accuracy", "mlm_loss", "nsp_accuracy", "loss", "word_accuracy")
-PERCENT = {"accuracy", "macro_f1", "f1", "precision", "recall", "exact_match", "mlm_accuracy", "nsp_accuracy",
-           "word_accuracy", "teacher_forced_accuracy", "free_running_accuracy"}
+HEADLINE = (
+    "accuracy",
+    "macro_f1",
+    "f1",
+    "precision",
+    "recall",
+    "bleu",
+    "chrf",
+    "exact_match",
+    "perplexity",
+    "bits_per_char",
+    "mlm_accuracy",
+    "mlm_loss",
+    "nsp_accuracy",
+    "loss",
+    "word_accuracy",
+)
+PERCENT = {
+    "accuracy",
+    "macro_f1",
+    "f1",
+    "precision",
+    "recall",
+    "exact_match",
+    "mlm_accuracy",
+    "nsp_accuracy",
+    "word_accuracy",
+    "teacher_forced_accuracy",
+    "free_running_accuracy",
+}
 
 
 def _summary(metrics: dict) -> str:
@@ -191,7 +239,9 @@ def _summary(metrics: dict) -> str:
     if split is not None:
         for key in HEADLINE:
             if isinstance(metrics[split].get(key), (int, float)):
-                cards.append(f"<div class='card'><b>{_number(key, metrics[split][key])}</b><span>{_e(key)} ({split})</span></div>")
+                cards.append(
+                    f"<div class='card'><b>{_number(key, metrics[split][key])}</b><span>{_e(key)} ({split})</span></div>"
+                )
     for key, value in metrics.items():
         if key.startswith("best_") or key == "epochs":
             cards.append(f"<div class='card'><b>{_number(key, value)}</b><span>{_e(key)}</span></div>")
@@ -200,7 +250,11 @@ def _summary(metrics: dict) -> str:
 
 def _metrics_table(metrics: dict) -> str:
     splits = _splits(metrics)
-    keys = list(dict.fromkeys(k for s in splits for k, v in metrics[s].items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)))
+    keys = list(
+        dict.fromkeys(
+            k for s in splits for k, v in metrics[s].items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)
+        )
+    )
     rows = [[key, *[_number(key, metrics[s].get(key)) for s in splits]] for key in keys]
     top = [[k, _number(k, v)] for k, v in metrics.items() if not isinstance(v, (dict, list))]
     return (_table(["", *splits], rows) if rows else "") + (_table(["run", ""], top) if top else "")
@@ -241,15 +295,23 @@ def _samples(metrics: dict) -> str:
     samples = metrics[split]["samples"]
     first = samples[0]
     if {"text", "gold", "predicted"} <= first.keys():
-        rows = [(s["gold"] != s["predicted"], [s["text"], s["gold"], s["predicted"], f"{s.get('probability', 0):.3f}"]) for s in samples]
+        rows = [
+            (s["gold"] != s["predicted"], [s["text"], s["gold"], s["predicted"], f"{s.get('probability', 0):.3f}"])
+            for s in samples
+        ]
         body = _marked_table(["text", "gold", "predicted", "p(predicted)"], rows)
     elif {"words", "gold", "predicted"} <= first.keys():
         marks = [sorted(map(tuple, s["gold"])) != sorted(map(tuple, s["predicted"])) for s in samples]
         rows = [(wrong, []) for wrong in marks]
         body = "".join(_tagged(s, wrong) for wrong, s in zip(marks, samples))
     elif {"source", "output"} <= first.keys():
-        rows = [(s["output"] not in s.get("references", [s["output"]]),
-                 [s["source"], " | ".join(s.get("references", [])), s["output"]]) for s in samples]
+        rows = [
+            (
+                s["output"] not in s.get("references", [s["output"]]),
+                [s["source"], " | ".join(s.get("references", [])), s["output"]],
+            )
+            for s in samples
+        ]
         body = _marked_table(["source", "reference(s)", "output"], rows)
     elif {"prompt", "continuation"} <= first.keys():
         rows = [(False, [s["prompt"], s["continuation"], s.get("reference", "")]) for s in samples]
@@ -259,14 +321,20 @@ def _samples(metrics: dict) -> str:
         rows = [(False, [_short(s.get(k)) for k in keys]) for s in samples]
         body = _marked_table(keys, rows)
     errors = sum(wrong for wrong, _ in rows)
-    note = _note(f"{len(samples)} {split} examples, {errors} wrong (highlighted)" if errors else f"{len(samples)} {split} examples")
+    note = _note(
+        f"{len(samples)} {split} examples, {errors} wrong (highlighted)" if errors else f"{len(samples)} {split} examples"
+    )
     return _section("Sample predictions", note + body)
 
 
 def _marked_table(header: list[str], rows: Iterable[tuple[bool, list[str]]]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in ["", *header])
-    body = "".join(f"<tr class='{'error' if wrong else 'right'}'><td>{'✗' if wrong else ''}</td>"
-                   + "".join(f"<td>{_e(str(cell))}</td>" for cell in cells) + "</tr>" for wrong, cells in rows)
+    body = "".join(
+        f"<tr class='{'error' if wrong else 'right'}'><td>{'✗' if wrong else ''}</td>"
+        + "".join(f"<td>{_e(str(cell))}</td>" for cell in cells)
+        + "</tr>"
+        for wrong, cells in rows
+    )
     return f"<table class='samples'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -290,8 +358,10 @@ def _tagged(sample: dict, wrong: bool) -> str:
                 i += 1
         return " ".join(out)
 
-    return (f"<div class='tagged {'error' if wrong else 'right'}'><div><span class='who'>gold</span>{line(gold, predicted, 'missed')}</div>"
-            f"<div><span class='who'>predicted</span>{line(predicted, gold, 'wrong')}</div></div>")
+    return (
+        f"<div class='tagged {'error' if wrong else 'right'}'><div><span class='who'>gold</span>{line(gold, predicted, 'missed')}</div>"
+        f"<div><span class='who'>predicted</span>{line(predicted, gold, 'wrong')}</div></div>"
+    )
 
 
 # --------------------------------------------------------------------------- helpers

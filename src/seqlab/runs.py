@@ -73,8 +73,9 @@ def is_rank_zero() -> bool:
 
 def run_dir_for(cfg: RunConfig) -> Path:
     if cfg.name is None and "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise SeqlabError("every process torchrun starts names its own run folder: give the run a name (name=...) "
-                          "so all ranks use the same one")
+        raise SeqlabError(
+            "every process torchrun starts names its own run folder: give the run a name (name=...) so all ranks use the same one"
+        )
     name = cfg.name or f"{cfg.task}-{cfg.model.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
     return Path(cfg.output_dir) / name
 
@@ -104,8 +105,10 @@ def wait_for_rank_zero(path: Path, timeout_s: float | None = None) -> None:
     deadline = time.monotonic() + (SHARED_WAIT_S if timeout_s is None else timeout_s)
     while not path.exists():
         if time.monotonic() > deadline:
-            raise SeqlabError(f"waited for rank 0 to write {path}: under DDP every machine must see the run folder "
-                              f"(put output_dir on a shared file system)")
+            raise SeqlabError(
+                f"waited for rank 0 to write {path}: under DDP every machine must see the run folder "
+                f"(put output_dir on a shared file system)"
+            )
         time.sleep(0.2)
 
 
@@ -164,8 +167,10 @@ def _acquire_lock(path: Path, run_dir: Path) -> int:
             os.close(fd)
             if err.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
-            raise SeqlabError(f"run folder {run_dir} is being written by {_lock_owner(path)}; wait for it to finish "
-                              "(two writers would mix their checkpoints)") from None
+            raise SeqlabError(
+                f"run folder {run_dir} is being written by {_lock_owner(path)}; wait for it to finish "
+                "(two writers would mix their checkpoints)"
+            ) from None
         try:
             if os.fstat(fd).st_ino == os.stat(path).st_ino:  # not unlinked by a releasing owner meanwhile
                 break
@@ -263,8 +268,9 @@ def finished_config(path: str | Path, task: str, purpose: str) -> RunConfig:
     cfg = load_config(run_dir / CONFIG)
     if cfg.task != task:
         article = "an" if task == "lm" else "a"
-        raise SeqlabError(f"run {run_dir} is a {cfg.task} run, not {article} {task} run: {purpose} needs one "
-                          f"(seqlab train {task})")
+        raise SeqlabError(
+            f"run {run_dir} is a {cfg.task} run, not {article} {task} run: {purpose} needs one (seqlab train {task})"
+        )
     if not (run_dir / WEIGHTS).is_file():
         raise SeqlabError(f"run {run_dir} did not finish (no {WEIGHTS}); continue it with `seqlab train --resume {run_dir}`")
     check_finished(run_dir)
@@ -279,8 +285,11 @@ def check_finished(run_dir: Path) -> None:
     """
     marker = run_dir / COMPLETE
     if not marker.is_file():
-        action = (f"continue it with `seqlab train --resume {run_dir}`" if (run_dir / LAST_CHECKPOINT).exists()
-                  else "it was stopped before its first checkpoint: train it again")
+        action = (
+            f"continue it with `seqlab train --resume {run_dir}`"
+            if (run_dir / LAST_CHECKPOINT).exists()
+            else "it was stopped before its first checkpoint: train it again"
+        )
         raise SeqlabError(f"run {run_dir} did not finish (no {COMPLETE}); {action}")
     try:
         files = json.loads(marker.read_text(encoding="utf-8"))["files"]
@@ -292,8 +301,10 @@ def check_finished(run_dir: Path) -> None:
             raise SeqlabError(f"run {run_dir} is incomplete: {name} is missing; restore the folder or train the run again")
         size = path.stat().st_size
         if size != record["bytes"]:
-            raise SeqlabError(f"run {run_dir} is damaged: {name} is {size:,} bytes, {record['bytes']:,} when the run "
-                              f"finished (cut short or changed); restore the folder or train the run again")
+            raise SeqlabError(
+                f"run {run_dir} is damaged: {name} is {size:,} bytes, {record['bytes']:,} when the run "
+                f"finished (cut short or changed); restore the folder or train the run again"
+            )
 
 
 def _sha256(path: Path) -> str:
@@ -307,8 +318,7 @@ def _sha256(path: Path) -> str:
 def save_weights(model: nn.Module, path: Path, skip_prefix: str | None = None) -> None:
     """Save the state dict as safetensors (less the keys under `skip_prefix`, saved elsewhere)."""
     state = {
-        k: v.detach().contiguous() for k, v in model.state_dict().items()
-        if skip_prefix is None or not k.startswith(skip_prefix)
+        k: v.detach().contiguous() for k, v in model.state_dict().items() if skip_prefix is None or not k.startswith(skip_prefix)
     }
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt"})
@@ -337,8 +347,9 @@ def data_hash(texts_and_labels: Iterable[tuple[str, str]]) -> str:
     return digest.hexdigest()
 
 
-def manifest(cfg: RunConfig, data: dict, parameters: int, started: float, prepared: float, train_seconds: float,
-             **extra: object) -> dict:
+def manifest(
+    cfg: RunConfig, data: dict, parameters: int, started: float, prepared: float, train_seconds: float, **extra: object
+) -> dict:
     """What a finished run records about itself: seed, versions, the data it saw (with hashes),
     size and timings (started/prepared are `time.perf_counter()` readings)."""
     return {
@@ -380,18 +391,24 @@ def open_run(path: str | Path) -> RunFiles:
     if not (run_dir / CONFIG).is_file():
         raise SeqlabError(f"{run_dir} is not a seqlab run folder (no {CONFIG})")
     if not (run_dir / WEIGHTS).is_file():
-        raise SeqlabError(f"run {run_dir} has no {WEIGHTS}: it did not finish; continue it with `seqlab train --resume {run_dir}`")
+        raise SeqlabError(
+            f"run {run_dir} has no {WEIGHTS}: it did not finish; continue it with `seqlab train --resume {run_dir}`"
+        )
     check_finished(run_dir)
     config = load_config(run_dir / CONFIG)
     if config.task == "lm":
-        raise SeqlabError(f"{run_dir} is a language model, not a classifier; use `seqlab generate --model {run_dir} PROMPT` or `seqlab perplexity --model {run_dir} --data FILE`")
+        raise SeqlabError(
+            f"{run_dir} is a language model, not a classifier; use `seqlab generate --model {run_dir} PROMPT` or `seqlab perplexity --model {run_dir} --data FILE`"
+        )
     if config.task == "tag":
         raise SeqlabError(f"{run_dir} is a tagger, not a classifier; use `seqlab ner --model {run_dir} TEXT`")
     if config.task == "translate":
         raise SeqlabError(f"{run_dir} is a translation model, not a classifier; use `seqlab translate {run_dir} TEXT`")
     if config.task != "classify":
-        raise SeqlabError(f"{run_dir} is a {config.task} run, not a classifier; use `seqlab fill-mask {run_dir} TEXT`, "
-                          f"or fine-tune it with `seqlab train classify --arch transformer --init {run_dir}`")
+        raise SeqlabError(
+            f"{run_dir} is a {config.task} run, not a classifier; use `seqlab fill-mask {run_dir} TEXT`, "
+            f"or fine-tune it with `seqlab train classify --arch transformer --init {run_dir}`"
+        )
     tokenizer = load_tokenizer(run_dir / TOKENIZER)
     return RunFiles(run_dir, config, tokenizer, read_labels(run_dir))
 

@@ -45,12 +45,26 @@ def toy_lstm(out: Path, console: Console) -> str:
         writer.writerow(["text", "label"])
         writer.writerows(COURSE_SENTENCES)
     _fresh(out / "toy-lstm")
-    cfg = build_config({}, [
-        f"data.train={data}", "data.valid_fraction=0", "data.test_fraction=0",
-        "model.arch=lstm", "model.head=sigmoid", "model.embed_dim=16", "model.hidden_dim=16",
-        "model.pooling=last", "model.dropout=0", "train.epochs=60", "train.batch_size=5",
-        "train.lr=0.01", "train.patience=null", f"output_dir={out}", "name=toy-lstm",
-    ])
+    cfg = build_config(
+        {},
+        [
+            f"data.train={data}",
+            "data.valid_fraction=0",
+            "data.test_fraction=0",
+            "model.arch=lstm",
+            "model.head=sigmoid",
+            "model.embed_dim=16",
+            "model.hidden_dim=16",
+            "model.pooling=last",
+            "model.dropout=0",
+            "train.epochs=60",
+            "train.batch_size=5",
+            "train.lr=0.01",
+            "train.patience=null",
+            f"output_dir={out}",
+            "name=toy-lstm",
+        ],
+    )
     pipe = api.load(api.train(cfg, progress="off"))
     correct = 0
     for text, pred in zip(COURSE_QUERIES, pipe.predict(list(COURSE_QUERIES))):
@@ -63,15 +77,27 @@ def course_cnn(out: Path, console: Console) -> str:
     """The course's CNN, Embedding → Conv1D(128, 5) → global max pool → Dense(sigmoid), on the
     10,568 Rotten Tomatoes sentences (80/10/10 split)."""
     _fresh(out / "course-cnn")
-    cfg = build_config({}, [
-        "data.train=rt-polarity", "model.arch=cnn", "model.head=sigmoid", "model.embed_dim=128",
-        "model.filter_sizes=[5]", "model.num_filters=128", "model.dropout=0.5", "train.epochs=10",
-        f"output_dir={out}", "name=course-cnn",
-    ])
+    cfg = build_config(
+        {},
+        [
+            "data.train=rt-polarity",
+            "model.arch=cnn",
+            "model.head=sigmoid",
+            "model.embed_dim=128",
+            "model.filter_sizes=[5]",
+            "model.num_filters=128",
+            "model.dropout=0.5",
+            "train.epochs=10",
+            f"output_dir={out}",
+            "name=course-cnn",
+        ],
+    )
     run = api.train(cfg, progress="off")
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["test"]
     plots.learning_curves(run / "logs" / "metrics.csv", out / "course-cnn-learning-curves.png", "course CNN on rt-polarity")
-    plots.confusion_matrix(metrics["confusion_matrix"], metrics["labels"], out / "course-cnn-confusion.png", "course CNN, rt-polarity test")
+    plots.confusion_matrix(
+        metrics["confusion_matrix"], metrics["labels"], out / "course-cnn-confusion.png", "course CNN, rt-polarity test"
+    )
     pipe = api.load(run)
     for text in ("a gorgeous, witty, seductive movie.", "the plot is nothing but boilerplate clichés."):
         pred = pipe.predict([text])[0]
@@ -82,28 +108,46 @@ def course_cnn(out: Path, console: Console) -> str:
 def transformer_attention(out: Path, console: Console) -> str:
     """A Transformer encoder built from scratch, and what its heads attend to."""
     _fresh(out / "transformer")
-    cfg = build_config({}, ["data.train=rt-polarity", "model.arch=transformer", "model.pooling=cls", "model.dropout=0.3",
-                            "train.epochs=10", "train.lr=0.0005", f"output_dir={out}", "name=transformer"])
+    cfg = build_config(
+        {},
+        [
+            "data.train=rt-polarity",
+            "model.arch=transformer",
+            "model.pooling=cls",
+            "model.dropout=0.3",
+            "train.epochs=10",
+            "train.lr=0.0005",
+            f"output_dir={out}",
+            "name=transformer",
+        ],
+    )
     run = api.train(cfg, progress="off")
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["test"]
     pipe = api.load(run)
     sentence = "the acting is superb but the story is painfully thin"
     tokens, layers = pipe.attention(sentence)
     last = layers[-1].mean(dim=0)  # average of the heads, (T, T)
-    image = plots.attention_heatmap(last.numpy(), tokens, tokens, out / "transformer-attention.png",
-                                    f"last layer, mean of {layers[-1].size(0)} heads")
+    image = plots.attention_heatmap(
+        last.numpy(), tokens, tokens, out / "transformer-attention.png", f"last layer, mean of {layers[-1].size(0)} heads"
+    )
     console.print(f"  attention of {sentence!r}: {image}")
     return f"Transformer from scratch on rt-polarity: test accuracy {100 * metrics['accuracy']:.1f}%"
 
 
 def architecture_comparison(out: Path, console: Console) -> str:
     """LSTM, BiLSTM, Kim CNN and Transformer on the same split: the real comparison."""
-    rows, folder = api.compare("classify", ["lstm", "bilstm", "cnn", "transformer"],
-                               ["train.epochs=10", "cnn:model.preset=base", "transformer:train.lr=0.0005",
-                                "transformer:model.dropout=0.3"], data="rt-polarity", output_dir=out / "comparison")
+    rows, folder = api.compare(
+        "classify",
+        ["lstm", "bilstm", "cnn", "transformer"],
+        ["train.epochs=10", "cnn:model.preset=base", "transformer:train.lr=0.0005", "transformer:model.dropout=0.3"],
+        data="rt-polarity",
+        output_dir=out / "comparison",
+    )
     for row in rows:
-        console.print(f"  {row['arch']:<12} accuracy {100 * row['accuracy_mean']:.1f}%  {row['parameters']:>10,} parameters  "
-                      f"{row['train_seconds']:.0f} s training  {row['sentences_per_second']:,.0f} sentences/s")
+        console.print(
+            f"  {row['arch']:<12} accuracy {100 * row['accuracy_mean']:.1f}%  {row['parameters']:>10,} parameters  "
+            f"{row['train_seconds']:.0f} s training  {row['sentences_per_second']:,.0f} sentences/s"
+        )
     best = max(rows, key=lambda r: r["accuracy_mean"])
     return f"comparison: best {best['arch']} at {100 * best['accuracy_mean']:.1f}% (chart {folder / 'comparison.png'})"
 
@@ -125,12 +169,26 @@ def rnn_generation(out: Path, console: Console) -> str:
     data.parent.mkdir(parents=True, exist_ok=True)
     data.write_text("\n".join(GENERATION_SENTENCES) + "\n", encoding="utf-8")
     _fresh(out / "rnn-lm")
-    cfg = build_config({"task": "lm"}, [
-        f"data.train={data}", "data.valid_fraction=0", "model.arch=lstm", "tokenizer.level=word",
-        "tokenizer.lowercase=true", "tokenizer.max_length=6", "model.embed_dim=32", "model.hidden_dim=64",
-        "model.dropout=0", "train.epochs=150", "train.batch_size=8", "train.lr=0.01", "train.patience=null",
-        f"output_dir={out}", "name=rnn-lm",
-    ])
+    cfg = build_config(
+        {"task": "lm"},
+        [
+            f"data.train={data}",
+            "data.valid_fraction=0",
+            "model.arch=lstm",
+            "tokenizer.level=word",
+            "tokenizer.lowercase=true",
+            "tokenizer.max_length=6",
+            "model.embed_dim=32",
+            "model.hidden_dim=64",
+            "model.dropout=0",
+            "train.epochs=150",
+            "train.batch_size=8",
+            "train.lr=0.01",
+            "train.patience=null",
+            f"output_dir={out}",
+            "name=rnn-lm",
+        ],
+    )
     pipe = api.load_generator(api.train(cfg, progress="off"))
     words = pipe.generate(GENERATION_SEED, max_new_tokens=5)[0].strip()
     console.print(f"  {GENERATION_SEED!r} → {GENERATION_SEED} {words}")
@@ -167,12 +225,22 @@ def spacy_ner(out: Path, console: Console) -> str:
     return f"spaCy en_core_web_sm found {len(pairs)} entities ({verdict}); displaCy page {page}"
 
 
-
-
 # The PyTorch seq2seq tutorial's slice of the same Tatoeba file: short sentences about people
 # ("i am", "he is", ...), here with their contractions as Tatoeba writes them.
-TOUR_PREFIXES = ("i am ", "i'm ", "he is ", "he's ", "she is ", "she's ", "you are ", "you're ", "we are ", "we're ",
-                 "they are ", "they're ")
+TOUR_PREFIXES = (
+    "i am ",
+    "i'm ",
+    "he is ",
+    "he's ",
+    "she is ",
+    "she's ",
+    "you are ",
+    "you're ",
+    "we are ",
+    "we're ",
+    "they are ",
+    "they're ",
+)
 TOUR_MAX_WORDS = 10
 TOUR_MINUTES = 2.0
 TOUR_SHOWN = 4  # held-out sentences translated on screen
@@ -211,12 +279,27 @@ def translation_attention(out: Path, console: Console) -> str:
 
     _fresh(out / "translate")
     files = write_tour_slice(out / "data")
-    cfg = build_config({"task": "translate"}, [
-        f"data.train={files['train']}", f"data.valid={files['valid']}", f"data.test={files['test']}",
-        "model.arch=seq2seq-attn", "model.attention=bahdanau", "tokenizer.vocab_size=3000", "train.epochs=40",
-        f"train.max_minutes={TOUR_MINUTES}", "train.lr_schedule=cosine", "train.warmup_steps=50", "train.min_lr=0.0003",
-        "train.patience=null", "train.eval_every_steps=150", "train.batch_tokens=1500", f"output_dir={out}", "name=translate",
-    ])
+    cfg = build_config(
+        {"task": "translate"},
+        [
+            f"data.train={files['train']}",
+            f"data.valid={files['valid']}",
+            f"data.test={files['test']}",
+            "model.arch=seq2seq-attn",
+            "model.attention=bahdanau",
+            "tokenizer.vocab_size=3000",
+            "train.epochs=40",
+            f"train.max_minutes={TOUR_MINUTES}",
+            "train.lr_schedule=cosine",
+            "train.warmup_steps=50",
+            "train.min_lr=0.0003",
+            "train.patience=null",
+            "train.eval_every_steps=150",
+            "train.batch_tokens=1500",
+            f"output_dir={out}",
+            "name=translate",
+        ],
+    )
     run = api.train(cfg, progress="off")
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["test"]
     pipe = api.load_translator(run)
@@ -224,14 +307,18 @@ def translation_attention(out: Path, console: Console) -> str:
     shown = refs[:: max(1, len(refs) // TOUR_SHOWN)][:TOUR_SHOWN]
     for ref, translation in zip(shown, pipe.translate([r.source for r in shown], beam=5)):
         bleu = sacrebleu.sentence_bleu(translation, list(ref.references)).score
-        console.print(f"  {ref.source!r} → {translation!r}  [dim](BLEU {bleu:.0f} against {len(ref.references)} reference(s), "
-                      f"e.g. {ref.references[0]!r})[/dim]")
+        console.print(
+            f"  {ref.source!r} → {translation!r}  [dim](BLEU {bleu:.0f} against {len(ref.references)} reference(s), "
+            f"e.g. {ref.references[0]!r})[/dim]"
+        )
     image = pipe.save_attention([shown[0].source], out / "translate-attention.png", beam=5)
     page = pipe.save_attention([r.source for r in shown], out / "translate-attention.html", beam=5)
     console.print(f"  alignments: {image}, {page}")
-    return (f"attention seq2seq on a short-sentence slice of tatoeba-en-fr ({TOUR_MINUTES:g} min): held-out BLEU "
-            f"{metrics['bleu']:.1f}, chrF {metrics['chrf']:.1f} ({metrics['examples']:,} English sentences, "
-            f"{metrics['references']:,} references, beam {metrics['beam']})")
+    return (
+        f"attention seq2seq on a short-sentence slice of tatoeba-en-fr ({TOUR_MINUTES:g} min): held-out BLEU "
+        f"{metrics['bleu']:.1f}, chrF {metrics['chrf']:.1f} ({metrics['examples']:,} English sentences, "
+        f"{metrics['references']:,} references, beam {metrics['beam']})"
+    )
 
 
 SEED_SYNONYMS = {"happy": ["joyful", "cheerful"], "sad": ["unhappy", "sorrowful"]}

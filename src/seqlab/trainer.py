@@ -64,10 +64,16 @@ log = logging.getLogger("seqlab")
 # user can act on: the data sets are small and in memory, so worker processes would only cost.
 for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
     logging.getLogger(_name).setLevel(logging.WARNING)
-for _pattern in (".*does not have many workers.*", ".*smaller than the logging interval.*",
-                 ".*LeafSpec.*", ".*isinstance.*treespec.*", ".*Checkpoint directory .* exists.*",
-                 ".*have no `val_dataloader`.*", ".*module\\(s\\) in eval mode.*",
-                 ".*Experiment logs directory .* exists and is not empty.*"):  # (ResumedCSVLogger keeps the rows)
+for _pattern in (
+    ".*does not have many workers.*",
+    ".*smaller than the logging interval.*",
+    ".*LeafSpec.*",
+    ".*isinstance.*treespec.*",
+    ".*Checkpoint directory .* exists.*",
+    ".*have no `val_dataloader`.*",
+    ".*module\\(s\\) in eval mode.*",
+    ".*Experiment logs directory .* exists and is not empty.*",
+):  # (ResumedCSVLogger keeps the rows)
     warnings.filterwarnings("ignore", _pattern)
 
 
@@ -121,8 +127,11 @@ class LastCheckpoint(ModelCheckpoint):
         self._saved_step: int | None = None
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if (self.every_steps and trainer.global_step % self.every_steps == 0
-                and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch):
+        if (
+            self.every_steps
+            and trainer.global_step % self.every_steps == 0
+            and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        ):
             self._save_last(trainer)
 
     # When validation runs once per epoch, save at the epoch's end (as Lightning's own
@@ -197,9 +206,12 @@ def _rng_states() -> dict[str, Any]:
 
     # legacy=True (the default) returns the tuple; numpy's stubs give the union with the dict form
     kind, keys, pos, has_gauss, gauss = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state())
-    return {"python": random.getstate(), "torch": torch.get_rng_state(),
-            "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],  # (lists: checkpoints load with weights_only)
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    return {
+        "python": random.getstate(),
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],  # (lists: checkpoints load with weights_only)
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
 
 
 def _set_rng_states(states: dict[str, Any]) -> None:
@@ -238,8 +250,10 @@ def make_optimizer(module: nn.Module, cfg: TrainConfig, groups: list[dict] | Non
     """
     if groups is None:
         params = [p for p in module.parameters() if p.requires_grad]
-        groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-                  {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+        groups = [
+            {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        ]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9)
     if cfg.optimizer == "adadelta":
@@ -313,12 +327,22 @@ def with_lr_schedule(module: L.LightningModule, optimizer: torch.optim.Optimizer
             clock = f" or when the {cfg.max_minutes:g}-minute budget ends, whichever comes first"
         else:
             clock = " (train.max_minutes may stop training before it ends)" if cfg.max_minutes else ""
-        log.info("lr: %d warm-up steps, then %s from %g to %g over steps %d-%d%s",
-                 cfg.warmup_steps, cfg.lr_schedule, cfg.lr, cfg.min_lr, cfg.warmup_steps, horizon, clock)
+        log.info(
+            "lr: %d warm-up steps, then %s from %g to %g over steps %d-%d%s",
+            cfg.warmup_steps,
+            cfg.lr_schedule,
+            cfg.lr,
+            cfg.min_lr,
+            cfg.warmup_steps,
+            horizon,
+            clock,
+        )
     trainer = module.trainer if by_clock else None  # (the clock is read only when the budget shapes the schedule)
 
     def factor(step: int) -> float:
-        return lr_factor(step, cfg, horizon, budget_spent(trainer, cast(float, cfg.max_minutes)) if by_clock else 0.0)  # by_clock: set
+        return lr_factor(
+            step, cfg, horizon, budget_spent(trainer, cast(float, cfg.max_minutes)) if by_clock else 0.0
+        )  # by_clock: set
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
@@ -344,8 +368,12 @@ class _BF16Mixed(MixedPrecision):
         with super().train_step_context(), kernels:
             yield
 
-    def clip_gradients(self, optimizer: torch.optim.Optimizer, clip_val: float = 0.0,
-                       gradient_clip_algorithm: GradClipAlgorithmType = GradClipAlgorithmType.NORM) -> None:
+    def clip_gradients(
+        self,
+        optimizer: torch.optim.Optimizer,
+        clip_val: float = 0.0,
+        gradient_clip_algorithm: GradClipAlgorithmType = GradClipAlgorithmType.NORM,
+    ) -> None:
         Precision.clip_gradients(self, optimizer, clip_val, gradient_clip_algorithm)
 
 
@@ -419,8 +447,12 @@ def fit(
     monitor = cfg.monitor if val_loader is not None else "train_loss"
     train_loader = training_loader(train_loader)
     checkpoint = ModelCheckpoint(
-        dirpath=work_dir / "checkpoints", filename="best", monitor=monitor,
-        mode=monitor_mode(monitor), save_top_k=1, enable_version_counter=False,
+        dirpath=work_dir / "checkpoints",
+        filename="best",
+        monitor=monitor,
+        mode=monitor_mode(monitor),
+        save_top_k=1,
+        enable_version_counter=False,
     )
     last_path = work_dir / "checkpoints" / "last.ckpt"
     resume_from = last_path if resume and last_path.exists() else None
@@ -431,12 +463,20 @@ def fit(
         callbacks.append(EarlyStopping(monitor=monitor, mode=monitor_mode(monitor), patience=cfg.patience))
     logger_list = (
         [ResumedCSVLogger(work_dir, resume_step), TensorBoardLogger(work_dir, name="logs", version="tensorboard")]
-        if loggers else False
+        if loggers
+        else False
     )
     if loggers and (cfg.lr_schedule != "constant" or cfg.warmup_steps):
         callbacks.append(LearningRateMonitor(logging_interval="step"))
-    trainer = _make_trainer(cfg, callbacks, logger_list, progress, work_dir, validate=val_loader is not None,
-                            shards_itself=isinstance(train_loader, ResumableLoader))
+    trainer = _make_trainer(
+        cfg,
+        callbacks,
+        logger_list,
+        progress,
+        work_dir,
+        validate=val_loader is not None,
+        shards_itself=isinstance(train_loader, ResumableLoader),
+    )
     started = time.perf_counter()
     try:
         trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from)
@@ -464,8 +504,9 @@ def fit(
     )
 
 
-def _make_trainer(cfg: TrainConfig, callbacks: list[Callback], logger: Any, progress: str, work_dir: Path,
-                  validate: bool, shards_itself: bool) -> L.Trainer:
+def _make_trainer(
+    cfg: TrainConfig, callbacks: list[Callback], logger: Any, progress: str, work_dir: Path, validate: bool, shards_itself: bool
+) -> L.Trainer:
     """The Lightning Trainer for `fit`: limits, validation schedule, devices/DDP, precision."""
     precision = resolve_precision(cfg.precision)
     every_steps = cfg.eval_every_steps if validate else None
@@ -507,14 +548,19 @@ def _global_step(checkpoint: Path | None) -> int | None:
         return int(torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"])
     except (RuntimeError, OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as err:  # (a damaged file)
         reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
-        raise SeqlabError(f"{checkpoint} is unreadable ({reason}); the run cannot be resumed from it: "
-                          "train it again") from None
+        raise SeqlabError(f"{checkpoint} is unreadable ({reason}); the run cannot be resumed from it: train it again") from None
 
 
 def _spawned_results(best: dict[str, Any], last_path: Path) -> tuple[Any, int]:
     """The best score and the epochs trained, read from the checkpoints that rank 0 of a
     `ddp_spawn`/`ddp_fork` run wrote (the launcher sends back the weights and best path, not these)."""
-    score = next((state["best_model_score"] for key, state in best.get("callbacks", {}).items()
-                  if key.startswith("ModelCheckpoint") and state.get("best_model_score") is not None), None)
+    score = next(
+        (
+            state["best_model_score"]
+            for key, state in best.get("callbacks", {}).items()
+            if key.startswith("ModelCheckpoint") and state.get("best_model_score") is not None
+        ),
+        None,
+    )
     last = torch.load(last_path, map_location="cpu", weights_only=True) if last_path.exists() else best
     return score, int(last["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"]) + 1

@@ -30,15 +30,39 @@ log = logging.getLogger("seqlab")
 @bench_app.command("generate")
 @handle_errors
 def generate_cmd(
-    models: Annotated[str, typer.Option(help="Comma-separated: gpt2-shapes (GPT-2 small, random weights), smollm2-135m (real weights), gpt2-tiny.")] = "gpt2-shapes,smollm2-135m",
-    paths: Annotated[Optional[str], typer.Option(help="Comma-separated paths (default: all; no-cache only for GPT-2 shapes): hf-fp32, seqlab-fp32, seqlab-fp32-nocache, seqlab-bf16, seqlab-int8, seqlab-bf16-int8, seqlab-bf16-int4, and seqlab-fp32-compiled, seqlab-bf16-int4-compiled (torch.compile; minutes to compile, only when named).", show_default=False)] = None,
+    models: Annotated[
+        str,
+        typer.Option(help="Comma-separated: gpt2-shapes (GPT-2 small, random weights), smollm2-135m (real weights), gpt2-tiny."),
+    ] = "gpt2-shapes,smollm2-135m",
+    paths: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Comma-separated paths (default: all; no-cache only for GPT-2 shapes): hf-fp32, seqlab-fp32, seqlab-fp32-nocache, seqlab-bf16, seqlab-int8, seqlab-bf16-int8, seqlab-bf16-int4, and seqlab-fp32-compiled, seqlab-bf16-int4-compiled (torch.compile; minutes to compile, only when named).",
+            show_default=False,
+        ),
+    ] = None,
     repeats: Annotated[int, typer.Option(help="Timed runs per path (after one warm-up); the median is reported.")] = 3,
     new_tokens: Annotated[int, typer.Option(help="Greedy tokens to generate per run.")] = 128,
     prompt_tokens: Annotated[int, typer.Option(help="Prompt length in tokens.")] = 32,
-    threads: Annotated[Optional[str], typer.Option(help="torch threads per path; several, comma-separated (e.g. 1,2), run the whole benchmark once per count (default: torch's default).", show_default=False)] = None,
+    threads: Annotated[
+        Optional[str],
+        typer.Option(
+            help="torch threads per path; several, comma-separated (e.g. 1,2), run the whole benchmark once per count (default: torch's default).",
+            show_default=False,
+        ),
+    ] = None,
     ppl_tokens: Annotated[int, typer.Option(help="Held-out tokens for the perplexity of each path (real weights only).")] = 2048,
-    isolate: Annotated[bool, typer.Option("--isolate/--in-process", help="Each path in its own process (peak memory per path) or all in this one (no memory figures).")] = True,
-    output: Annotated[Optional[Path], typer.Option(help="Also write the results: .json (rows and settings) or .md (the table).", show_default=False)] = None,
+    isolate: Annotated[
+        bool,
+        typer.Option(
+            "--isolate/--in-process",
+            help="Each path in its own process (peak memory per path) or all in this one (no memory figures).",
+        ),
+    ] = True,
+    output: Annotated[
+        Optional[Path],
+        typer.Option(help="Also write the results: .json (rows and settings) or .md (the table).", show_default=False),
+    ] = None,
 ) -> None:
     """Greedy decoding at batch 1, side by side: tokens/s, ms/token, peak memory, speed-up over
     HF generate fp32, identical greedy tokens, and perplexity per path (smollm2-135m).
@@ -66,7 +90,9 @@ def generate_cmd(
         rows += bench_generate(model_names, path_names, settings, progress=log.info)
     load_after = os.getloadavg()
 
-    table = Table(*COLUMNS, title=f"greedy decoding, batch 1, {prompt_tokens}-token prompt, {new_tokens} new tokens, median of {repeats}")
+    table = Table(
+        *COLUMNS, title=f"greedy decoding, batch 1, {prompt_tokens}-token prompt, {new_tokens} new tokens, median of {repeats}"
+    )
     for row in rows:
         table.add_row(*table_cells(row))
     _out.print(table)
@@ -76,8 +102,13 @@ def generate_cmd(
     _out.print(markdown_table(rows), markup=False)
     if output is not None:
         if output.suffix.lower() == ".json":
-            meta = {"settings": {**settings_dict(settings), "threads": counts}, "load_average_before": load_before,
-                    "load_average_after": load_after, "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine()}
+            meta = {
+                "settings": {**settings_dict(settings), "threads": counts},
+                "load_average_before": load_before,
+                "load_average_after": load_after,
+                "cpus": os.cpu_count(),
+                "machine": platform.processor() or platform.machine(),
+            }
             output.write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n", encoding="utf-8")
         else:
             output.write_text(markdown_table(rows) + f"\n{load}\n", encoding="utf-8")
@@ -87,12 +118,31 @@ def generate_cmd(
 @bench_app.command("all")
 @handle_errors
 def all_cmd(
-    quick: Annotated[bool, typer.Option("--quick", help="Each benchmark in a smoke configuration (minutes in all): checks that they run; the numbers are not for comparison.")] = False,
-    only: Annotated[Optional[str], typer.Option(help="Comma-separated benchmark names (default: all): throughput, onnx-vs-torch, minilm-inference, ner-speed, generate, lm-quality, ner-silver, classify-cv.", show_default=False)] = None,
-    output: Annotated[Path, typer.Option(help="Where each benchmark's files (stdout, stderr, plots, runs) go.")] = Path("runs/bench-all"),
-    docs: Annotated[Path, typer.Option(help="The Markdown file whose generated block (between the seqlab bench markers) is rewritten.")] = Path("docs/benchmarks.md"),
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick",
+            help="Each benchmark in a smoke configuration (minutes in all): checks that they run; the numbers are not for comparison.",
+        ),
+    ] = False,
+    only: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Comma-separated benchmark names (default: all): throughput, onnx-vs-torch, minilm-inference, ner-speed, generate, lm-quality, ner-silver, classify-cv.",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[Path, typer.Option(help="Where each benchmark's files (stdout, stderr, plots, runs) go.")] = Path(
+        "runs/bench-all"
+    ),
+    docs: Annotated[
+        Path, typer.Option(help="The Markdown file whose generated block (between the seqlab bench markers) is rewritten.")
+    ] = Path("docs/benchmarks.md"),
     write: Annotated[bool, typer.Option("--write/--no-write", help="Rewrite the block in --docs, or only print it.")] = True,
-    timeout: Annotated[Optional[float], typer.Option(help="Seconds one benchmark may run before it is stopped and marked failed.", show_default=False)] = None,
+    timeout: Annotated[
+        Optional[float],
+        typer.Option(help="Seconds one benchmark may run before it is stopped and marked failed.", show_default=False),
+    ] = None,
 ) -> None:
     """Run every task's performance benchmark, one process each, and write their tables with the
     machine (CPU, cores, SIMD flags), versions and load into docs/benchmarks.md, between

@@ -46,8 +46,7 @@ def list_cmd() -> None:
     for row in [*datasets.dataset_rows(), *tatoeba.dataset_rows()]:
         about = Text(row["description"])
         about.append(f"\n{row['licence']}", style="dim")
-        table.add_row(row["name"], f"{row['examples']:,}", f"{row['size_mb']:.1f} MB",
-                      row["cached"], about)
+        table.add_row(row["name"], f"{row['examples']:,}", f"{row['size_mb']:.1f} MB", row["cached"], about)
     _out.print(table)
 
 
@@ -55,9 +54,7 @@ def list_cmd() -> None:
 @handle_errors
 def get_cmd(
     names: NamesArg,
-    force: Annotated[
-        bool, typer.Option("--force", help="Delete cached copies and download again.")
-    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Delete cached copies and download again.")] = False,
 ) -> None:
     """Download, verify and parse datasets; print where each one is cached."""
     from seqlab import assets
@@ -90,8 +87,11 @@ def get_cmd(
         if datasets.BUILTIN_DATASETS[name].task != "classify":  # a text corpus (shakespeare)
             documents = load_corpus(name)
             where = assets.archive_path(datasets.BUILTIN_DATASETS[name].archive)
-            _out.print(f"{name}: {len(documents):,} documents, {sum(map(len, documents)):,} lines in {where}",
-                       soft_wrap=True, markup=False)
+            _out.print(
+                f"{name}: {len(documents):,} documents, {sum(map(len, documents)):,} lines in {where}",
+                soft_wrap=True,
+                markup=False,
+            )
             continue
         examples = datasets.load_builtin(name, progress=progress)
         where = datasets.cache_path(name)
@@ -121,8 +121,7 @@ def verify_cmd(
         _out.print(f"{name}: [{style}]{detail}[/{style}]", soft_wrap=True)
     if mismatches:
         raise SeqlabError(
-            f"{mismatches} archive(s) do not match their pinned sha256; "
-            "refetch with `seqlab data get NAME --force`"
+            f"{mismatches} archive(s) do not match their pinned sha256; refetch with `seqlab data get NAME --force`"
         )
 
 
@@ -135,9 +134,11 @@ def _resolve(names: list[str]) -> tuple[list[str], list[str]]:
     from seqlab import assets
     from seqlab.data import datasets, tatoeba, vectors
 
-    known = {**{name: ds.archive for name, ds in datasets.BUILTIN_DATASETS.items()},
-             **{name: ds.archive for name, ds in tatoeba.TATOEBA.items()},
-             **{name: table.archive for name, table in vectors.TEXT_VECTORS.items()}}
+    known = {
+        **{name: ds.archive for name, ds in datasets.BUILTIN_DATASETS.items()},
+        **{name: ds.archive for name, ds in tatoeba.TATOEBA.items()},
+        **{name: table.archive for name, table in vectors.TEXT_VECTORS.items()},
+    }
     if "all" in names:
         names = list(known)
     ds_names: list[str] = []
@@ -150,8 +151,7 @@ def _resolve(names: list[str]) -> tuple[list[str], list[str]]:
             ds_names += [name] if name not in ds_names else []
         else:
             raise SeqlabError(
-                f"unknown dataset {name!r}; datasets: {', '.join(known)}; "
-                f"archives: {', '.join(assets.ARCHIVES)}; or 'all'"
+                f"unknown dataset {name!r}; datasets: {', '.join(known)}; archives: {', '.join(assets.ARCHIVES)}; or 'all'"
             )
         archive_names += [archive] if archive not in archive_names else []
     return ds_names, archive_names

@@ -17,10 +17,14 @@ from rich.table import Table
 from seqlab.cli._errors import handle_errors  # noqa: F401  (used by the commands below)
 from seqlab.experiments import ExperimentResult
 
-experiment_app = typer.Typer(help="The course's theory claims as experiments; each prints a table and saves a plot.", no_args_is_help=True)
+experiment_app = typer.Typer(
+    help="The course's theory claims as experiments; each prints a table and saves a plot.", no_args_is_help=True
+)
 _out = Console(highlight=False, width=None if sys.stdout.isatty() else 180)
 
-QuickOpt = Annotated[bool, typer.Option("--quick", help="A smoke run (seconds): tiny models and data; the table's shape, not a verdict.")]
+QuickOpt = Annotated[
+    bool, typer.Option("--quick", help="A smoke run (seconds): tiny models and data; the table's shape, not a verdict.")
+]
 OutputOpt = Annotated[Path, typer.Option(help="Where the table (table.md, results.json) and plots go.")]
 
 
@@ -80,7 +84,9 @@ def positions_cmd(quick: QuickOpt = False, output: OutputOpt = Path("runs/experi
 
 @experiment_app.command("bidirectional")
 @handle_errors
-def bidirectional_cmd(quick: QuickOpt = False, output: OutputOpt = Path("runs/experiments/bidirectional"), seed: SeedOpt = 0) -> None:
+def bidirectional_cmd(
+    quick: QuickOpt = False, output: OutputOpt = Path("runs/experiments/bidirectional"), seed: SeedOpt = 0
+) -> None:
     """Tag each word by the word after it: a bidirectional encoder against the same encoder
     with a causal mask (Q1, Q5, Q18)."""
     from seqlab.experiments import bidirectional
@@ -93,7 +99,10 @@ def bidirectional_cmd(quick: QuickOpt = False, output: OutputOpt = Path("runs/ex
 def heads_cmd(
     quick: QuickOpt = False,
     output: OutputOpt = Path("runs/experiments/heads"),
-    run: Annotated[Path | None, typer.Option("--run", help="A finished transformer classify run to inspect (default: train one on rt-polarity).")] = None,
+    run: Annotated[
+        Path | None,
+        typer.Option("--run", help="A finished transformer classify run to inspect (default: train one on rt-polarity)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Training seed of the model trained here.")] = 13,
 ) -> None:
     """Per-head attention maps of a Transformer classifier on real sentences, what each head
@@ -105,8 +114,11 @@ def heads_cmd(
 
 @experiment_app.command("decoder")
 @handle_errors
-def decoder_cmd(quick: QuickOpt = False, output: OutputOpt = Path("runs/experiments/decoder"),
-                seed: Annotated[int, typer.Option(help="Training seed.")] = 13) -> None:
+def decoder_cmd(
+    quick: QuickOpt = False,
+    output: OutputOpt = Path("runs/experiments/decoder"),
+    seed: Annotated[int, typer.Option(help="Training seed.")] = 13,
+) -> None:
     """Step-by-step greedy decoding with the KV cache, decoder self- and cross-attention maps,
     and seq2seq with and without attention by source length (Q4, Q8, Q10, Q11, Q17)."""
     from seqlab.experiments import decoder
@@ -119,7 +131,10 @@ def decoder_cmd(quick: QuickOpt = False, output: OutputOpt = Path("runs/experime
 def pretraining_cmd(
     quick: QuickOpt = False,
     output: OutputOpt = Path("runs/experiments/pretraining"),
-    init: Annotated[Path | None, typer.Option("--init", help="A finished pretrain run to fine-tune (default: pretrain one here on the training texts).")] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option("--init", help="A finished pretrain run to fine-tune (default: pretrain one here on the training texts)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Training seed.")] = 13,
 ) -> None:
     """An MLM-pretrained Transformer encoder fine-tuned against the same Transformer trained
@@ -131,14 +146,16 @@ def pretraining_cmd(
 
 @experiment_app.command("attention-vs-fixed-context")
 @handle_errors
-def attention_vs_fixed_context_cmd(quick: QuickOpt = False, output: OutputOpt = Path("runs/experiments/attention-vs-fixed-context"),
-                                   seed: Annotated[int, typer.Option(help="Training seed.")] = 13) -> None:
+def attention_vs_fixed_context_cmd(
+    quick: QuickOpt = False,
+    output: OutputOpt = Path("runs/experiments/attention-vs-fixed-context"),
+    seed: Annotated[int, typer.Option(help="Training seed.")] = 13,
+) -> None:
     """The seq2seq bottleneck in one picture: exact match by source length for an RNN
     encoder-decoder with one fixed context vector and the same with Bahdanau attention (Q2, Q3, Q11)."""
     from seqlab.experiments import attention_vs_fixed_context
 
     show(attention_vs_fixed_context.run(quick, output, seed=seed), output)
-
 
 
 # --------------------------------------------------------------------------- augmentation (issue 7)
@@ -155,9 +172,16 @@ def augmentation_cli(
     archs: Annotated[str, typer.Option(help="Architectures, e.g. cnn,bilstm.")] = "",
     seeds: Annotated[int, typer.Option(help="Repeats with different seeds and subsamples (0: the preset's).")] = 0,
     n: Annotated[int, typer.Option("-n", help="Variants per training example (0: the preset's, 4).")] = 0,
-    forward: Annotated[Path | None, typer.Option(help="backtranslate: English → pivot translate run or HF seq2seq folder.")] = None,
-    backward: Annotated[Path | None, typer.Option(help="backtranslate: pivot → English translate run or HF seq2seq folder.")] = None,
-    via: Annotated[str | None, typer.Option(help="backtranslate: both runs, RUN_EN_FR,RUN_FR_EN (e.g. trained on tatoeba-en-fr and tatoeba-fr-en).")] = None,
+    forward: Annotated[
+        Path | None, typer.Option(help="backtranslate: English → pivot translate run or HF seq2seq folder.")
+    ] = None,
+    backward: Annotated[
+        Path | None, typer.Option(help="backtranslate: pivot → English translate run or HF seq2seq folder.")
+    ] = None,
+    via: Annotated[
+        str | None,
+        typer.Option(help="backtranslate: both runs, RUN_EN_FR,RUN_FR_EN (e.g. trained on tatoeba-en-fr and tatoeba-fr-en)."),
+    ] = None,
     mlm: Annotated[Path | None, typer.Option(help="contextual: a pretrain run or HF masked-LM folder.")] = None,
 ) -> None:
     """Does augmentation help? Test accuracy per training size, method and architecture, mean ± std over seeds."""
@@ -173,8 +197,19 @@ def augmentation_cli(
     def names(text: str) -> list[str] | None:
         return [p.strip() for p in text.split(",") if p.strip()] or None
 
-    options: dict[str, dict[Any, Any]] = {"backtranslate": {k: v for k, v in (("forward", forward), ("backward", backward), ("via", via)) if v},
-               "contextual": {"model": mlm} if mlm else {}}
-    result = augmentation.run(quick, output, data=data, train_sizes=numbers(train_sizes), methods=names(methods), archs=names(archs),
-                              seeds=seeds or None, n=n or None, method_options=options)
+    options: dict[str, dict[Any, Any]] = {
+        "backtranslate": {k: v for k, v in (("forward", forward), ("backward", backward), ("via", via)) if v},
+        "contextual": {"model": mlm} if mlm else {},
+    }
+    result = augmentation.run(
+        quick,
+        output,
+        data=data,
+        train_sizes=numbers(train_sizes),
+        methods=names(methods),
+        archs=names(archs),
+        seeds=seeds or None,
+        n=n or None,
+        method_options=options,
+    )
     show(result, output)

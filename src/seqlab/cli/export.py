@@ -21,9 +21,15 @@ _out = Console(soft_wrap=True, highlight=False)
 def export_run(
     run: Annotated[Path, typer.Argument(help="A classifier run folder.")],
     fmt: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
-    quantize: Annotated[Optional[str], typer.Option(help="Also write an int8 model (int8 weights, dynamic int8 activations): int8.")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="A .onnx file or a folder (default: the run folder).")] = None,
-    optimize: Annotated[bool, typer.Option("--optimize/--no-optimize", help="ONNX Runtime's transformer fusions (hf encoders, transformer).")] = True,
+    quantize: Annotated[
+        Optional[str], typer.Option(help="Also write an int8 model (int8 weights, dynamic int8 activations): int8.")
+    ] = None,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="A .onnx file or a folder (default: the run folder).")
+    ] = None,
+    optimize: Annotated[
+        bool, typer.Option("--optimize/--no-optimize", help="ONNX Runtime's transformer fusions (hf encoders, transformer).")
+    ] = True,
 ) -> None:
     """Write a classifier as ONNX (dynamic batch and sequence axes), checked against PyTorch:
     `seqlab export RUN --quantize int8`, then `seqlab predict RUN --backend onnx ...`."""

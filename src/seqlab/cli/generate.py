@@ -18,8 +18,14 @@ from seqlab.errors import SeqlabError
 
 _out = Console(soft_wrap=True, highlight=False)
 
-ModelOption = Annotated[str, typer.Option(
-    "--model", "-m", help="An lm run folder, built-in smollm2-135m, a transformers folder, or a hub id (gpt2 where the hub is reachable).")]
+ModelOption = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="An lm run folder, built-in smollm2-135m, a transformers folder, or a hub id (gpt2 where the hub is reachable).",
+    ),
+]
 
 
 @handle_errors
@@ -27,22 +33,61 @@ def generate(
     prompts: Annotated[Optional[list[str]], typer.Argument(help="Prompt(s) to continue.", show_default=False)] = None,
     model: ModelOption = "smollm2-135m",
     max_new_tokens: Annotated[int, typer.Option(help="Tokens to add after the prompt.")] = 50,
-    do_sample: Annotated[Optional[bool], typer.Option("--sample/--greedy", help="Sample (default when a temperature, top-k or top-p is given) or take the likeliest token.", show_default=False)] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature (lower is more conservative; 0 = greedy, as in the OpenAI API, llama.cpp and vLLM).")] = None,
+    do_sample: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--sample/--greedy",
+            help="Sample (default when a temperature, top-k or top-p is given) or take the likeliest token.",
+            show_default=False,
+        ),
+    ] = None,
+    temperature: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Sampling temperature (lower is more conservative; 0 = greedy, as in the OpenAI API, llama.cpp and vLLM)."
+        ),
+    ] = None,
     top_k: Annotated[Optional[int], typer.Option(help="Sample only among the k likeliest tokens (0: off).")] = None,
-    top_p: Annotated[Optional[float], typer.Option(help="Nucleus sampling: the smallest set of tokens holding this probability, in (0, 1].")] = None,
+    top_p: Annotated[
+        Optional[float], typer.Option(help="Nucleus sampling: the smallest set of tokens holding this probability, in (0, 1].")
+    ] = None,
     repetition_penalty: Annotated[float, typer.Option(help="> 1 discourages tokens already in the text (CTRL).")] = 1.0,
     no_repeat_ngram_size: Annotated[int, typer.Option(help="Never repeat an n-gram of this size (0: off).")] = 0,
     num_beams: Annotated[int, typer.Option("--beams", help="Beam search with this many beams (1: greedy/sampling).")] = 1,
     length_penalty: Annotated[float, typer.Option(help="Beam search: score / length^penalty (> 1 favours longer text).")] = 1.0,
     stop: Annotated[Optional[list[str]], typer.Option(help="Stop when the text produces this string (repeatable).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for reproducible sampling.")] = None,
-    dtype: Annotated[str, typer.Option(help="Weights for decoding: fp32; bf16 (CPUs with bf16 instructions); int8 (dynamic quantisation: fastest, but it can cost much perplexity); bf16-int8 (weight-only int8, bf16 activations); bf16-int4 (weight-only 4-bit groups as llama.cpp's Q4_1, output layer int8, bf16 activations: the fewest bytes); auto (bf16-int8 where the CPU has bf16, else fp32). `seqlab bench generate` compares them.")] = "fp32",
-    engine: Annotated[str, typer.Option(help="hf: run the model in transformers; seqlab: run GPT-2 weights in seqlab's own GPT, Llama weights (smollm2-135m) in seqlab's own Llama (fewer operations per step).")] = "hf",
-    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile seqlab's model (with --engine seqlab or an lm run): faster steps after minutes of compilation; for long or repeated generation.")] = False,
+    dtype: Annotated[
+        str,
+        typer.Option(
+            help="Weights for decoding: fp32; bf16 (CPUs with bf16 instructions); int8 (dynamic quantisation: fastest, but it can cost much perplexity); bf16-int8 (weight-only int8, bf16 activations); bf16-int4 (weight-only 4-bit groups as llama.cpp's Q4_1, output layer int8, bf16 activations: the fewest bytes); auto (bf16-int8 where the CPU has bf16, else fp32). `seqlab bench generate` compares them."
+        ),
+    ] = "fp32",
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="hf: run the model in transformers; seqlab: run GPT-2 weights in seqlab's own GPT, Llama weights (smollm2-135m) in seqlab's own Llama (fewer operations per step)."
+        ),
+    ] = "hf",
+    compile_model: Annotated[
+        bool,
+        typer.Option(
+            "--compile",
+            help="torch.compile seqlab's model (with --engine seqlab or an lm run): faster steps after minutes of compilation; for long or repeated generation.",
+        ),
+    ] = False,
     input: Annotated[Optional[Path], typer.Option("--input", help="A file with one prompt per line.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Prompts decoded together (left-padded; a row that ends stops while the others go on).")] = 16,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write one JSON line per prompt ({\"prompt\", \"generated\"}) to this file, atomically, instead of printing.")] = None,
+    batch_size: Annotated[
+        int, typer.Option(help="Prompts decoded together (left-padded; a row that ends stops while the others go on).")
+    ] = 16,
+    output: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--output",
+            "-o",
+            help='Write one JSON line per prompt ({"prompt", "generated"}) to this file, atomically, instead of printing.',
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per prompt.")] = False,
 ) -> None:
     """Continue text with a language model: `seqlab generate --model smollm2-135m "The capital of France is"`.
@@ -61,9 +106,16 @@ def generate(
     if not texts:
         raise SeqlabError('give a prompt: seqlab generate --model smollm2-135m "The capital of France is"')
     sampling = do_sample if do_sample is not None else any(v is not None for v in (temperature, top_k, top_p))
-    settings = {"max_new_tokens": max_new_tokens, "do_sample": sampling, "repetition_penalty": repetition_penalty,
-                "no_repeat_ngram_size": no_repeat_ngram_size, "num_beams": num_beams, "length_penalty": length_penalty,
-                "stop": stop or [], "seed": seed}
+    settings = {
+        "max_new_tokens": max_new_tokens,
+        "do_sample": sampling,
+        "repetition_penalty": repetition_penalty,
+        "no_repeat_ngram_size": no_repeat_ngram_size,
+        "num_beams": num_beams,
+        "length_penalty": length_penalty,
+        "stop": stop or [],
+        "seed": seed,
+    }
     settings.update({k: v for k, v in {"temperature": temperature, "top_k": top_k, "top_p": top_p}.items() if v is not None})
     GenerationConfig.create(**settings)  # a bad setting fails before the model loads (seconds for a large one)
     if batch_size < 1:
@@ -105,11 +157,17 @@ def _read_prompts(path: Path) -> list[str]:
 @handle_errors
 def perplexity(
     run: Annotated[Optional[str], typer.Argument(help="An lm run folder (or give --model).", show_default=False)] = None,
-    model: Annotated[Optional[str], typer.Option(
-        "--model", "-m", help="An lm run folder, built-in smollm2-135m, a transformers folder, or a hub id.")] = None,
+    model: Annotated[
+        Optional[str],
+        typer.Option("--model", "-m", help="An lm run folder, built-in smollm2-135m, a transformers folder, or a hub id."),
+    ] = None,
     data: Annotated[str, typer.Option(help="Text to score: a .txt file, shakespeare, wikitext-2, or a built-in dataset.")] = "",
-    split: Annotated[Optional[str], typer.Option(
-        help="A standard split of --data: wikitext-2 --split test is wikitext-2:test (valid, test; default: the name's own).")] = None,
+    split: Annotated[
+        Optional[str],
+        typer.Option(
+            help="A standard split of --data: wikitext-2 --split test is wikitext-2:test (valid, test; default: the name's own)."
+        ),
+    ] = None,
 ) -> None:
     """Perplexity and bits per character of a language model on held-out text:
     `seqlab perplexity RUN --data wikitext-2 --split test`."""
@@ -127,8 +185,10 @@ def perplexity(
         data = f"{data}:{split}"
     model = model or run  # exactly one was given (checked above)
     scores = api.load_generator(cast(str, model)).perplexity(load_text(data))
-    _out.print(f"{model} on {data}: loss {scores['loss']:.4f} nats/token, perplexity {scores['perplexity']:.2f}, "
-               f"{scores['bits_per_char']:.3f} bits/char ({scores['tokens']:,} tokens, {scores['characters']:,} characters)")
+    _out.print(
+        f"{model} on {data}: loss {scores['loss']:.4f} nats/token, perplexity {scores['perplexity']:.2f}, "
+        f"{scores['bits_per_char']:.3f} bits/char ({scores['tokens']:,} tokens, {scores['characters']:,} characters)"
+    )
 
 
 def evaluate_language_model(run: Path, data: str, as_json: bool) -> None:
@@ -139,8 +199,10 @@ def evaluate_language_model(run: Path, data: str, as_json: bool) -> None:
     if as_json:
         print(json.dumps(scores, indent=2))
         return
-    _out.print(f"{run} on {data}: loss {scores['loss']:.4f} nats/token, perplexity {scores['perplexity']:.2f}, "
-               f"{scores['bits_per_char']:.3f} bits/char ({scores['tokens']:,} tokens, {scores['characters']:,} characters)")
+    _out.print(
+        f"{run} on {data}: loss {scores['loss']:.4f} nats/token, perplexity {scores['perplexity']:.2f}, "
+        f"{scores['bits_per_char']:.3f} bits/char ({scores['tokens']:,} tokens, {scores['characters']:,} characters)"
+    )
 
 
 def report_language_model(run_dir: Path) -> None:
@@ -148,6 +210,9 @@ def report_language_model(run_dir: Path) -> None:
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     split = "test" if "test" in metrics else "valid"
     held = metrics.get(split)
-    shown = (f"{split} loss {held['loss']:.4f}, perplexity {held['perplexity']:.2f}, {held['bits_per_char']:.3f} bits/char"
-             if held else "no held-out text")
+    shown = (
+        f"{split} loss {held['loss']:.4f}, perplexity {held['perplexity']:.2f}, {held['bits_per_char']:.3f} bits/char"
+        if held
+        else "no held-out text"
+    )
     _out.print(f"[green]trained[/green] {run_dir}  ({shown}, {metrics['epochs']} epochs)")

@@ -27,10 +27,31 @@ INPUT_MAX_CHARS = 10_000_000  # long documents are tagged in pieces (seqlab.task
 @handle_errors
 def ner(
     texts: Annotated[list[str] | None, typer.Argument(help="Text(s) to find entities in.", show_default=False)] = None,
-    model: Annotated[str, typer.Option("--model", "-m", help="spaCy pipeline: en_core_web_sm (built in), en_core_web_md, an installed package or a folder; or a tag run folder.")] = "en_core_web_sm",
-    format: Annotated[str, typer.Option("--format", "-f", help="list: [(text, label), ...]; json: character offsets and label descriptions; html: displaCy page.")] = "list",
-    input: Annotated[Path | None, typer.Option("--input", "-i", help="A .txt file (one text per line) or .csv/.tsv/.jsonl with a text column.")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of printing: FILE.jsonl (one JSON object per text) or FILE.html.")] = None,
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            help="spaCy pipeline: en_core_web_sm (built in), en_core_web_md, an installed package or a folder; or a tag run folder.",
+        ),
+    ] = "en_core_web_sm",
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="list: [(text, label), ...]; json: character offsets and label descriptions; html: displaCy page.",
+        ),
+    ] = "list",
+    input: Annotated[
+        Path | None, typer.Option("--input", "-i", help="A .txt file (one text per line) or .csv/.tsv/.jsonl with a text column.")
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Write here instead of printing: FILE.jsonl (one JSON object per text) or FILE.html."
+        ),
+    ] = None,
     text_column: Annotated[str | None, typer.Option(help="Text column of --input.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Texts per nlp.pipe batch (default: the pipeline's own).")] = None,
     processes: Annotated[int, typer.Option(help="nlp.pipe worker processes.")] = 1,
@@ -38,8 +59,8 @@ def ner(
     """Named entities: `seqlab ner "Apple is looking at buying U.K. startup for $1 billion"`
     prints [('Apple', 'ORG'), ('U.K.', 'GPE'), ('$1 billion', 'MONEY')]."""
     from seqlab import api
-    from seqlab.tasks.tag import pipeline as named_entities
     from seqlab.data.readers import read_texts
+    from seqlab.tasks.tag import pipeline as named_entities
 
     if format not in FORMATS:
         raise SeqlabError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
@@ -62,7 +83,9 @@ def ner(
         _out.print(f"wrote {len(items):,} texts with {sum(map(len, results)):,} entities to {output}")
         return
     if output is not None:
-        write_atomic(output, "".join(json.dumps(named_entities.as_json(t, r), ensure_ascii=False) + "\n" for t, r in zip(items, results)))
+        write_atomic(
+            output, "".join(json.dumps(named_entities.as_json(t, r), ensure_ascii=False) + "\n" for t, r in zip(items, results))
+        )
         _out.print(f"wrote {len(items):,} texts with {sum(map(len, results)):,} entities to {output}")
         return
     for text, entities in zip(items, results):
@@ -81,18 +104,27 @@ def evaluate_tagger(run: Path, data: str, as_json: bool) -> None:
     if as_json:
         print(json.dumps(metrics, indent=2))
         return
-    _out.print(f"{run} on {what}: entity F1 [bold]{100 * metrics['f1']:.2f}%[/bold] (precision {100 * metrics['precision']:.2f}%, "
-               f"recall {100 * metrics['recall']:.2f}%; {metrics['support']:,} entities in {metrics['sentences']:,} sentences, "
-               f"{metrics['words_per_second']:,.0f} words/s)")
+    _out.print(
+        f"{run} on {what}: entity F1 [bold]{100 * metrics['f1']:.2f}%[/bold] (precision {100 * metrics['precision']:.2f}%, "
+        f"recall {100 * metrics['recall']:.2f}%; {metrics['support']:,} entities in {metrics['sentences']:,} sentences, "
+        f"{metrics['words_per_second']:,.0f} words/s)"
+    )
     _out.print(per_type_table(metrics))
 
 
 def per_type_table(metrics: dict) -> Table:
     table = Table("type", "precision", "recall", "F1", "support")
     for name, row in metrics["per_type"].items():
-        table.add_row(name, f"{100 * row['precision']:.1f}", f"{100 * row['recall']:.1f}", f"{100 * row['f1']:.1f}", f"{row['support']:,}")
-    table.add_row("[bold]overall[/bold]", f"{100 * metrics['precision']:.1f}", f"{100 * metrics['recall']:.1f}",
-                  f"{100 * metrics['f1']:.1f}", f"{metrics['support']:,}")
+        table.add_row(
+            name, f"{100 * row['precision']:.1f}", f"{100 * row['recall']:.1f}", f"{100 * row['f1']:.1f}", f"{row['support']:,}"
+        )
+    table.add_row(
+        "[bold]overall[/bold]",
+        f"{100 * metrics['precision']:.1f}",
+        f"{100 * metrics['recall']:.1f}",
+        f"{100 * metrics['f1']:.1f}",
+        f"{metrics['support']:,}",
+    )
     return table
 
 

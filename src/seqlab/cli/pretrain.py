@@ -26,12 +26,23 @@ _out = Console(soft_wrap=True, highlight=False)
 @pretrain_app.command("mlm")
 @handle_errors
 def mlm(
-    overrides: Annotated[Optional[list[str]], typer.Argument(
-        help="Config overrides as section.key=value, e.g. pretrain.mask_prob=0.2 tokenizer.vocab_size=4000.", show_default=False)] = None,
-    data: Annotated[Optional[str], typer.Option(
-        help="Text to pretrain on: shakespeare, a labelled built-in dataset (rt-polarity: each sentence its own "
-             "document), or a .txt file (one sentence per line, blank lines between documents).")] = None,
-    nsp: Annotated[bool, typer.Option("--nsp", help="Also learn next-sentence prediction (needs documents of several sentences).")] = False,
+    overrides: Annotated[
+        Optional[list[str]],
+        typer.Argument(
+            help="Config overrides as section.key=value, e.g. pretrain.mask_prob=0.2 tokenizer.vocab_size=4000.",
+            show_default=False,
+        ),
+    ] = None,
+    data: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Text to pretrain on: shakespeare, a labelled built-in dataset (rt-polarity: each sentence its own "
+            "document), or a .txt file (one sentence per line, blank lines between documents)."
+        ),
+    ] = None,
+    nsp: Annotated[
+        bool, typer.Option("--nsp", help="Also learn next-sentence prediction (needs documents of several sentences).")
+    ] = False,
     preset: Annotated[Optional[str], typer.Option(help="Encoder size: tiny, small (default) or base.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs (early stopping on val_loss may end sooner).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Examples per batch (default 32).")] = None,
@@ -39,7 +50,9 @@ def mlm(
     seed: Annotated[Optional[int], typer.Option(help="Random seed (weights, examples, masks, batch order).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Run folder name under --output-dir.")] = None,
     output_dir: Annotated[Optional[str], typer.Option(help="Where run folders go (default runs/).")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue an unfinished pretraining run from its last checkpoint.")] = None,
+    resume: Annotated[
+        Optional[Path], typer.Option(help="Continue an unfinished pretraining run from its last checkpoint.")
+    ] = None,
 ) -> None:
     """Pretrain a BERT-style encoder with masked-LM: `seqlab pretrain mlm --data shakespeare --nsp`.
 
@@ -60,11 +73,19 @@ def mlm(
     if data is None:
         raise SeqlabError("say what to pretrain on: --data shakespeare, --data rt-polarity or --data FILE.txt")
     flags = {
-        "data.train": data, "model.preset": preset, "train.epochs": epochs, "train.batch_size": batch_size,
-        "train.lr": lr, "train.seed": seed, "name": name, "output_dir": output_dir,
+        "data.train": data,
+        "model.preset": preset,
+        "train.epochs": epochs,
+        "train.batch_size": batch_size,
+        "train.lr": lr,
+        "train.seed": seed,
+        "name": name,
+        "output_dir": output_dir,
         "pretrain.nsp": True if nsp else None,
     }
-    given = [f"{key}={json.dumps(value) if isinstance(value, str) else value}" for key, value in flags.items() if value is not None]
+    given = [
+        f"{key}={json.dumps(value) if isinstance(value, str) else value}" for key, value in flags.items() if value is not None
+    ]
     cfg = build_config({"task": "pretrain"}, [*given, *(overrides or [])])
     run_dir = api.pretrain(cfg)
     if is_rank_zero():  # (DDP, train.devices > 1: the other ranks wrote nothing to report)
@@ -87,7 +108,7 @@ def report_pretrained(run_dir: Path) -> None:
 @handle_errors
 def fill_mask(
     run: Annotated[Path, typer.Argument(help="A run folder made by `seqlab pretrain mlm`.")],
-    text: Annotated[str, typer.Argument(help="Text with one or more [MASK], e.g. \"to be or not to [MASK]\".")],
+    text: Annotated[str, typer.Argument(help='Text with one or more [MASK], e.g. "to be or not to [MASK]".')],
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Predictions to show per [MASK].")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print the predictions as JSON.")] = False,
 ) -> None:

@@ -21,7 +21,9 @@ _out = Console(soft_wrap=True, highlight=False)
 @handle_errors
 def report_run(
     run: Annotated[Path, typer.Argument(help="A run folder.")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The HTML file to write (default: RUN/report.html).")] = None,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="The HTML file to write (default: RUN/report.html).")
+    ] = None,
 ) -> None:
     """Write a run's report: one self-contained HTML page (no network; pictures inside) with its
     scores, learning curves, the task's plots, sample predictions with the errors marked,

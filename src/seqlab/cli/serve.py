@@ -23,23 +23,75 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 @handle_errors
 def serve(
-    model: Annotated[list[str], typer.Option("--model", "-m", help="NAME=RUN or NAME=BUILTIN, repeatable: a run folder (classify, lm, tag, translate, pretrain-mlm) or a built-in such as en_core_web_sm or smollm2-135m. A bare RUN is named after its folder.", show_default=False)],
-    host: Annotated[str, typer.Option(help="Address to bind; anything but loopback exposes the models to the network, and then needs --api-key (or --insecure-no-auth).")] = "127.0.0.1",
+    model: Annotated[
+        list[str],
+        typer.Option(
+            "--model",
+            "-m",
+            help="NAME=RUN or NAME=BUILTIN, repeatable: a run folder (classify, lm, tag, translate, pretrain-mlm) or a built-in such as en_core_web_sm or smollm2-135m. A bare RUN is named after its folder.",
+            show_default=False,
+        ),
+    ],
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to bind; anything but loopback exposes the models to the network, and then needs --api-key (or --insecure-no-auth)."
+        ),
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     max_body: Annotated[int, typer.Option(help="Largest request body in bytes (larger: 413).")] = 1_000_000,
     max_chars: Annotated[int, typer.Option(help="Longest text or prompt in characters (longer: 422).")] = 10_000,
     max_texts: Annotated[int, typer.Option(help="Most texts in one request.")] = 64,
     max_new_tokens: Annotated[int, typer.Option(help="Cap on max_new_tokens of /v1/generate.")] = 256,
-    timeout: Annotated[float, typer.Option(help="Per-request limit in seconds (over it: 504; a stream gets an error event).")] = 30.0,
+    timeout: Annotated[
+        float, typer.Option(help="Per-request limit in seconds (over it: 504; a stream gets an error event).")
+    ] = 30.0,
     max_batch_size: Annotated[int, typer.Option(help="Texts per micro-batch for classify/ner/translate (1: no batching).")] = 32,
-    batch_wait_ms: Annotated[float, typer.Option(help="How long the first request of a batch waits for others, in milliseconds.")] = 5.0,
-    threads: Annotated[Optional[int], typer.Option(help="PyTorch intra-op threads for the process (default: PyTorch's, one per core; OMP_NUM_THREADS also sets it).")] = None,
-    max_active: Annotated[int, typer.Option(help="Per generate model: most sequences decoding at once in its running batch (requests join and leave it token by token).")] = 16,
+    batch_wait_ms: Annotated[
+        float, typer.Option(help="How long the first request of a batch waits for others, in milliseconds.")
+    ] = 5.0,
+    threads: Annotated[
+        Optional[int],
+        typer.Option(
+            help="PyTorch intra-op threads for the process (default: PyTorch's, one per core; OMP_NUM_THREADS also sets it)."
+        ),
+    ] = None,
+    max_active: Annotated[
+        int,
+        typer.Option(
+            help="Per generate model: most sequences decoding at once in its running batch (requests join and leave it token by token)."
+        ),
+    ] = 16,
     max_queue: Annotated[int, typer.Option(help="Per model: most requests waiting; one more gets 503 with Retry-After.")] = 64,
-    engine: Annotated[Optional[str], typer.Option(help="Generate models: hf (transformers) or seqlab (seqlab's own GPT / Llama for GPT-2 and Llama weights, e.g. smollm2-135m: in-flight batching). Default: seqlab generate's.", show_default=False)] = None,
-    dtype: Annotated[Optional[str], typer.Option(help="Generate models: weights for decoding, as seqlab generate --dtype. Default: seqlab generate's.", show_default=False)] = None,
-    api_key: Annotated[Optional[str], typer.Option(envvar="SEQLAB_API_KEY", help="Require Authorization: Bearer KEY on every /v1 route (the page asks for the key, or open it as /#key=KEY). Prefer the SEQLAB_API_KEY variable: a command line is visible to other users.", show_default=False)] = None,
-    insecure_no_auth: Annotated[bool, typer.Option("--insecure-no-auth", help="Serve a non-loopback --host without an API key: anyone who can reach it can use the models.")] = False,
+    engine: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Generate models: hf (transformers) or seqlab (seqlab's own GPT / Llama for GPT-2 and Llama weights, e.g. smollm2-135m: in-flight batching). Default: seqlab generate's.",
+            show_default=False,
+        ),
+    ] = None,
+    dtype: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Generate models: weights for decoding, as seqlab generate --dtype. Default: seqlab generate's.",
+            show_default=False,
+        ),
+    ] = None,
+    api_key: Annotated[
+        Optional[str],
+        typer.Option(
+            envvar="SEQLAB_API_KEY",
+            help="Require Authorization: Bearer KEY on every /v1 route (the page asks for the key, or open it as /#key=KEY). Prefer the SEQLAB_API_KEY variable: a command line is visible to other users.",
+            show_default=False,
+        ),
+    ] = None,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth",
+            help="Serve a non-loopback --host without an API key: anyone who can reach it can use the models.",
+        ),
+    ] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level: critical, error, warning, info, debug.")] = "info",
 ) -> None:
     """Serve models over HTTP with a web playground at `/`:
@@ -62,16 +114,29 @@ def serve(
     from seqlab.serve.app import create_app
 
     models = parse_models(model)
-    settings = ServeSettings(max_body_bytes=max_body, max_text_chars=max_chars, max_texts=max_texts,
-                             max_new_tokens=max_new_tokens, timeout_s=timeout, max_batch_size=max_batch_size,
-                             batch_wait_ms=batch_wait_ms, threads=threads, max_active=max_active, max_queue=max_queue,
-                             api_key=api_key, engine=engine, dtype=dtype)
+    settings = ServeSettings(
+        max_body_bytes=max_body,
+        max_text_chars=max_chars,
+        max_texts=max_texts,
+        max_new_tokens=max_new_tokens,
+        timeout_s=timeout,
+        max_batch_size=max_batch_size,
+        batch_wait_ms=batch_wait_ms,
+        threads=threads,
+        max_active=max_active,
+        max_queue=max_queue,
+        api_key=api_key,
+        engine=engine,
+        dtype=dtype,
+    )
     check_exposure(host, api_key, insecure_no_auth)
     check_port_free(host, port)
     app = create_app(models, settings)
     shown = "localhost" if host in LOOPBACK else host
     key = " (API key required: open the playground as /#key=KEY)" if api_key else ""
-    _out.print(f"seqlab serve: {len(models)} model(s); playground http://{shown}:{port}/ , API docs http://{shown}:{port}/docs{key}")
+    _out.print(
+        f"seqlab serve: {len(models)} model(s); playground http://{shown}:{port}/ , API docs http://{shown}:{port}/docs{key}"
+    )
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
 
 
@@ -90,9 +155,13 @@ def check_exposure(host: str, api_key: str | None, insecure_no_auth: bool) -> No
     if is_loopback(host) or api_key:
         return
     if not insecure_no_auth:
-        raise SeqlabError(f"--host {host} exposes the models to the network: give an API key (--api-key, or the "
-                          "SEQLAB_API_KEY variable), or pass --insecure-no-auth to serve without one")
-    _out.print(f"[yellow]warning:[/yellow] serving on {host} without an API key: anyone who can reach this machine can use these models")
+        raise SeqlabError(
+            f"--host {host} exposes the models to the network: give an API key (--api-key, or the "
+            "SEQLAB_API_KEY variable), or pass --insecure-no-auth to serve without one"
+        )
+    _out.print(
+        f"[yellow]warning:[/yellow] serving on {host} without an API key: anyone who can reach this machine can use these models"
+    )
 
 
 def parse_models(specs: list[str]) -> dict[str, str]:
@@ -103,7 +172,9 @@ def parse_models(specs: list[str]) -> dict[str, str]:
         if not sep:
             name, source = Path(spec.rstrip("/")).name, spec
         if not name or not source:
-            raise SeqlabError(f"--model {spec!r}: write NAME=RUN (e.g. sentiment=runs/cnn) or NAME=BUILTIN (e.g. ents=en_core_web_sm)")
+            raise SeqlabError(
+                f"--model {spec!r}: write NAME=RUN (e.g. sentiment=runs/cnn) or NAME=BUILTIN (e.g. ents=en_core_web_sm)"
+            )
         if name in models:
             raise SeqlabError(f"--model: the name {name!r} is given twice; give each model its own name")
         models[name] = source

@@ -223,8 +223,10 @@ class ShareOfBatch:
             return batch
         rows = len(examples)
         take = slice(rank, None, world) if rank < rows else slice(rows - 1, rows)  # (as BucketBatchSampler does)
-        return {key: value[take] if isinstance(value, torch.Tensor) and value.dim() and len(value) == rows else value
-                for key, value in batch.items()}
+        return {
+            key: value[take] if isinstance(value, torch.Tensor) and value.dim() and len(value) == rows else value
+            for key, value in batch.items()
+        }
 
 
 def training_loader(loader: DataLoader) -> DataLoader:

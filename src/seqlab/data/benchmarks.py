@@ -75,9 +75,7 @@ TREC_COUNTS = {
 }
 
 
-def parse_trec(
-    data: bytes, *, fine: bool = False, counts: dict[str, dict[str, int]] | None = TREC_COUNTS
-) -> list[Example]:
+def parse_trec(data: bytes, *, fine: bool = False, counts: dict[str, dict[str, int]] | None = TREC_COUNTS) -> list[Example]:
     """The questions of `trec.csv` in file order (training set first), labelled `DESC`, ... or,
     with `fine`, `DESC:manner`, ...
 
@@ -227,9 +225,7 @@ def wikitext2_vocab() -> list[str]:
     appearance in train: the closed vocabulary that keeps perplexities comparable."""
     vocab = dict.fromkeys(wikitext2_tokens("train"))
     if len(vocab) != WIKITEXT2_VOCAB:
-        raise _damaged(
-            WIKITEXT2, cache_path(WIKITEXT2), f"train has {len(vocab):,} word types, expected {WIKITEXT2_VOCAB:,}"
-        )
+        raise _damaged(WIKITEXT2, cache_path(WIKITEXT2), f"train has {len(vocab):,} word types, expected {WIKITEXT2_VOCAB:,}")
     return list(vocab)
 
 
@@ -238,9 +234,7 @@ def split_articles(lines: list[str]) -> Corpus:
     included) with whitespace collapsed."""
     documents: Corpus = []
     for i, line in enumerate(lines):
-        starts = (
-            _TITLE.fullmatch(line) and (i == 0 or lines[i - 1] == " ") and (i + 1 == len(lines) or lines[i + 1] == " ")
-        )
+        starts = _TITLE.fullmatch(line) and (i == 0 or lines[i - 1] == " ") and (i + 1 == len(lines) or lines[i + 1] == " ")
         if starts or not documents:
             documents.append([])
         if line.strip():
@@ -307,6 +301,5 @@ def _released_files(name: str, check: Callable[[Path], None]) -> Path:
 
 def _damaged(name: str, folder: Path, problem: str) -> SeqlabError:
     return SeqlabError(
-        f"{name}: {problem} (the cached copy in {folder} is damaged); "
-        f"run `seqlab data get {name} --force` to copy it again"
+        f"{name}: {problem} (the cached copy in {folder} is damaged); run `seqlab data get {name} --force` to copy it again"
     )

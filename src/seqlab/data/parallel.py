@@ -108,8 +108,10 @@ def _lines(text: str) -> list[str]:
 
 def _read_tsv(path: Path, max_chars: int, truncate: bool) -> ParallelText:
     if not path.is_file():
-        raise SeqlabError(f"{path} does not exist; give a TSV file of source<TAB>target lines, "
-                          "two Moses files as SOURCE,TARGET, or a built-in task: " + ", ".join(GENERATED))
+        raise SeqlabError(
+            f"{path} does not exist; give a TSV file of source<TAB>target lines, "
+            "two Moses files as SOURCE,TARGET, or a built-in task: " + ", ".join(GENERATED)
+        )
     out = ParallelText([])
     for number, line in enumerate(_lines(_read_utf8(path)), 1):
         if not line.strip():
@@ -131,8 +133,10 @@ def _read_moses(source_path: Path, target_path: Path, max_chars: int, truncate: 
         lines = _lines(_read_utf8(path))
         sides.append(lines[:-1] if lines[-1] == "" else lines)  # the last line's "\n" ends it, not a new line
     if len(sides[0]) != len(sides[1]):
-        raise SeqlabError(f"{source_path} has {len(sides[0]):,} lines but {target_path} has {len(sides[1]):,}; "
-                          "line i of one must translate line i of the other")
+        raise SeqlabError(
+            f"{source_path} has {len(sides[0]):,} lines but {target_path} has {len(sides[1]):,}; "
+            "line i of one must translate line i of the other"
+        )
     out = ParallelText([])
     for number, (source, target) in enumerate(zip(*sides), 1):
         if not source.strip() and not target.strip():
@@ -154,7 +158,9 @@ def _add(out: ParallelText, pair: Pair, path: Path, number: int, max_chars: int,
             raise SeqlabError(f"{path}: line {number}: empty {side}; each line must be source<TAB>target")
         if len(text) > max_chars:
             if not truncate:
-                raise SeqlabError(f"{path}: line {number}: the {side} has {len(text):,} characters, over data.max_chars={max_chars:,}")
+                raise SeqlabError(
+                    f"{path}: line {number}: the {side} has {len(text):,} characters, over data.max_chars={max_chars:,}"
+                )
             cut = True
     if cut:
         # The text was stripped, so what is left of it is never empty.
@@ -230,8 +236,9 @@ def split_of(key: str, seed: int, valid_fraction: float, test_fraction: float) -
     return "test" if u < test_fraction else "valid" if u < test_fraction + valid_fraction else "train"
 
 
-def generate_splits(spec: str, seed: int = 0, valid_fraction: float = 0.05, test_fraction: float = 0.05,
-                    train_limit: int | None = None) -> dict[str, list[Pair]]:
+def generate_splits(
+    spec: str, seed: int = 0, valid_fraction: float = 0.05, test_fraction: float = 0.05, train_limit: int | None = None
+) -> dict[str, list[Pair]]:
     """{"train", "valid", "test"} pairs of a generated task: `size` distinct items drawn from a
     generator seeded with `seed`, each put in its split by `split_of`.
 
@@ -289,8 +296,10 @@ class SourceSplits:
 
     def sizes(self) -> dict[str, dict[str, int]]:
         """{"train"|"valid"|"test": {"pairs": n, "sources": n}}."""
-        out = {name: {"pairs": sum(len(m.references) for m in refs), "sources": len(refs)}
-               for name, refs in (("valid", self.valid), ("test", self.test))}
+        out = {
+            name: {"pairs": sum(len(m.references) for m in refs), "sources": len(refs)}
+            for name, refs in (("valid", self.valid), ("test", self.test))
+        }
         out["train"] = {"pairs": len(self.train), "sources": len({source_key(p.source) for p in self.train})}
         return {name: out[name] for name in ("train", "valid", "test")}
 
@@ -306,7 +315,9 @@ def group_by_source(pairs: Iterable[Pair]) -> list[MultiRef]:
     """One `MultiRef` per distinct `source_key`, in order of first appearance. Its source is
     the first spelling seen; its references are the distinct targets, in order."""
     pairs = list(pairs)
-    return [MultiRef(source, tuple(targets)) for source, targets in _groups(pairs, [source_key(p.source) for p in pairs]).values()]
+    return [
+        MultiRef(source, tuple(targets)) for source, targets in _groups(pairs, [source_key(p.source) for p in pairs]).values()
+    ]
 
 
 def _groups(pairs: Iterable[Pair], keys: Iterable[str]) -> dict[str, tuple[str, dict[str, None]]]:
@@ -317,8 +328,9 @@ def _groups(pairs: Iterable[Pair], keys: Iterable[str]) -> dict[str, tuple[str, 
     return found
 
 
-def split_by_source(pairs: Sequence[Pair], *, seed: int = 0, n_test: float = 2000,
-                    n_valid: float = 1000, by: str = "source") -> SourceSplits:
+def split_by_source(
+    pairs: Sequence[Pair], *, seed: int = 0, n_test: float = 2000, n_valid: float = 1000, by: str = "source"
+) -> SourceSplits:
     """Hold out `n_test` + `n_valid` distinct sources with all their translations.
 
     `by="source"` (default): the source side decides. For fr→en pairs distinct *French*
@@ -349,8 +361,10 @@ def split_by_source(pairs: Sequence[Pair], *, seed: int = 0, n_test: float = 200
     groups = _groups(pairs, keys)
     n_test, n_valid = _count(n_test, len(groups)), _count(n_valid, len(groups))
     if n_test + n_valid >= len(groups):
-        raise SeqlabError(f"{len(groups):,} distinct source sentences cannot give {n_test:,} test and {n_valid:,} "
-                          "validation sources and leave some to train on; hold out fewer")
+        raise SeqlabError(
+            f"{len(groups):,} distinct source sentences cannot give {n_test:,} test and {n_valid:,} "
+            "validation sources and leave some to train on; hold out fewer"
+        )
     unit = _linked(pairs, keys) if by == "both" else {key: key for key in groups}
     rank = {u: hashlib.sha256(f"{seed}:{u}".encode()).digest() for u in set(unit.values())}
     order = sorted(groups, key=lambda key: (rank[unit[key]], key))  # a unit's sources are adjacent
@@ -451,6 +465,11 @@ def corpus_bleu_multi(hypotheses: Sequence[str], references: Sequence[MultiRef |
     # sacrebleu takes None for a missing reference, though its annotation says str
     streams, hyps = cast("list[list[str]]", reference_streams(references)), list(hypotheses)
     bleu, chrf = BLEU(), CHRF()
-    return {"bleu": bleu.corpus_score(hyps, streams).score, "chrf": chrf.corpus_score(hyps, streams).score,
-            "bleu_signature": str(bleu.get_signature()), "chrf_signature": str(chrf.get_signature()),
-            "sources": len(hyps), "references": sum(ref is not None for stream in streams for ref in stream)}
+    return {
+        "bleu": bleu.corpus_score(hyps, streams).score,
+        "chrf": chrf.corpus_score(hyps, streams).score,
+        "bleu_signature": str(bleu.get_signature()),
+        "chrf_signature": str(chrf.get_signature()),
+        "sources": len(hyps),
+        "references": sum(ref is not None for stream in streams for ref in stream),
+    }

@@ -66,10 +66,7 @@ def read_examples(
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
-        raise SeqlabError(
-            f"{p}: unsupported file type {suffix or '(no suffix)'!r}; "
-            f"use one of {', '.join(SUPPORTED_SUFFIXES)}"
-        )
+        raise SeqlabError(f"{p}: unsupported file type {suffix or '(no suffix)'!r}; use one of {', '.join(SUPPORTED_SUFFIXES)}")
     text = _read_utf8(p)
     if suffix in JSON_SUFFIXES:
         return _read_jsonl(p, text, text_column, label_column, max_chars)
@@ -126,9 +123,7 @@ def _show(value: str, limit: int = 40) -> str:
 # --- columns and values -------------------------------------------------------------------------
 
 
-def _pick_column(
-    p: Path, columns: list[str], explicit: str | None, defaults: tuple[str, ...], role: str
-) -> str:
+def _pick_column(p: Path, columns: list[str], explicit: str | None, defaults: tuple[str, ...], role: str) -> str:
     """Name of the column to use for `role` ("text" or "label"), or a one-line error."""
     found = ", ".join(_show(c, 30) for c in columns) or "none"
     flag = f"--{role}-column"
@@ -138,16 +133,14 @@ def _pick_column(
             return explicit
         if explicit.strip().lower() in lowered:
             return lowered[explicit.strip().lower()]
-        raise _bad(
-            p, 1, f"no column {_show(explicit)} (columns: {found}); pass {flag} with one of them"
-        )
+        raise _bad(p, 1, f"no column {_show(explicit)} (columns: {found}); pass {flag} with one of them")
     for name in defaults:
         if name in lowered:
             return lowered[name]
     raise _bad(
-        p, 1,
-        f"no {role} column found (looked for {', '.join(defaults)}; columns: {found}); "
-        f"pass {flag} NAME",
+        p,
+        1,
+        f"no {role} column found (looked for {', '.join(defaults)}; columns: {found}); pass {flag} NAME",
     )
 
 
@@ -159,7 +152,8 @@ def _make_example(p: Path, line: int, text: Any, label: Any, max_chars: int) -> 
         raise _bad(p, line, "the text is empty; remove the row or fill it in")
     if len(text) > max_chars:
         raise _bad(
-            p, line,
+            p,
+            line,
             f"the text is {len(text):,} characters, over the limit of {max_chars:,} "
             "(data.max_chars); split it or raise the limit",
         )
@@ -196,9 +190,7 @@ def _read_delimited(
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header = [c.strip() for c in next(reader)]
     ti = header.index(_pick_column(p, header, text_column, TEXT_COLUMNS, "text"))
-    li = None if label_column is _UNLABELLED else header.index(
-        _pick_column(p, header, label_column, LABEL_COLUMNS, "label")
-    )
+    li = None if label_column is _UNLABELLED else header.index(_pick_column(p, header, label_column, LABEL_COLUMNS, "label"))
     examples: list[Example] = []
     while True:
         start = reader.line_num + 1
@@ -212,7 +204,8 @@ def _read_delimited(
             continue  # blank line
         if len(row) != len(header):
             raise _bad(
-                p, start,
+                p,
+                start,
                 f"{len(row)} field(s), but the header has {len(header)}; "
                 f"quote values that contain {_show(delimiter)} or fill in missing ones",
             )
@@ -243,8 +236,7 @@ def _read_jsonl(
             columns = list(obj)
             keys = (
                 _pick_column(p, columns, text_column, TEXT_COLUMNS, "text"),
-                None if label_column is _UNLABELLED
-                else _pick_column(p, columns, label_column, LABEL_COLUMNS, "label"),
+                None if label_column is _UNLABELLED else _pick_column(p, columns, label_column, LABEL_COLUMNS, "label"),
             )
         for key in keys:
             if key is not None and key not in obj:
@@ -265,15 +257,11 @@ def _parse_json_line(p: Path, n: int, line: str) -> dict[str, Any]:
         )
         raise _bad(p, n, f"invalid JSON ({err.msg} at column {err.colno}){hint}") from None
     if not isinstance(obj, dict):
-        raise _bad(
-            p, n, f"expected a JSON object, got {type(obj).__name__}; write one object per line"
-        )
+        raise _bad(p, n, f"expected a JSON object, got {type(obj).__name__}; write one object per line")
     return obj
 
 
-def read_texts(
-    path: str | os.PathLike[str], *, text_column: str | None = None, max_chars: int = 100_000
-) -> list[str]:
+def read_texts(path: str | os.PathLike[str], *, text_column: str | None = None, max_chars: int = 100_000) -> list[str]:
     """Unlabelled texts to predict on: a .txt file (one text per non-blank line) or the text
     column of a .csv/.tsv/.jsonl file. Same one-line errors as `read_examples`."""
     p = Path(path)
@@ -288,7 +276,9 @@ def read_texts(
                 raise _bad(p, number, f"the text is {len(line):,} characters, over the limit of {max_chars:,}")
         return texts
     if suffix not in SUPPORTED_SUFFIXES:
-        raise SeqlabError(f"{p}: unsupported file type {suffix or '(no suffix)'!r}; use .txt or one of {', '.join(SUPPORTED_SUFFIXES)}")
+        raise SeqlabError(
+            f"{p}: unsupported file type {suffix or '(no suffix)'!r}; use .txt or one of {', '.join(SUPPORTED_SUFFIXES)}"
+        )
     content = _read_utf8(p)
     if suffix in JSON_SUFFIXES:
         rows = _read_jsonl(p, content, text_column, _UNLABELLED, max_chars)

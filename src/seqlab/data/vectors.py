@@ -62,7 +62,10 @@ class TextVectors:
 
 TEXT_VECTORS: dict[str, TextVectors] = {
     GLOVE_6B_50D: TextVectors(
-        "tagnews-1.5.0", "tagnews/data/glove.6B.50d.txt", 400_000, 50,
+        "tagnews-1.5.0",
+        "tagnews/data/glove.6B.50d.txt",
+        400_000,
+        50,
         "GloVe 6B word vectors (Pennington et al. 2014), 400,000 lowercase words x 50: model.embeddings=glove-6b-50d",
     ),
 }
@@ -170,7 +173,9 @@ def load_vectors(spec: str) -> WordVectors:
         raise SeqlabError(f"{spec}: {vectors.mode} vectors are not supported; use a plain spaCy vector table")
     table = np.asarray(vectors.data, dtype=np.float32)  # numpy on CPU (spaCy's default ops)
     if table.ndim != 2 or table.shape[0] == 0 or table.shape[1] == 0 or vectors.n_keys == 0:
-        raise SeqlabError(f"{folder} holds no word vectors (shape {tuple(table.shape)}); give a spaCy model with vectors, e.g. spacy-md")
+        raise SeqlabError(
+            f"{folder} holds no word vectors (shape {tuple(table.shape)}); give a spaCy model with vectors, e.g. spacy-md"
+        )
     return WordVectors(spec, table, vectors)
 
 
@@ -229,7 +234,10 @@ def embedding_matrix(
     matrix[ids[hit]] = vectors.table[rows[hit]]
     found[ids[hit]] = True
     coverage = Coverage(
-        vectors.source, len(words), int((exact >= 0).sum()), int(((exact < 0) & (lower >= 0)).sum()),
+        vectors.source,
+        len(words),
+        int((exact >= 0).sum()),
+        int(((exact < 0) & (lower >= 0)).sum()),
         len(np.unique(rows[hit])),
     )
     return matrix, found, coverage
@@ -275,9 +283,19 @@ def vector_rows() -> list[dict[str, Any]]:
     for name, spec in TEXT_VECTORS.items():
         archive = assets.resolve(spec.archive)
         cached = (assets.home() / "vectors" / name).is_dir() or assets.is_cached(archive)
-        rows.append({"name": name, "archive": archive.name, "size_mb": round(archive.size / 1e6, 1),
-                     "examples": spec.words, "licence": archive.licence, "cached": "yes" if cached else "no",
-                     "description": spec.description, "task": "embeddings", "splits": []})
+        rows.append(
+            {
+                "name": name,
+                "archive": archive.name,
+                "size_mb": round(archive.size / 1e6, 1),
+                "examples": spec.words,
+                "licence": archive.licence,
+                "cached": "yes" if cached else "no",
+                "description": spec.description,
+                "task": "embeddings",
+                "splits": [],
+            }
+        )
     return rows
 
 
@@ -295,15 +313,12 @@ def _read_converted(folder: Path, spec: TextVectors) -> tuple[list[str], np.ndar
 
 def _convert(name: str, spec: TextVectors, folder: Path) -> tuple[list[str], np.ndarray]:
     archive = assets.fetch(spec.archive)
-    log.info("converting %s (%s words) into %s once; later loads take well under a second",
-             name, f"{spec.words:,}", folder)
+    log.info("converting %s (%s words) into %s once; later loads take well under a second", name, f"{spec.words:,}", folder)
     try:
         with zipfile.ZipFile(archive) as bundle, bundle.open(spec.member) as raw:
             words, table = _parse_text_vectors(raw, Path(f"{archive}::{spec.member}"))
     except KeyError:
-        raise SeqlabError(
-            f"{archive.name} has no member {spec.member!r}; the archive is not the expected version"
-        ) from None
+        raise SeqlabError(f"{archive.name} has no member {spec.member!r}; the archive is not the expected version") from None
     except (zipfile.BadZipFile, OSError, EOFError) as err:
         raise SeqlabError(f"cannot read {archive} ({err}); delete it and fetch it again") from None
     if table.shape != (spec.words, spec.dim):
@@ -356,8 +371,12 @@ def _parse_text_vectors(lines: Iterable[bytes], where: Path) -> tuple[list[str],
         if count != dim:
             values = rest.split()  # tabs or double spaces are fine; a different count is not
             if len(values) != dim:
-                raise _bad(where, number, f"{len(values)} values after the word {_show(word)}, but line {first} has "
-                                          f"{dim}; each line must be a word and then its {dim} numbers")
+                raise _bad(
+                    where,
+                    number,
+                    f"{len(values)} values after the word {_show(word)}, but line {first} has "
+                    f"{dim}; each line must be a word and then its {dim} numbers",
+                )
             rest = " ".join(values)
         words.append(word)
         rests.append(rest)

@@ -76,8 +76,10 @@ def ensure_wordnet(archive: Path | None = None, expected_md5: str | None = DATA_
         if expected_md5 is not None:
             got = _md5(tmp / "data.noun")
             if got != expected_md5:
-                raise SeqlabError(f"WordNet data.noun from {path.name} has md5 {got}, expected {expected_md5}; "
-                                  f"delete {path} and let seqlab fetch it again")
+                raise SeqlabError(
+                    f"WordNet data.noun from {path.name} has md5 {got}, expected {expected_md5}; "
+                    f"delete {path} and let seqlab fetch it again"
+                )
         try:
             os.replace(tmp, target)
         except OSError:
@@ -96,14 +98,16 @@ def _convert(archive: Path, out: Path) -> None:
             for member in tar:
                 if not member.isfile() or not member.name.startswith(PREFIX):
                     continue
-                name = member.name[len(PREFIX):]
+                name = member.name[len(PREFIX) :]
                 if not name or "/" in name:
                     continue
                 data = cast(IO[bytes], tar.extractfile(member)).read()  # a regular file member: never None
                 (out / name).write_bytes(data.replace(b"\r\n", b"\n"))
                 found = True
     except (tarfile.TarError, OSError, EOFError) as err:
-        raise SeqlabError(f"cannot read {archive} as a tarball ({' '.join(str(err).split())}); delete it and fetch it again") from None
+        raise SeqlabError(
+            f"cannot read {archive} as a tarball ({' '.join(str(err).split())}); delete it and fetch it again"
+        ) from None
     if not found or not (out / "data.noun").is_file():
         raise SeqlabError(f"{archive.name} holds no WordNet under {PREFIX}; the pinned archive is not what seqlab expects")
 

@@ -14,7 +14,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 # What a `--quick` run's verdict says: it checks that the experiment runs, not the claim.
 QUICK_VERDICT = "quick run: the table's shape only, too small a budget for a verdict"
 
@@ -39,8 +38,14 @@ class ExperimentResult:
         """Write `table.md` and `results.json` under `output` (the plots are already there)."""
         output.mkdir(parents=True, exist_ok=True)
         (output / "table.md").write_text(self.markdown() + (f"\n{self.verdict}\n" if self.verdict else ""), encoding="utf-8")
-        payload = {"name": self.name, "columns": self.columns, "rows": self.rows, "verdict": self.verdict,
-                   "plots": [str(p) for p in self.plots], "settings": self.settings}
+        payload = {
+            "name": self.name,
+            "columns": self.columns,
+            "rows": self.rows,
+            "verdict": self.verdict,
+            "plots": [str(p) for p in self.plots],
+            "settings": self.settings,
+        }
         (output / "results.json").write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
 
 

@@ -23,12 +23,12 @@ from pathlib import Path
 
 from torch import nn
 
-from seqlab.models import count_parameters
 from seqlab.config import RunConfig
 from seqlab.data.parallel import Pair
 from seqlab.experiments import QUICK_VERDICT, ExperimentResult
-from seqlab.tasks.translate import recipe as translate
+from seqlab.models import count_parameters
 from seqlab.tasks.translate import compare as translate_compare
+from seqlab.tasks.translate import recipe as translate
 
 NAME = "attention-vs-fixed-context"
 ENTRIES = ("seq2seq", "bahdanau")  # the fixed context vector, and the same model with attention
@@ -66,7 +66,9 @@ def train_entry(base: dict, entry: str, overrides: Sequence[str] = ()) -> Traine
     torch.manual_seed(cfg.train.seed)
     model = translate.build_model(cfg, vocab.source.get_vocab_size(), vocab.target.get_vocab_size())
     with tempfile.TemporaryDirectory(prefix="seqlab-experiment-") as work:
-        fitted = translate.fit_translator(cfg, model, vocab, splits.train, splits.valid, Path(work), progress="off", loggers=False)
+        fitted = translate.fit_translator(
+            cfg, model, vocab, splits.train, splits.valid, Path(work), progress="off", loggers=False
+        )
     return Trained(entry, cfg, fitted.model, vocab, splits, fitted.result.seconds, count_parameters(fitted.model))
 
 
@@ -85,8 +87,10 @@ def score_by_length(trained: Trained, pairs: Sequence[Pair]) -> dict[int, dict[s
         slot[1] += output == reference
         slot[2] += sum(a == b for a, b in zip(output, reference))
         slot[3] += len(reference)
-    return {length: {"pairs": s[0], "exact_match": s[1] / s[0], "token_accuracy": s[2] / max(s[3], 1)}
-            for length, s in sorted(by_length.items())}
+    return {
+        length: {"pairs": s[0], "exact_match": s[1] / s[0], "token_accuracy": s[2] / max(s[3], 1)}
+        for length, s in sorted(by_length.items())
+    }
 
 
 def run(quick: bool, output: Path, seed: int = 13) -> ExperimentResult:
@@ -96,8 +100,13 @@ def run(quick: bool, output: Path, seed: int = 13) -> ExperimentResult:
     base = {**BASE, "data": {"train": s["data"]}}
     rows, curves = [], {}
     for hidden in s["hidden"]:
-        overrides = [f"model.hidden_dim={hidden}", f"model.embed_dim={hidden}", f"train.epochs={s['epochs']}",
-                     f"train.seed={seed}", "train.patience=null"]
+        overrides = [
+            f"model.hidden_dim={hidden}",
+            f"model.embed_dim={hidden}",
+            f"train.epochs={s['epochs']}",
+            f"train.seed={seed}",
+            "train.patience=null",
+        ]
         for entry in ENTRIES:
             trained = train_entry(base, entry, overrides)
             scores = score_by_length(trained, trained.splits.test[: s["test"]])
@@ -107,12 +116,32 @@ def run(quick: bool, output: Path, seed: int = 13) -> ExperimentResult:
             exact = sum(v["exact_match"] * v["pairs"] for v in scores.values()) / total
             short = [v for k, v in scores.items() if k <= 4]
             long = [v for k, v in scores.items() if k >= 10]
-            rows.append([entry, hidden, trained.parameters, round(trained.seconds, 1), round(exact, 4),
-                         round(_mean(short), 4), round(_mean(long), 4)])
+            rows.append(
+                [
+                    entry,
+                    hidden,
+                    trained.parameters,
+                    round(trained.seconds, 1),
+                    round(exact, 4),
+                    round(_mean(short), 4),
+                    round(_mean(long), 4),
+                ]
+            )
     plot = _plot(curves, output / "attention_vs_fixed_context.png")
     return ExperimentResult(
-        NAME, ["model", "context units", "parameters", "train s", "exact match", "exact match, 1-4 letters", "exact match, 10-12 letters"],
-        rows, verdict=verdict(rows, quick), plots=[plot],
+        NAME,
+        [
+            "model",
+            "context units",
+            "parameters",
+            "train s",
+            "exact match",
+            "exact match, 1-4 letters",
+            "exact match, 10-12 letters",
+        ],
+        rows,
+        verdict=verdict(rows, quick),
+        plots=[plot],
         settings={**s, "seed": seed, "by_length": {k: {str(n): v for n, v in c.items()} for k, c in curves.items()}},
     )
 
@@ -129,8 +158,10 @@ def verdict(rows: list[list], quick: bool) -> str:
     parts, confirmed = [], True
     for hidden in dict.fromkeys(r[1] for r in rows):
         plain, attn = (next(r for r in rows if r[1] == hidden and r[0] == e) for e in ENTRIES)
-        parts.append(f"{hidden} units: seq2seq {100 * plain[5]:.0f}% → {100 * plain[6]:.0f}% from 1-4 to 10-12 letters, "
-                     f"Bahdanau {100 * attn[5]:.0f}% → {100 * attn[6]:.0f}%")
+        parts.append(
+            f"{hidden} units: seq2seq {100 * plain[5]:.0f}% → {100 * plain[6]:.0f}% from 1-4 to 10-12 letters, "
+            f"Bahdanau {100 * attn[5]:.0f}% → {100 * attn[6]:.0f}%"
+        )
         confirmed &= attn[6] > plain[6] + 0.05
     return ("confirmed: " if confirmed else "not seen at every width: ") + "; ".join(parts)
 

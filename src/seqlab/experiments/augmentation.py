@@ -34,16 +34,40 @@ METHODS = ("none", "synonym", "eda", "backtranslate", "contextual")
 def settings(quick: bool) -> dict:
     """The budget: a smoke run (seconds) or the issue's full grid (hours of CPU)."""
     if quick:
-        return {"train_sizes": [40], "methods": ["none", "eda"], "archs": ["cnn"], "seeds": 1, "n": 2,
-                "overrides": ["model.preset=tiny", "train.epochs=1", "train.batch_size=32"], "min_epoch_examples": 0,
-                "test_limit": 200}
-    return {"train_sizes": [100, 500, 1000], "methods": list(METHODS), "archs": ["cnn", "bilstm"], "seeds": 5, "n": 4,
-            "overrides": [], "min_epoch_examples": 2000, "test_limit": None}
+        return {
+            "train_sizes": [40],
+            "methods": ["none", "eda"],
+            "archs": ["cnn"],
+            "seeds": 1,
+            "n": 2,
+            "overrides": ["model.preset=tiny", "train.epochs=1", "train.batch_size=32"],
+            "min_epoch_examples": 0,
+            "test_limit": 200,
+        }
+    return {
+        "train_sizes": [100, 500, 1000],
+        "methods": list(METHODS),
+        "archs": ["cnn", "bilstm"],
+        "seeds": 5,
+        "n": 4,
+        "overrides": [],
+        "min_epoch_examples": 2000,
+        "test_limit": None,
+    }
 
 
-def run(quick: bool, output: Path, data: str = "rt-polarity", train_sizes: Sequence[int] | None = None,
-        methods: Sequence[str] | None = None, archs: Sequence[str] | None = None, seeds: int | None = None,
-        n: int | None = None, overrides: Sequence[str] = (), method_options: dict[str, dict] | None = None) -> ExperimentResult:
+def run(
+    quick: bool,
+    output: Path,
+    data: str = "rt-polarity",
+    train_sizes: Sequence[int] | None = None,
+    methods: Sequence[str] | None = None,
+    archs: Sequence[str] | None = None,
+    seeds: int | None = None,
+    n: int | None = None,
+    overrides: Sequence[str] = (),
+    method_options: dict[str, dict] | None = None,
+) -> ExperimentResult:
     """Accuracy per (size, method, arch) over seeds; writes `augmentation.png`, `runs.jsonl`.
 
     Args:
@@ -51,8 +75,8 @@ def run(quick: bool, output: Path, data: str = "rt-polarity", train_sizes: Seque
         data: Built-in dataset or labelled file (split 80/10/10 by `data.split_seed`).
         method_options: Options per method, e.g. {"contextual": {"model": RUN}}.
     """
-    from seqlab.tasks.classify import recipe as classify
     from seqlab.tasks.classify import compare as comparison
+    from seqlab.tasks.classify import recipe as classify
 
     s = settings(quick)
     sizes = list(train_sizes or s["train_sizes"])
@@ -67,7 +91,9 @@ def run(quick: bool, output: Path, data: str = "rt-polarity", train_sizes: Seque
         raise SeqlabError("--seeds must be ≥ 1 and every --train-sizes value ≥ 2")
     options = _method_options(methods, method_options or {})
     extra = [*s["overrides"], *overrides]
-    configs = {arch: comparison.arch_config({"data": {"train": data}}, arch, extra) for arch in comparison.parse_archs(",".join(archs))}
+    configs = {
+        arch: comparison.arch_config({"data": {"train": data}}, arch, extra) for arch in comparison.parse_archs(",".join(archs))
+    }
     splits = classify.load_splits(next(iter(configs.values())))
     test = splits.test[: s["test_limit"]] if s["test_limit"] else splits.test
     output.mkdir(parents=True, exist_ok=True)
@@ -81,18 +107,50 @@ def run(quick: bool, output: Path, data: str = "rt-polarity", train_sizes: Seque
                 for arch, cfg in configs.items():
                     seeded = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": cfg.train.seed + repeat})})
                     r = comparison.run_one(seeded, arch, str(size), augmented, splits.valid, test, 0, s["min_epoch_examples"])
-                    results.append({"size": size, "method": method, "arch": arch, "seed": repeat, "examples": len(augmented),
-                                    "accuracy": r.accuracy, "macro_f1": r.macro_f1, "train_seconds": r.train_seconds, "epochs": r.epochs})
-                    log.info("augmentation %s, %s, %d (+%d) examples, seed %d: accuracy %.4f",
-                             method, arch, size, len(augmented) - len(train), repeat, r.accuracy)
+                    results.append(
+                        {
+                            "size": size,
+                            "method": method,
+                            "arch": arch,
+                            "seed": repeat,
+                            "examples": len(augmented),
+                            "accuracy": r.accuracy,
+                            "macro_f1": r.macro_f1,
+                            "train_seconds": r.train_seconds,
+                            "epochs": r.epochs,
+                        }
+                    )
+                    log.info(
+                        "augmentation %s, %s, %d (+%d) examples, seed %d: accuracy %.4f",
+                        method,
+                        arch,
+                        size,
+                        len(augmented) - len(train),
+                        repeat,
+                        r.accuracy,
+                    )
                     _append(output / "runs.jsonl", results[-1])
     rows = summarise(results)
     plot = _plot(rows, output / "augmentation.png", data)
     return ExperimentResult(
-        NAME, COLUMNS, rows, verdict=verdict(rows, quick), plots=[plot],
-        settings={"data": data, "train_sizes": sizes, "methods": methods, "archs": archs, "seeds": seeds, "n": n,
-                  "overrides": extra, "min_epoch_examples": s["min_epoch_examples"], "test_examples": len(test),
-                  "valid_examples": len(splits.valid), "method_options": {k: {o: str(v) for o, v in d.items()} for k, d in options.items()}},
+        NAME,
+        COLUMNS,
+        rows,
+        verdict=verdict(rows, quick),
+        plots=[plot],
+        settings={
+            "data": data,
+            "train_sizes": sizes,
+            "methods": methods,
+            "archs": archs,
+            "seeds": seeds,
+            "n": n,
+            "overrides": extra,
+            "min_epoch_examples": s["min_epoch_examples"],
+            "test_examples": len(test),
+            "valid_examples": len(splits.valid),
+            "method_options": {k: {o: str(v) for o, v in d.items()} for k, d in options.items()},
+        },
     )
 
 
@@ -106,11 +164,15 @@ def _method_options(methods: list[str], given: dict[str, dict]) -> dict[str, dic
     """Fail before training when a model-based method has no model to run."""
     bt = set(given.get("backtranslate", {}))
     if "backtranslate" in methods and not ({"forward", "backward"} <= bt or "via" in bt):
-        raise SeqlabError("method backtranslate needs --forward RUN (English → pivot) and --backward RUN (pivot → English), "
-                          "or --via RUN_EN_FR,RUN_FR_EN; seqlab ships no English translation model, so train two on "
-                          "tatoeba-en-fr and tatoeba-fr-en or bring them, or leave the method out")
+        raise SeqlabError(
+            "method backtranslate needs --forward RUN (English → pivot) and --backward RUN (pivot → English), "
+            "or --via RUN_EN_FR,RUN_FR_EN; seqlab ships no English translation model, so train two on "
+            "tatoeba-en-fr and tatoeba-fr-en or bring them, or leave the method out"
+        )
     if "contextual" in methods and "model" not in given.get("contextual", {}):
-        raise SeqlabError("method contextual needs --mlm RUN (a `seqlab pretrain mlm` run or an HF masked-LM folder), or leave it out")
+        raise SeqlabError(
+            "method contextual needs --mlm RUN (a `seqlab pretrain mlm` run or an HF masked-LM folder), or leave it out"
+        )
     return {m: dict(given.get(m, {})) for m in methods if m != "none"}
 
 
@@ -125,8 +187,18 @@ def augment_examples(train: list[Example], method: str, n: int, seed: int, optio
     return list(train) + extra
 
 
-COLUMNS = ["train size", "method", "arch", "examples after augmentation", "runs", "accuracy mean", "accuracy std",
-           "Δ vs none (paired mean)", "Δ std", "seeds better"]
+COLUMNS = [
+    "train size",
+    "method",
+    "arch",
+    "examples after augmentation",
+    "runs",
+    "accuracy mean",
+    "accuracy std",
+    "Δ vs none (paired mean)",
+    "Δ std",
+    "seeds better",
+]
 
 
 def summarise(results: list[dict]) -> list[list]:
@@ -137,12 +209,32 @@ def summarise(results: list[dict]) -> list[list]:
     for key in dict.fromkeys((r["size"], r["method"], r["arch"]) for r in results):
         mine = [r for r in results if (r["size"], r["method"], r["arch"]) == key]
         acc = [r["accuracy"] for r in mine]
-        deltas = [r["accuracy"] - accuracy[(key[0], "none", key[2], r["seed"])] for r in mine
-                  if key[1] != "none" and (key[0], "none", key[2], r["seed"]) in accuracy]
-        paired = [round(statistics.fmean(deltas), 4), round(statistics.stdev(deltas), 4) if len(deltas) > 1 else 0.0,
-                  f"{sum(d > 0 for d in deltas)}/{len(deltas)}"] if deltas else ["", "", ""]
-        rows.append([key[0], key[1], key[2], round(statistics.fmean(r["examples"] for r in mine)), len(mine), round(statistics.fmean(acc), 4),
-                     round(statistics.stdev(acc), 4) if len(acc) > 1 else 0.0, *paired])
+        deltas = [
+            r["accuracy"] - accuracy[(key[0], "none", key[2], r["seed"])]
+            for r in mine
+            if key[1] != "none" and (key[0], "none", key[2], r["seed"]) in accuracy
+        ]
+        paired = (
+            [
+                round(statistics.fmean(deltas), 4),
+                round(statistics.stdev(deltas), 4) if len(deltas) > 1 else 0.0,
+                f"{sum(d > 0 for d in deltas)}/{len(deltas)}",
+            ]
+            if deltas
+            else ["", "", ""]
+        )
+        rows.append(
+            [
+                key[0],
+                key[1],
+                key[2],
+                round(statistics.fmean(r["examples"] for r in mine)),
+                len(mine),
+                round(statistics.fmean(acc), 4),
+                round(statistics.stdev(acc), 4) if len(acc) > 1 else 0.0,
+                *paired,
+            ]
+        )
     return rows
 
 
@@ -156,7 +248,9 @@ def verdict(rows: list[list], quick: bool) -> str:
             continue
         wins, total = map(int, better.split("/"))
         word = "helps" if wins == total else "hurts" if wins == 0 else "mixed"
-        lines.append(f"{method} on {arch} at {size}: {100 * delta:+.2f} ± {100 * delta_std:.2f} points, better on {better} seeds ({word})")
+        lines.append(
+            f"{method} on {arch} at {size}: {100 * delta:+.2f} ± {100 * delta_std:.2f} points, better on {better} seeds ({word})"
+        )
     return "\n".join(lines)
 
 
@@ -173,8 +267,15 @@ def _plot(rows: list[list], path: Path, data: str) -> Path:
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for method, arch in dict.fromkeys((r[1], r[2]) for r in rows):
         mine = sorted((r for r in rows if (r[1], r[2]) == (method, arch)), key=lambda r: r[0])
-        ax.errorbar([r[0] for r in mine], [r[5] for r in mine], yerr=[r[6] for r in mine], marker="o", capsize=3,
-                    label=f"{method} ({arch})", linestyle="--" if method == "none" else "-")
+        ax.errorbar(
+            [r[0] for r in mine],
+            [r[5] for r in mine],
+            yerr=[r[6] for r in mine],
+            marker="o",
+            capsize=3,
+            label=f"{method} ({arch})",
+            linestyle="--" if method == "none" else "-",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("training examples before augmentation")
     ax.set_ylabel("test accuracy (mean ± std over seeds)")

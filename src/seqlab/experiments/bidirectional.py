@@ -34,8 +34,17 @@ def settings(quick: bool) -> dict:
 
 
 def build(causal: bool, d_model: int, length: int) -> TransformerTagger:
-    return TransformerTagger(VOCAB, GROUPS + 1, d_model=d_model, num_heads=4, num_layers=2, ff_dim=2 * d_model, dropout=0.0,
-                             max_len=length, causal=causal)
+    return TransformerTagger(
+        VOCAB,
+        GROUPS + 1,
+        d_model=d_model,
+        num_heads=4,
+        num_layers=2,
+        ff_dim=2 * d_model,
+        dropout=0.0,
+        max_len=length,
+        causal=causal,
+    )
 
 
 def _forward(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
@@ -55,12 +64,23 @@ def run(quick: bool, output: Path, seed: int = 0) -> ExperimentResult:
         loss = train_synthetic(model, _forward, train_ids, train_tags, s["steps"], s["batch_size"], s["lr"], seed)
         correct = (predict(model, _forward, test_ids) == test_tags).float()  # (N, T)
         by_position[name] = correct.mean(0)
-        rows.append([name, "both sides" if not causal else "left only", count_parameters(model), round(loss, 4),
-                     round(float(correct.mean()), 4), round(float(correct[:, :-1].mean()), 4)])
+        rows.append(
+            [
+                name,
+                "both sides" if not causal else "left only",
+                count_parameters(model),
+                round(loss, 4),
+                round(float(correct.mean()), 4),
+                round(float(correct[:, :-1].mean()), 4),
+            ]
+        )
     plot = _plot(by_position, output / "accuracy_by_position.png")
     return ExperimentResult(
-        NAME, ["model", "context", "parameters", "final train loss", "accuracy (all words)", "accuracy (all but last)"], rows,
-        verdict=verdict(rows, quick), plots=[plot],
+        NAME,
+        ["model", "context", "parameters", "final train loss", "accuracy (all words)", "accuracy (all but last)"],
+        rows,
+        verdict=verdict(rows, quick),
+        plots=[plot],
         settings={**s, "groups": GROUPS, "vocab": VOCAB, "seed": seed, "chance (all but last)": 1 / GROUPS},
     )
 

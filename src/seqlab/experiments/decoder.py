@@ -44,10 +44,24 @@ BUCKETS = ((1, 4), (5, 9), (10, 12))  # source letters
 def settings(quick: bool) -> dict:
     """Data, sizes and budget; quick: the table's shape in seconds, no verdict."""
     if quick:
-        return {"data": "reverse:600", "epochs": 1, "test": 60, "rnn": 16, "d_model": 16, "gpt_tokens": [8, 16],
-                "gpt": {"d_model": 32, "num_heads": 2, "num_layers": 2, "ff_dim": 64}}
-    return {"data": "reverse:10000", "epochs": 6, "test": None, "rnn": 64, "d_model": 64, "gpt_tokens": [32, 128, 384],
-            "gpt": {"d_model": 128, "num_heads": 4, "num_layers": 4, "ff_dim": 512}}
+        return {
+            "data": "reverse:600",
+            "epochs": 1,
+            "test": 60,
+            "rnn": 16,
+            "d_model": 16,
+            "gpt_tokens": [8, 16],
+            "gpt": {"d_model": 32, "num_heads": 2, "num_layers": 2, "ff_dim": 64},
+        }
+    return {
+        "data": "reverse:10000",
+        "epochs": 6,
+        "test": None,
+        "rnn": 64,
+        "d_model": 64,
+        "gpt_tokens": [32, 128, 384],
+        "gpt": {"d_model": 128, "num_heads": 4, "num_layers": 4, "ff_dim": 512},
+    }
 
 
 def run(quick: bool, output: Path, seed: int = 13) -> ExperimentResult:
@@ -56,7 +70,14 @@ def run(quick: bool, output: Path, seed: int = 13) -> ExperimentResult:
     s = settings(quick)
     base = {**BASE, "data": {"train": s["data"]}}
     shared = [f"train.epochs={s['epochs']}", f"train.seed={seed}", "train.patience=null"]
-    sizes = {"transformer": [f"model.d_model={s['d_model']}", "model.num_heads=4", "model.num_layers=2", f"model.ff_dim={2 * s['d_model']}"]}
+    sizes = {
+        "transformer": [
+            f"model.d_model={s['d_model']}",
+            "model.num_heads=4",
+            "model.num_layers=2",
+            f"model.ff_dim={2 * s['d_model']}",
+        ]
+    }
     rnn = [f"model.hidden_dim={s['rnn']}", f"model.embed_dim={s['rnn']}"]
     trained = {entry: train_entry(base, entry, [*shared, *sizes.get(entry, rnn)]) for entry in ENTRIES}
     rows, curves = [], {}
@@ -66,21 +87,55 @@ def run(quick: bool, output: Path, seed: int = 13) -> ExperimentResult:
         total = sum(v["pairs"] for v in scores.values())
         buckets = [_bucket(scores, low, high) for low, high in BUCKETS]
         exact = sum(v["exact_match"] * v["pairs"] for v in scores.values()) / total
-        attention = {"seq2seq": "none (fixed context)", "seq2seq-attn": "Bahdanau", "transformer": "multi-head cross-attention"}[entry]
-        rows.append([entry, attention, model.parameters, round(model.seconds, 1), round(exact, 4), *(round(b, 4) for b in buckets)])
+        attention = {"seq2seq": "none (fixed context)", "seq2seq-attn": "Bahdanau", "transformer": "multi-head cross-attention"}[
+            entry
+        ]
+        rows.append(
+            [entry, attention, model.parameters, round(model.seconds, 1), round(exact, 4), *(round(b, 4) for b in buckets)]
+        )
 
     transformer = trained["transformer"]
     source = _example_source(transformer)
     steps = decode_steps(transformer, source)
     output.mkdir(parents=True, exist_ok=True)
-    _write_table(output / "steps.md", ["step", "fed in", "chosen", "p(chosen)", "self-attn cache (positions)",
-                                       "cross-attn looks at", "weight", "max abs. difference, cached vs recomputed"], steps)
+    _write_table(
+        output / "steps.md",
+        [
+            "step",
+            "fed in",
+            "chosen",
+            "p(chosen)",
+            "self-attn cache (positions)",
+            "cross-attn looks at",
+            "weight",
+            "max abs. difference, cached vs recomputed",
+        ],
+        steps,
+    )
     kv = cache_cost(s["gpt"], s["gpt_tokens"], seed)
-    _write_table(output / "kv_cache.md", ["new tokens", "with KV cache (s)", "recomputing the prefix (s)", "speed-up", "same tokens"], kv)
-    plots = [_plot_maps(transformer, source, output / "decoder_attention.png"), _plot_lengths(curves, output / "decoder_by_length.png")]
-    columns = ["model", "attention", "parameters", "train s", "exact match", *(f"exact match, {lo}-{hi} letters" for lo, hi in BUCKETS)]
-    return ExperimentResult(NAME, columns, rows, verdict=verdict(rows, steps, kv, quick), plots=plots,
-                            settings={**s, "seed": seed, "example": source, "steps": steps, "kv_cache": kv})
+    _write_table(
+        output / "kv_cache.md", ["new tokens", "with KV cache (s)", "recomputing the prefix (s)", "speed-up", "same tokens"], kv
+    )
+    plots = [
+        _plot_maps(transformer, source, output / "decoder_attention.png"),
+        _plot_lengths(curves, output / "decoder_by_length.png"),
+    ]
+    columns = [
+        "model",
+        "attention",
+        "parameters",
+        "train s",
+        "exact match",
+        *(f"exact match, {lo}-{hi} letters" for lo, hi in BUCKETS),
+    ]
+    return ExperimentResult(
+        NAME,
+        columns,
+        rows,
+        verdict=verdict(rows, steps, kv, quick),
+        plots=plots,
+        settings={**s, "seed": seed, "example": source, "steps": steps, "kv_cache": kv},
+    )
 
 
 def _bucket(scores: dict[int, dict[str, float]], low: int, high: int) -> float:
@@ -112,9 +167,18 @@ def decode_steps(trained: Trained, source: str) -> list[list]:
         probs = logits.softmax(-1)[0]
         chosen = int(probs.argmax())
         look = int(cross[0].argmax())
-        rows.append([step, _shown(vocab.target.id_to_token(fed[-1])), _shown(vocab.target.id_to_token(chosen)), round(float(probs[chosen]), 4),
-                     int(state.past[0][0].size(2)), source_tokens[look], round(float(cross[0, look]), 3),
-                     f"{float((logits - recomputed).abs().max()):.1e}"])
+        rows.append(
+            [
+                step,
+                _shown(vocab.target.id_to_token(fed[-1])),
+                _shown(vocab.target.id_to_token(chosen)),
+                round(float(probs[chosen]), 4),
+                int(state.past[0][0].size(2)),
+                source_tokens[look],
+                round(float(cross[0, look]), 3),
+                f"{float((logits - recomputed).abs().max()):.1e}",
+            ]
+        )
         if chosen == vocab.eos_id:
             break
         fed.append(chosen)
@@ -140,7 +204,15 @@ def cache_cost(sizes: dict, lengths: list[int], seed: int, prompt: int = 16) -> 
             token = model(sequence).logits[:, -1].argmax(-1, keepdim=True)  # (1, 1)
             sequence = torch.cat([sequence, token], dim=1)
         without = time.perf_counter() - started
-        rows.append([new, round(with_cache, 3), round(without, 3), round(without / with_cache, 1), cached == sequence[0, prompt:].tolist()])
+        rows.append(
+            [
+                new,
+                round(with_cache, 3),
+                round(without, 3),
+                round(without / with_cache, 1),
+                cached == sequence[0, prompt:].tolist(),
+            ]
+        )
     return rows
 
 
@@ -151,13 +223,17 @@ def verdict(rows: list[list], steps: list[list], kv: list[list], quick: bool) ->
     exact = {r[0]: r for r in rows}
     longest = kv[-1]
     same = "the same tokens" if all(r[4] for r in kv) else "DIFFERENT tokens"
-    text = (f"the decoder writes one token per step, its cache growing by one position each time "
-            f"(cached and recomputed logits differ by ≤ {drift:.0e}); the cache makes {longest[0]} new tokens "
-            f"{longest[3]}× faster with {same}; on 10-12 letters seq2seq gets {100 * exact['seq2seq'][7]:.0f}%, "
-            f"Bahdanau {100 * exact['seq2seq-attn'][7]:.0f}%, the Transformer {100 * exact['transformer'][7]:.0f}% exact")
+    text = (
+        f"the decoder writes one token per step, its cache growing by one position each time "
+        f"(cached and recomputed logits differ by ≤ {drift:.0e}); the cache makes {longest[0]} new tokens "
+        f"{longest[3]}× faster with {same}; on 10-12 letters seq2seq gets {100 * exact['seq2seq'][7]:.0f}%, "
+        f"Bahdanau {100 * exact['seq2seq-attn'][7]:.0f}%, the Transformer {100 * exact['transformer'][7]:.0f}% exact"
+    )
     if exact["transformer"][4] < exact["seq2seq-attn"][4] - 0.05:
-        return (f"confirmed, but at this budget the Transformer encoder-decoder ({exact['transformer'][3]:.0f} s of "
-                f"training) trails Bahdanau attention: " + text)
+        return (
+            f"confirmed, but at this budget the Transformer encoder-decoder ({exact['transformer'][3]:.0f} s of "
+            f"training) trails Bahdanau attention: " + text
+        )
     return "confirmed: " + text
 
 
@@ -186,8 +262,11 @@ def attention_maps(trained: Trained, source: str) -> tuple[list[str], list[str],
     kept: list[torch.Tensor] = []
     handles = []
     for layer in model.layers:
-        handles.append(layer.self_attention.register_forward_pre_hook(
-            lambda module, args, kwargs: (args, {**kwargs, "need_weights": True}), with_kwargs=True))
+        handles.append(
+            layer.self_attention.register_forward_pre_hook(
+                lambda module, args, kwargs: (args, {**kwargs, "need_weights": True}), with_kwargs=True
+            )
+        )
         handles.append(layer.self_attention.register_forward_hook(lambda module, args, out: kept.append(out[1][0])))
     try:
         out = model(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.bool), targets_in, need_weights=True)
@@ -208,7 +287,10 @@ def _plot_maps(trained: Trained, source: str, path: Path) -> Path:
     fig, axes = plt.subplots(len(selfs), 2 * heads, figsize=(2.3 * 2 * heads, 2.5 * len(selfs) + 0.8), squeeze=False)
     for layer, (self_w, cross_w) in enumerate(zip(selfs, crosses)):
         for head in range(heads):
-            for column, weights, keys, kind in ((head, self_w, target_tokens, "self"), (heads + head, cross_w, source_tokens, "cross")):
+            for column, weights, keys, kind in (
+                (head, self_w, target_tokens, "self"),
+                (heads + head, cross_w, source_tokens, "cross"),
+            ):
                 ax = axes[layer][column]
                 ax.imshow(weights[head], cmap="viridis", vmin=0.0, vmax=1.0)
                 ax.set_xticks(range(len(keys)), keys, rotation=90, fontsize=6)

@@ -26,9 +26,9 @@ import torch
 from seqlab import api
 from seqlab.config import build_config
 from seqlab.errors import SeqlabError
-from seqlab.tasks.classify.pipeline import ClassifierPipeline
 from seqlab.experiments import ExperimentResult
 from seqlab.tasks.classify import recipe as classify
+from seqlab.tasks.classify.pipeline import ClassifierPipeline
 
 NAME = "heads"
 PATTERNS = ("self", "previous", "next", "first")  # where a head's weight can concentrate
@@ -37,12 +37,31 @@ PATTERNS = ("self", "previous", "next", "first")  # where a head's weight can co
 def settings(quick: bool) -> dict:
     """The model trained when no run is given; quick: the table's shape in seconds, no verdict."""
     if quick:
-        return {"overrides": ["model.d_model=32", "model.num_heads=4", "model.num_layers=1", "model.ff_dim=64",
-                              "data.limit=400", "train.epochs=1", "tokenizer.max_length=48"],
-                "test": 150, "maps": 1}
-    return {"overrides": ["model.preset=small", "model.num_heads=4", "model.num_layers=2", "train.epochs=4",
-                          "train.max_minutes=4", "tokenizer.max_length=64"],
-            "test": None, "maps": 2}
+        return {
+            "overrides": [
+                "model.d_model=32",
+                "model.num_heads=4",
+                "model.num_layers=1",
+                "model.ff_dim=64",
+                "data.limit=400",
+                "train.epochs=1",
+                "tokenizer.max_length=48",
+            ],
+            "test": 150,
+            "maps": 1,
+        }
+    return {
+        "overrides": [
+            "model.preset=small",
+            "model.num_heads=4",
+            "model.num_layers=2",
+            "train.epochs=4",
+            "train.max_minutes=4",
+            "tokenizer.max_length=64",
+        ],
+        "test": None,
+        "maps": 2,
+    }
 
 
 def run(quick: bool, output: Path, run_dir: Path | None = None, seed: int = 13) -> ExperimentResult:
@@ -52,8 +71,17 @@ def run(quick: bool, output: Path, run_dir: Path | None = None, seed: int = 13) 
     given = str(run_dir) if run_dir is not None else "trained here"
     with tempfile.TemporaryDirectory(prefix="seqlab-heads-") as work:
         if run_dir is None:
-            cfg = build_config({"task": "classify"}, ["model.arch=transformer", "data.train=rt-polarity", f"train.seed={seed}",
-                                                      f"output_dir={work}", "name=heads", *s["overrides"]])
+            cfg = build_config(
+                {"task": "classify"},
+                [
+                    "model.arch=transformer",
+                    "data.train=rt-polarity",
+                    f"train.seed={seed}",
+                    f"output_dir={work}",
+                    "name=heads",
+                    *s["overrides"],
+                ],
+            )
             run_dir = api.train(cfg, progress="off")
         pipe = api.load_classifier(run_dir, backend="torch")
         if pipe.config.model.arch != "transformer":
@@ -61,19 +89,52 @@ def run(quick: bool, output: Path, run_dir: Path | None = None, seed: int = 13) 
         test = classify.load_splits(pipe.config).test[: s["test"]]
         if not test:
             raise SeqlabError(f"run {run_dir}'s data has no test split; the ablation needs one")
-        plots = [_plot_maps(pipe, ex.text, output / f"heads_attention{i + 1}.png") for i, ex in enumerate(_readable(test, s["maps"]))]
+        plots = [
+            _plot_maps(pipe, ex.text, output / f"heads_attention{i + 1}.png") for i, ex in enumerate(_readable(test, s["maps"]))
+        ]
         stats = head_statistics(pipe, [ex.text for ex in test])
         full, ablated = ablate(pipe, test)
-    rows = [[layer, head, round(st["entropy"], 3), round(st["distance"], 2), *(round(st[p], 3) for p in PATTERNS), _role(st),
-             round(ablated[layer, head], 4), round(ablated[layer, head] - full, 4), st["words"]]
-            for (layer, head), st in stats.items()]
+    rows = [
+        [
+            layer,
+            head,
+            round(st["entropy"], 3),
+            round(st["distance"], 2),
+            *(round(st[p], 3) for p in PATTERNS),
+            _role(st),
+            round(ablated[layer, head], 4),
+            round(ablated[layer, head] - full, 4),
+            st["words"],
+        ]
+        for (layer, head), st in stats.items()
+    ]
     plots.append(_plot_ablation(rows, full, output / "heads_ablation.png"))
-    columns = ["layer", "head", "entropy (norm.)", "mean distance", *(f"weight on {p}" for p in PATTERNS), "pattern",
-               "accuracy without head", "Δ accuracy", "most attended (× uniform share)"]
-    return ExperimentResult(NAME, columns, rows, verdict=verdict(rows, full, quick), plots=plots,
-                            settings={**s, "run": given, "seed": seed,
-                                      "full_accuracy": full, "test_sentences": len(test),
-                                      "model": pipe.config.model.model_dump()})
+    columns = [
+        "layer",
+        "head",
+        "entropy (norm.)",
+        "mean distance",
+        *(f"weight on {p}" for p in PATTERNS),
+        "pattern",
+        "accuracy without head",
+        "Δ accuracy",
+        "most attended (× uniform share)",
+    ]
+    return ExperimentResult(
+        NAME,
+        columns,
+        rows,
+        verdict=verdict(rows, full, quick),
+        plots=plots,
+        settings={
+            **s,
+            "run": given,
+            "seed": seed,
+            "full_accuracy": full,
+            "test_sentences": len(test),
+            "model": pipe.config.model.model_dump(),
+        },
+    )
 
 
 def _readable(examples: list, count: int) -> list:
@@ -82,8 +143,9 @@ def _readable(examples: list, count: int) -> list:
     return (fitting or examples)[:count]
 
 
-def head_statistics(pipe: ClassifierPipeline, texts: list[str], min_count: int = 10
-                    ) -> dict[tuple[int, int], dict[str, float | str]]:
+def head_statistics(
+    pipe: ClassifierPipeline, texts: list[str], min_count: int = 10
+) -> dict[tuple[int, int], dict[str, float | str]]:
     """Per (layer, head), averaged over the queries of every text with at least two tokens:
     normalised entropy, mean |query − key| distance, the weight on the query itself, the token
     before, the token after and the first position; and "words", the three tokens (seen at
@@ -126,8 +188,10 @@ def head_statistics(pipe: ClassifierPipeline, texts: list[str], min_count: int =
     for key, slot in sums.items():
         frequent = {t: v[0] / v[1] for t, v in received[key].items() if v[1] >= min_count}
         top = sorted(frequent, key=frequent.get, reverse=True)[:3]
-        result[key] = {**{name: value / count for name, value in slot.items()},
-                       "words": ", ".join(f"{t} ×{frequent[t]:.1f}" for t in top)}
+        result[key] = {
+            **{name: value / count for name, value in slot.items()},
+            "words": ", ".join(f"{t} ×{frequent[t]:.1f}" for t in top),
+        }
     return result
 
 
@@ -145,8 +209,9 @@ def ablate(pipe: ClassifierPipeline, examples: list) -> tuple[float, dict[tuple[
 
     def accuracy() -> float:
         with torch.inference_mode():
-            return classify.evaluate_examples(pipe.model, pipe.tokenizer, pipe.labels, examples, cfg.tokenizer.max_length,
-                                              pipe.sigmoid)["accuracy"]
+            return classify.evaluate_examples(
+                pipe.model, pipe.tokenizer, pipe.labels, examples, cfg.tokenizer.max_length, pipe.sigmoid
+            )["accuracy"]
 
     full = accuracy()
     result = {}
@@ -170,14 +235,18 @@ def verdict(rows: list[list], full: float, quick: bool) -> str:
     favourites = {r[11].split(" ×")[0] for r in rows if r[11]}  # each head's most attended word
     worst = min(rows, key=lambda r: r[10])
     harmless = sum(abs(r[10]) < 0.005 for r in rows)
-    cost = (f"removing one head costs at most {max(0.0, -100 * worst[10]):.1f} points (layer {worst[0]} head {worst[1]}; "
-            f"all heads {100 * full:.1f}%), and {harmless} of {len(rows)} heads cost < 0.5 point")
+    cost = (
+        f"removing one head costs at most {max(0.0, -100 * worst[10]):.1f} points (layer {worst[0]} head {worst[1]}; "
+        f"all heads {100 * full:.1f}%), and {harmless} of {len(rows)} heads cost < 0.5 point"
+    )
     if positional:
         return f"confirmed: some heads attend by position ({', '.join(positional)}), others by content; {cost}"
     if len(favourites) > 1:
         examples = "; ".join(f"layer {r[0]} head {r[1]}: {r[11]}" for r in rows[:2])
-        return (f"confirmed, but the heads differ by content, not by position ({len(favourites)} different most-attended "
-                f"words among {len(rows)} heads, e.g. {examples}), and they are largely redundant: {cost}")
+        return (
+            f"confirmed, but the heads differ by content, not by position ({len(favourites)} different most-attended "
+            f"words among {len(rows)} heads, e.g. {examples}), and they are largely redundant: {cost}"
+        )
     return f"not seen at this scale: every head attends alike; {cost}"
 
 

@@ -38,17 +38,42 @@ MODELS = ("rnn", "lstm", "transformer")
 def settings(quick: bool) -> dict:
     """Distances, data, budget and seeds; quick: the table's shape in seconds, no verdict."""
     if quick:
-        return {"distances": [2, 8], "train": 512, "test": 256, "steps": 40, "batch_size": 32, "width": 16, "lr": 3e-3,
-                "seeds": 1}
-    return {"distances": [4, 16, 64, 128], "train": 4000, "test": 1000, "steps": 400, "batch_size": 32, "width": 48, "lr": 2e-3,
-            "seeds": 2}
+        return {
+            "distances": [2, 8],
+            "train": 512,
+            "test": 256,
+            "steps": 40,
+            "batch_size": 32,
+            "width": 16,
+            "lr": 3e-3,
+            "seeds": 1,
+        }
+    return {
+        "distances": [4, 16, 64, 128],
+        "train": 4000,
+        "test": 1000,
+        "steps": 400,
+        "batch_size": 32,
+        "width": 48,
+        "lr": 2e-3,
+        "seeds": 2,
+    }
 
 
 def build(kind: str, width: int, vocab_size: int, max_len: int) -> nn.Module:
     """One of the compared models, without dropout (the data are noise-free)."""
     if kind == "transformer":
-        return TransformerClassifier(vocab_size, CLASSES, d_model=width, num_heads=4, num_layers=2, ff_dim=2 * width,
-                                     dropout=0.0, max_len=max_len, pooling="cls")
+        return TransformerClassifier(
+            vocab_size,
+            CLASSES,
+            d_model=width,
+            num_heads=4,
+            num_layers=2,
+            ff_dim=2 * width,
+            dropout=0.0,
+            max_len=max_len,
+            pooling="cls",
+        )
     return RNNClassifier(vocab_size, CLASSES, cell=kind, embed_dim=width, hidden_dim=width, pooling="last", dropout=0.0)
 
 
@@ -63,8 +88,12 @@ def run(quick: bool, output: Path, seed: int = 0) -> ExperimentResult:
     vocab = long_range_vocab(CLASSES)
     # the recurrent models get the width that gives them the Transformer's parameter count
     target = count_parameters(build("transformer", s["width"], vocab, 2))
-    widths = {kind: s["width"] if kind == "transformer" else matched_width(lambda w, kind=kind: build(kind, w, vocab, 2), target, range(4, 513))
-              for kind in MODELS}
+    widths = {
+        kind: s["width"]
+        if kind == "transformer"
+        else matched_width(lambda w, kind=kind: build(kind, w, vocab, 2), target, range(4, 513))
+        for kind in MODELS
+    }
     parameters = {kind: count_parameters(build(kind, widths[kind], vocab, 2)) for kind in MODELS}  # not length-dependent
     rows = []
     for k in s["distances"]:
@@ -79,12 +108,23 @@ def run(quick: bool, output: Path, seed: int = 0) -> ExperimentResult:
                 runs[kind].append((accuracy(model, _forward, test_ids, test_labels), loss))
         for kind in MODELS:
             accs, losses = [a for a, _ in runs[kind]], [loss for _, loss in runs[kind]]
-            rows.append([kind, k, parameters[kind],
-                         " / ".join(f"{a:.2f}" for a in accs), round(sum(accs) / len(accs), 4), round(sum(losses) / len(losses), 4)])
+            rows.append(
+                [
+                    kind,
+                    k,
+                    parameters[kind],
+                    " / ".join(f"{a:.2f}" for a in accs),
+                    round(sum(accs) / len(accs), 4),
+                    round(sum(losses) / len(losses), 4),
+                ]
+            )
     plot = _plot(rows, output / "accuracy_vs_distance.png")
     return ExperimentResult(
-        NAME, ["model", "k", "parameters", "test accuracy per seed", "mean test accuracy", "mean final train loss"], rows,
-        verdict=verdict(rows, quick), plots=[plot],
+        NAME,
+        ["model", "k", "parameters", "test accuracy per seed", "mean test accuracy", "mean final train loss"],
+        rows,
+        verdict=verdict(rows, quick),
+        plots=[plot],
         settings={**s, "widths": widths, "first_seed": seed, "classes": CLASSES, "chance": 1 / CLASSES},
     )
 

@@ -42,8 +42,14 @@ EPOCH_ROWS = 1000
 def settings(quick: bool) -> dict:
     if quick:
         return {"lengths": [16, 64], "batch_size": 8, "parameters": 20_000, "steps": 2, "repeats": 1, "forward_repeats": 2}
-    return {"lengths": [16, 32, 64, 128, 256, 512], "batch_size": 32, "parameters": 200_000, "steps": 2, "repeats": 3,
-            "forward_repeats": 5}
+    return {
+        "lengths": [16, 32, 64, 128, 256, 512],
+        "batch_size": 32,
+        "parameters": 200_000,
+        "steps": 2,
+        "repeats": 3,
+        "forward_repeats": 5,
+    }
 
 
 def build(kind: str, width: int) -> nn.Module:
@@ -51,8 +57,9 @@ def build(kind: str, width: int) -> nn.Module:
     if kind == "cnn":
         return KimCNN(VOCAB, 2, embed_dim=width, filter_sizes=(3, 4, 5), num_filters=width, dropout=0.0)
     if kind == "transformer":
-        return TransformerClassifier(VOCAB, 2, d_model=width, num_heads=4, num_layers=1, ff_dim=4 * width, dropout=0.0,
-                                     max_len=512, pooling="mean")
+        return TransformerClassifier(
+            VOCAB, 2, d_model=width, num_heads=4, num_layers=1, ff_dim=4 * width, dropout=0.0, max_len=512, pooling="mean"
+        )
     return RNNClassifier(VOCAB, 2, cell=kind, embed_dim=width, hidden_dim=width, num_layers=1, dropout=0.0)
 
 
@@ -114,14 +121,35 @@ def _measure(s: dict, quick: bool, output: Path, seed: int) -> ExperimentResult:
                 fwd[kind] += [_forward_seconds(layer_forward(kind, model), x) for _ in range(s["forward_repeats"])]
         for kind in MODELS:
             seconds = statistics.median(step[kind])
-            rows.append([kind, count_parameters(models[kind]), length, length if kind in ("rnn", "lstm", "gru") else 1,
-                         round(s["batch_size"] * length / seconds), round(EPOCH_ROWS / s["batch_size"] * seconds, 3),
-                         round(1000 * statistics.median(fwd[kind]), 3)])
+            rows.append(
+                [
+                    kind,
+                    count_parameters(models[kind]),
+                    length,
+                    length if kind in ("rnn", "lstm", "gru") else 1,
+                    round(s["batch_size"] * length / seconds),
+                    round(EPOCH_ROWS / s["batch_size"] * seconds, 3),
+                    round(1000 * statistics.median(fwd[kind]), 3),
+                ]
+            )
     plot = _plot(rows, output / "parallelism.png")
-    columns = ["model", "parameters", "length", "dependent steps per layer", "train tokens/s",
-               f"s per epoch ({EPOCH_ROWS:,} rows)", "forward ms per layer"]
-    return ExperimentResult(NAME, columns, rows, verdict=verdict(rows, quick, torch.get_num_threads()), plots=[plot],
-                            settings={**s, "widths": widths, "vocab": VOCAB, "threads": torch.get_num_threads(), "seed": seed})
+    columns = [
+        "model",
+        "parameters",
+        "length",
+        "dependent steps per layer",
+        "train tokens/s",
+        f"s per epoch ({EPOCH_ROWS:,} rows)",
+        "forward ms per layer",
+    ]
+    return ExperimentResult(
+        NAME,
+        columns,
+        rows,
+        verdict=verdict(rows, quick, torch.get_num_threads()),
+        plots=[plot],
+        settings={**s, "widths": widths, "vocab": VOCAB, "threads": torch.get_num_threads(), "seed": seed},
+    )
 
 
 def verdict(rows: list[list], quick: bool, threads: int = 1) -> str:
@@ -134,7 +162,9 @@ def verdict(rows: list[list], quick: bool, threads: int = 1) -> str:
     if speed["transformer"] > max(speed[k] for k in ("rnn", "lstm", "gru")):
         return f"confirmed: at length {longest} the Transformer trains {ratios} (tokens/s)"
     lanes = "; one thread leaves a one-step layer no parallel lanes to fill" if threads == 1 else ""
-    return f"not seen at this scale ({threads} CPU thread(s)): at length {longest} the Transformer trains {ratios} (tokens/s){lanes}"
+    return (
+        f"not seen at this scale ({threads} CPU thread(s)): at length {longest} the Transformer trains {ratios} (tokens/s){lanes}"
+    )
 
 
 def _plot(rows: list[list], path: Path) -> Path:
@@ -146,8 +176,10 @@ def _plot(rows: list[list], path: Path) -> Path:
         label = f"{kind} ({mine[0][1]:,} params)"
         axes[0].plot([r[2] for r in mine], [r[4] for r in mine], marker="o", label=label)
         axes[1].plot([r[2] for r in mine], [r[6] for r in mine], marker="o", label=label)
-    for ax, ylabel, title in ((axes[0], "training tokens / s", "Training throughput"),
-                              (axes[1], "ms", "Forward time of one layer")):
+    for ax, ylabel, title in (
+        (axes[0], "training tokens / s", "Training throughput"),
+        (axes[1], "ms", "Forward time of one layer"),
+    ):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("sequence length")

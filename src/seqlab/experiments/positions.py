@@ -35,8 +35,18 @@ def settings(quick: bool) -> dict:
 
 
 def build(positional: str, d_model: int, length: int) -> TransformerClassifier:
-    return TransformerClassifier(VOCAB, 2, d_model=d_model, num_heads=4, num_layers=2, ff_dim=2 * d_model, dropout=0.0,
-                                 positional=positional, max_len=length, pooling="mean")
+    return TransformerClassifier(
+        VOCAB,
+        2,
+        d_model=d_model,
+        num_heads=4,
+        num_layers=2,
+        ff_dim=2 * d_model,
+        dropout=0.0,
+        positional=positional,
+        max_len=length,
+        pooling="mean",
+    )
 
 
 def _forward(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
@@ -56,15 +66,26 @@ def run(quick: bool, output: Path, seed: int = 0) -> ExperimentResult:
         model = build(positional, s["d_model"], s["length"])
         loss = train_synthetic(model, _forward, train_ids, train_labels, s["steps"], s["batch_size"], s["lr"], seed)
         same = (_predict(model, test_ids) == _predict(model, reversed_ids)).float().mean()
-        rows.append([positional, count_parameters(model), round(loss, 4),
-                     round(accuracy(model, _forward, test_ids, test_labels), 4), round(float(same), 4)])
+        rows.append(
+            [
+                positional,
+                count_parameters(model),
+                round(loss, 4),
+                round(accuracy(model, _forward, test_ids, test_labels), 4),
+                round(float(same), 4),
+            ]
+        )
         if positional == "learned":
             learned = model.encoder.positions(s["length"]).detach()  # (L, d)
     sinusoidal = SinusoidalPositions(s["d_model"], s["length"])(s["length"])  # (L, d)
     plot = _plot(sinusoidal, learned, output / "positions.png")
     return ExperimentResult(
-        NAME, ["positional encoding", "parameters", "final train loss", "test accuracy", "same answer on reversed row"], rows,
-        verdict=verdict(rows, quick), plots=[plot], settings={**s, "vocab": VOCAB, "seed": seed, "chance": 0.5},
+        NAME,
+        ["positional encoding", "parameters", "final train loss", "test accuracy", "same answer on reversed row"],
+        rows,
+        verdict=verdict(rows, quick),
+        plots=[plot],
+        settings={**s, "vocab": VOCAB, "seed": seed, "chance": 0.5},
     )
 
 

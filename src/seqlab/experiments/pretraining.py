@@ -33,11 +33,22 @@ ENTRIES = ("transformer", "transformer+mlm")
 def settings(quick: bool) -> dict:
     """Pretraining and fine-tuning budgets; quick: the table's shape in seconds, no verdict."""
     if quick:
-        return {"texts": 400, "pretrain": ["model.preset=tiny", "train.epochs=1", "tokenizer.vocab_size=500"],
-                "sizes": "40,80", "seeds": 1, "min_epoch_examples": 0, "classify": ["model.preset=tiny", "train.epochs=1"]}
-    return {"texts": None, "pretrain": ["model.preset=small", "train.epochs=6", "train.max_minutes=3"],
-            "sizes": "100,500,2000", "seeds": 1, "min_epoch_examples": 1000,
-            "classify": ["model.preset=small", "train.max_minutes=1.5"]}
+        return {
+            "texts": 400,
+            "pretrain": ["model.preset=tiny", "train.epochs=1", "tokenizer.vocab_size=500"],
+            "sizes": "40,80",
+            "seeds": 1,
+            "min_epoch_examples": 0,
+            "classify": ["model.preset=tiny", "train.epochs=1"],
+        }
+    return {
+        "texts": None,
+        "pretrain": ["model.preset=small", "train.epochs=6", "train.max_minutes=3"],
+        "sizes": "100,500,2000",
+        "seeds": 1,
+        "min_epoch_examples": 1000,
+        "classify": ["model.preset=small", "train.max_minutes=1.5"],
+    }
 
 
 def run(quick: bool, output: Path, init: Path | None = None, seed: int = 13) -> ExperimentResult:
@@ -48,21 +59,50 @@ def run(quick: bool, output: Path, init: Path | None = None, seed: int = 13) -> 
     with tempfile.TemporaryDirectory(prefix="seqlab-pretraining-") as work:
         pretrained = {"run": str(init), "made": "given"} if init else _pretrain(base, s, Path(work), seed)
         overrides = [*s["classify"], f"transformer+mlm:model.init={pretrained['run']}"]
-        rows, compared = api.compare(base, list(ENTRIES), overrides, output_dir=Path(work) / "compare", train_sizes=s["sizes"],
-                                     seeds=s["seeds"], min_epoch_examples=s["min_epoch_examples"])
+        rows, compared = api.compare(
+            base,
+            list(ENTRIES),
+            overrides,
+            output_dir=Path(work) / "compare",
+            train_sizes=s["sizes"],
+            seeds=s["seeds"],
+            min_epoch_examples=s["min_epoch_examples"],
+        )
         output.mkdir(parents=True, exist_ok=True)
         (output / "compare.md").write_text((compared / "table.md").read_text(encoding="utf-8"), encoding="utf-8")
-    plot = learning_curve_by_size(rows, output / "pretraining_curve.png",
-                                  "rt-polarity: MLM-pretrained encoder fine-tuned vs the same Transformer from scratch")
+    plot = learning_curve_by_size(
+        rows,
+        output / "pretraining_curve.png",
+        "rt-polarity: MLM-pretrained encoder fine-tuned vs the same Transformer from scratch",
+    )
     table = []
     for size in dict.fromkeys(r["train_size"] for r in rows):
         scratch, tuned = (next(r for r in rows if r["train_size"] == size and r["arch"] == e) for e in ENTRIES)
-        table.append([size, scratch["runs"], round(scratch["accuracy_mean"], 4), round(tuned["accuracy_mean"], 4),
-                      round(tuned["accuracy_mean"] - scratch["accuracy_mean"], 4), scratch["parameters"], tuned["parameters"]])
+        table.append(
+            [
+                size,
+                scratch["runs"],
+                round(scratch["accuracy_mean"], 4),
+                round(tuned["accuracy_mean"], 4),
+                round(tuned["accuracy_mean"] - scratch["accuracy_mean"], 4),
+                scratch["parameters"],
+                tuned["parameters"],
+            ]
+        )
     return ExperimentResult(
-        NAME, ["train examples", "runs", "from scratch", "MLM-pretrained, fine-tuned", "Δ (pretrained − scratch)",
-               "parameters (scratch)", "parameters (pretrained)"],
-        table, verdict=verdict(table, pretrained, quick), plots=[plot],
+        NAME,
+        [
+            "train examples",
+            "runs",
+            "from scratch",
+            "MLM-pretrained, fine-tuned",
+            "Δ (pretrained − scratch)",
+            "parameters (scratch)",
+            "parameters (pretrained)",
+        ],
+        table,
+        verdict=verdict(table, pretrained, quick),
+        plots=[plot],
         settings={**s, "seed": seed, "pretrained": pretrained, "summary": rows},
     )
 
@@ -78,13 +118,27 @@ def _pretrain(base: dict, s: dict, work: Path, seed: int) -> dict:
         writer = csv.writer(handle)
         writer.writerow(["text"])
         writer.writerows([t] for t in texts)
-    mlm = build_config({"task": "pretrain"}, [f"data.train={corpus}", f"output_dir={work}", "name=mlm", f"train.seed={seed}",
-                                                  "tokenizer.max_length=64", *s["pretrain"]])
+    mlm = build_config(
+        {"task": "pretrain"},
+        [
+            f"data.train={corpus}",
+            f"output_dir={work}",
+            "name=mlm",
+            f"train.seed={seed}",
+            "tokenizer.max_length=64",
+            *s["pretrain"],
+        ],
+    )
     run_dir = api.pretrain(mlm, progress="off")
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     held = metrics.get("test") or metrics.get("valid") or {}
-    return {"run": str(run_dir), "made": "pretrained here (a temporary folder, removed afterwards)", "texts": len(texts), "epochs": metrics["epochs"],
-            "mlm_accuracy": held.get("mlm_accuracy")}
+    return {
+        "run": str(run_dir),
+        "made": "pretrained here (a temporary folder, removed afterwards)",
+        "texts": len(texts),
+        "epochs": metrics["epochs"],
+        "mlm_accuracy": held.get("mlm_accuracy"),
+    }
 
 
 def verdict(rows: list[list], pretrained: dict, quick: bool, noise: float = 0.02) -> str:
@@ -96,11 +150,17 @@ def verdict(rows: list[list], pretrained: dict, quick: bool, noise: float = 0.02
     smallest = min(gains)
     text = ", ".join(f"{n:,}: {100 * g:+.1f}" for n, g in gains.items())
     mlm = pretrained.get("mlm_accuracy")
-    scale = f" (MLM accuracy {100 * mlm:.1f}% after {pretrained['epochs']} epochs on {pretrained['texts']:,} sentences)" if mlm else ""
+    scale = (
+        f" (MLM accuracy {100 * mlm:.1f}% after {pretrained['epochs']} epochs on {pretrained['texts']:,} sentences)"
+        if mlm
+        else ""
+    )
     if gains[smallest] >= noise and all(g > -noise for g in gains.values()):
         return f"confirmed: pretraining helps, most with the fewest labels; points gained by training size {text}{scale}"
     if gains[smallest] >= noise:
         return f"confirmed, but only with the fewest labels; points gained by training size {text}{scale}"
-    return (f"not seen at this scale: points gained by training size {text}{scale}; a few CPU minutes of MLM on "
-            f"under 10k sentences teach the encoder too little to beat random weights (see issue 3's MiniLM curve for "
-            f"what a well-pretrained encoder gives)")
+    return (
+        f"not seen at this scale: points gained by training size {text}{scale}; a few CPU minutes of MLM on "
+        f"under 10k sentences teach the encoder too little to beat random weights (see issue 3's MiniLM curve for "
+        f"what a well-pretrained encoder gives)"
+    )

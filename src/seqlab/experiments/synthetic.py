@@ -28,16 +28,18 @@ from typing import cast
 import torch
 from torch import nn
 
-from seqlab.models import count_parameters
 from seqlab.config import TrainConfig
 from seqlab.data.batching import PAD_ID
+from seqlab.models import count_parameters
 from seqlab.trainer import make_optimizer
 
 Forward = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 """(model, ids (B, T)) → logits (B, K) for row labels or (B, T, K) for token labels."""
 
 
-def long_range(n: int, k: int, num_classes: int = 4, num_distractors: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def long_range(
+    n: int, k: int, num_classes: int = 4, num_distractors: int = 8, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows of k + 1 tokens whose label is the first token, k positions before the last one.
 
     Vocabulary: value tokens 1..C (C = num_classes) and distractor tokens C+1..C+D. Position 0
@@ -86,7 +88,9 @@ def which_first(n: int, length: int, vocab_size: int = 16, seed: int = 0) -> tup
     return ids, (pos_a < pos_b).long()
 
 
-def next_word_tags(n: int, length: int, num_groups: int = 4, vocab_size: int = 17, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def next_word_tags(
+    n: int, length: int, num_groups: int = 4, vocab_size: int = 17, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows of random words 1..vocab_size-1; each word's tag is the group of the *next* word.
 
     group(w) = (w - 1) % num_groups; the last word of a row has tag `num_groups` ("end"). A
@@ -105,7 +109,9 @@ def next_word_tags(n: int, length: int, num_groups: int = 4, vocab_size: int = 1
     return ids, tags
 
 
-def random_rows(n: int, length: int, vocab_size: int = 64, num_classes: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def random_rows(
+    n: int, length: int, vocab_size: int = 64, num_classes: int = 2, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Random tokens 1..vocab_size-1 and random labels: for timing, where the content is irrelevant.
 
     Returns:
@@ -168,8 +174,6 @@ def predict(model: nn.Module, forward: Forward, ids: torch.Tensor, batch_size: i
 def accuracy(model: nn.Module, forward: Forward, ids: torch.Tensor, labels: torch.Tensor) -> float:
     """Share of predictions (rows or tokens) equal to `labels`."""
     return float((predict(model, forward, ids) == labels).float().mean())
-
-
 
 
 def matched_width(build: Callable[[int], nn.Module], target: int, widths: range = range(4, 1025, 4)) -> int:

@@ -98,10 +98,7 @@ class MultiHeadAttention(nn.Module):
         past_key_value: tuple[torch.Tensor, torch.Tensor] | None = None,
         use_cache: bool = False,
         static_key_value: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> (
-        tuple[torch.Tensor, torch.Tensor | None]
-        | tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]
-    ):
+    ) -> tuple[torch.Tensor, torch.Tensor | None] | tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]:
         """Attend from `query` to `key`/`value` (default: self-attention).
 
         Args:
@@ -151,9 +148,7 @@ class MultiHeadAttention(nn.Module):
         return self.out_proj(out), weights
 
 
-def combine_masks(
-    key_padding_mask: torch.Tensor | None, attn_mask: torch.Tensor | None
-) -> torch.Tensor | None:
+def combine_masks(key_padding_mask: torch.Tensor | None, attn_mask: torch.Tensor | None) -> torch.Tensor | None:
     """Merge a (B, Tk) padding mask and a (Tq, Tk)/(B, Tq, Tk) mask into one (B|1, 1, Tq|1, Tk)."""
     mask = None
     if key_padding_mask is not None:
@@ -203,7 +198,10 @@ class AdditiveAttention(nn.Module):
         return self.key_proj(keys)
 
     def forward(
-        self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor | None = None,
+        self,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        mask: torch.Tensor | None = None,
         projected_keys: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """query: (B, Tq, query_dim); keys (= values): (B, S, key_dim); mask: (B, S), True = real
@@ -231,7 +229,10 @@ class MultiplicativeAttention(nn.Module):
         return keys if self.weight is None else self.weight(keys)
 
     def forward(
-        self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor | None = None,
+        self,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        mask: torch.Tensor | None = None,
         projected_keys: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """query: (B, Tq, query_dim); keys (= values): (B, S, key_dim); mask: (B, S), True = real

@@ -46,15 +46,11 @@ class KimCNN(nn.Module):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
         init_embeddings(self.embedding)
-        self.convs = nn.ModuleList(
-            nn.Conv1d(embed_dim, num_filters, width, padding=width - 1) for width in filter_sizes
-        )
+        self.convs = nn.ModuleList(nn.Conv1d(embed_dim, num_filters, width, padding=width - 1) for width in filter_sizes)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(num_filters * len(filter_sizes), num_outputs)
 
-    def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, need_weights: bool = False
-    ) -> ClassifierOutput:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, need_weights: bool = False) -> ClassifierOutput:
         """input_ids, attention_mask: (B, T) → logits (B, C)."""
         lengths = attention_mask.sum(dim=1)  # (B,)
         embedded = self.embedding(input_ids).transpose(1, 2)  # (B, E, T)

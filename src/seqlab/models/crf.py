@@ -24,9 +24,9 @@ FORBIDDEN = -10_000.0  # not -inf: a row of only forbidden moves must not turn l
 
 class CRF(nn.Module):
     """Args:
-        num_tags: K.
-        allowed: optional (K, K) bool, [i, j] True when tag j may follow tag i.
-        allowed_start, allowed_end: optional (K,) bool, tags that may open / close a sequence.
+    num_tags: K.
+    allowed: optional (K, K) bool, [i, j] True when tag j may follow tag i.
+    allowed_start, allowed_end: optional (K,) bool, tags that may open / close a sequence.
     """
 
     allowed: torch.Tensor  # buffers registered in __init__

@@ -40,7 +40,9 @@ def set_word_vectors(embedding: nn.Embedding, vectors: torch.Tensor, found: torc
     """
     weight = embedding.weight
     if vectors.shape != weight.shape or found.shape != weight.shape[:1]:
-        raise ValueError(f"vectors {tuple(vectors.shape)} / found {tuple(found.shape)} do not fit an embedding {tuple(weight.shape)}")
+        raise ValueError(
+            f"vectors {tuple(vectors.shape)} / found {tuple(found.shape)} do not fit an embedding {tuple(weight.shape)}"
+        )
     found = found.clone()
     real = torch.ones_like(found)
     if embedding.padding_idx is not None:

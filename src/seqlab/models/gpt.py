@@ -243,9 +243,7 @@ def output_logits(model: _DecoderStack, x: torch.Tensor, logits_to_keep: int) ->
     return model.lm_head(x)  # its own layer (which inference may have replaced by a quantised one)
 
 
-def decoding_mask(
-    attention_mask: torch.Tensor | None, length: int, total: int, device: torch.device
-) -> torch.Tensor | None:
+def decoding_mask(attention_mask: torch.Tensor | None, length: int, total: int, device: torch.device) -> torch.Tensor | None:
     """Who may attend to whom in a decoder: the new queries are the last `length` of `total`
     positions; each sees real keys at its own position or earlier → (T, T_all) or (B, T, T_all)
     bool, or None when every query sees every key (one new token and no padding)."""
@@ -287,9 +285,7 @@ class Block(nn.Module):
         """x: (B, T, d); mask: (T, T_all) or (B, T, T_all) bool, True = may attend, or None (all
         keys); cache: this layer's slot of a `KVCache` (x's keys and values are written to it)
         or None → (x, weights (B, H, T, T_all) | None)."""
-        attended, weights = self.attention(
-            self.attn_norm(x), attn_mask=mask, need_weights=need_weights, past_key_value=cache
-        )
+        attended, weights = self.attention(self.attn_norm(x), attn_mask=mask, need_weights=need_weights, past_key_value=cache)
         x = x + self.dropout(attended)
         x = x + self.dropout(self.mlp(self.mlp_norm(x)))
         return x, weights
@@ -344,9 +340,7 @@ class GPT(nn.Module):
         # the tokens' scale, so GPT-2 adds both as they are.
         self.embed_scale = math.sqrt(d_model) if positions == "sinusoidal" else 1.0
         self.dropout = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(
-            Block(d_model, num_heads, ff_dim, dropout, bias, layer_norm_eps) for _ in range(num_layers)
-        )
+        self.blocks = nn.ModuleList(Block(d_model, num_heads, ff_dim, dropout, bias, layer_norm_eps) for _ in range(num_layers))
         self.final_norm = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
         # Tied: the logits are computed from the embedding matrix itself, so the weights are
         # stored once (safetensors refuses two names for one tensor).
@@ -486,9 +480,7 @@ def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
     raise FileNotFoundError(f"{folder} holds no model.safetensors, safetensors index or pytorch_model.bin")
 
 
-def _gpt2_to_seqlab(
-    state: dict[str, torch.Tensor], num_layers: int, d_model: int, tied: bool
-) -> dict[str, torch.Tensor]:
+def _gpt2_to_seqlab(state: dict[str, torch.Tensor], num_layers: int, d_model: int, tied: bool) -> dict[str, torch.Tensor]:
     """Rename GPT-2's weights to this module's. GPT-2's `Conv1D` stores (in, out) where
     `nn.Linear` stores (out, in), hence the transposes; `c_attn` holds q, k and v side by side."""
     out = {

@@ -133,8 +133,10 @@ class Llama(nn.Module):
     def __init__(self, config: LlamaConfig):
         super().__init__()
         if config.d_model % config.num_heads or config.num_heads % config.num_kv_heads:
-            raise ValueError(f"{config.num_heads} heads must divide d_model={config.d_model} and be a multiple of "
-                             f"num_kv_heads={config.num_kv_heads}")
+            raise ValueError(
+                f"{config.num_heads} heads must divide d_model={config.d_model} and be a multiple of "
+                f"num_kv_heads={config.num_kv_heads}"
+            )
         self.config = config
         self.token_embedding = nn.Embedding(config.vocab_size, config.d_model)
         self.rotary = RotaryPositions(config.head_dim, config.rope_theta)
@@ -177,16 +179,24 @@ class Llama(nn.Module):
         # transformers 5 names it rope_parameters (rope_scaling before); plain rotary only
         rope = getattr(hf, "rope_parameters", None) or getattr(hf, "rope_scaling", None) or {}
         if (rope.get("rope_type") or rope.get("type") or "default") != "default":
-            raise ValueError(f"rotary scaling {rope.get('rope_type') or rope.get('type')!r} is not supported; use the transformers engine")
+            raise ValueError(
+                f"rotary scaling {rope.get('rope_type') or rope.get('type')!r} is not supported; use the transformers engine"
+            )
         if getattr(hf, "attention_bias", False) or getattr(hf, "mlp_bias", False) or hf.hidden_act != "silu":
             raise ValueError("only bias-free SiLU Llama layers are supported; use the transformers engine")
         if getattr(hf, "head_dim", hf.hidden_size // hf.num_attention_heads) * hf.num_attention_heads != hf.hidden_size:
             raise ValueError("head_dim × heads ≠ hidden size is not supported; use the transformers engine")
         config = LlamaConfig(
-            vocab_size=hf.vocab_size, d_model=hf.hidden_size, num_heads=hf.num_attention_heads,
-            num_kv_heads=hf.num_key_value_heads, num_layers=hf.num_hidden_layers, ff_dim=hf.intermediate_size,
-            max_len=hf.max_position_embeddings, rope_theta=float(rope.get("rope_theta", getattr(hf, "rope_theta", 10000.0))),
-            rms_eps=hf.rms_norm_eps, tie_weights=bool(hf.tie_word_embeddings),
+            vocab_size=hf.vocab_size,
+            d_model=hf.hidden_size,
+            num_heads=hf.num_attention_heads,
+            num_kv_heads=hf.num_key_value_heads,
+            num_layers=hf.num_hidden_layers,
+            ff_dim=hf.intermediate_size,
+            max_len=hf.max_position_embeddings,
+            rope_theta=float(rope.get("rope_theta", getattr(hf, "rope_theta", 10000.0))),
+            rms_eps=hf.rms_norm_eps,
+            tie_weights=bool(hf.tie_word_embeddings),
         )
         weights = source.state_dict()
         model = cls(config)
@@ -209,4 +219,3 @@ def _llama_to_seqlab(weights: dict[str, torch.Tensor], config: LlamaConfig) -> d
         out[dst + "gate_up_proj.weight"] = torch.cat([weights[src + "mlp.gate_proj.weight"], weights[src + "mlp.up_proj.weight"]])
         out[dst + "down_proj.weight"] = weights[src + "mlp.down_proj.weight"]
     return out
-

@@ -54,6 +54,13 @@ for _family, _sizes in PRESETS.items():
 def family_of(arch: str) -> str:
     """'bilstm' → 'rnn', 'cnn' → 'cnn', 'transformer' → 'transformer', 'gpt' → 'gpt',
     'seq2seq-attn' → 'seq2seq', 'transformer-seq2seq' → 'transformer-seq2seq'."""
-    families = {"cnn": "cnn", "transformer": "transformer", "gpt": "gpt", "hf": "hf",
-                "seq2seq": "seq2seq", "seq2seq-attn": "seq2seq", "transformer-seq2seq": "transformer-seq2seq"}
+    families = {
+        "cnn": "cnn",
+        "transformer": "transformer",
+        "gpt": "gpt",
+        "hf": "hf",
+        "seq2seq": "seq2seq",
+        "seq2seq-attn": "seq2seq",
+        "transformer-seq2seq": "transformer-seq2seq",
+    }
     return families.get(arch, "rnn")

@@ -17,11 +17,11 @@ from seqlab.models.outputs import ClassifierOutput, masked_pool
 
 class HFEncoderClassifier(nn.Module):
     """Args:
-        encoder: a `transformers` encoder (`AutoModel`), already loaded.
-        num_outputs: classes (1 for a sigmoid head).
-        pooling: "mean" (what sentence-transformers models such as MiniLM were trained with) or
-            "cls" (the first token, as BERT's classifier).
-        dropout: before the head.
+    encoder: a `transformers` encoder (`AutoModel`), already loaded.
+    num_outputs: classes (1 for a sigmoid head).
+    pooling: "mean" (what sentence-transformers models such as MiniLM were trained with) or
+        "cls" (the first token, as BERT's classifier).
+    dropout: before the head.
     """
 
     def __init__(self, encoder: nn.Module, num_outputs: int, pooling: str = "mean", dropout: float = 0.1):
@@ -32,9 +32,7 @@ class HFEncoderClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(cast(Any, encoder).config.hidden_size, num_outputs)
 
-    def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, need_weights: bool = False
-    ) -> ClassifierOutput:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, need_weights: bool = False) -> ClassifierOutput:
         """input_ids, attention_mask: (B, T) → logits (B, C); per-layer (B, H, T, T) weights on request."""
         if need_weights:
             return self._forward_with_weights(input_ids, attention_mask)

@@ -65,9 +65,7 @@ class RNNClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_dim * (2 if bidirectional else 1), num_outputs)
 
-    def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, need_weights: bool = False
-    ) -> ClassifierOutput:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, need_weights: bool = False) -> ClassifierOutput:
         """input_ids, attention_mask: (B, T) → logits (B, C). `need_weights` is accepted for a
         uniform interface; a recurrent model has no attention to return."""
         lengths = attention_mask.sum(dim=1).clamp_min(1)
@@ -135,9 +133,7 @@ class RNNLanguageModel(nn.Module):
             nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
             nn.init.zeros_(self.decoder.bias)
 
-    def forward(
-        self, input_ids: torch.Tensor, state: State | None = None, lengths: torch.Tensor | None = None
-    ) -> LMOutput:
+    def forward(self, input_ids: torch.Tensor, state: State | None = None, lengths: torch.Tensor | None = None) -> LMOutput:
         """Next-token logits for every input position, continuing from `state`.
 
         Args:

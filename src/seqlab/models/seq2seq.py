@@ -44,13 +44,28 @@ ATTENTIONS = ("bahdanau", "luong-dot", "luong-general", "dot")
 class RNNEncoder(nn.Module):
     """Embedding → (bi)directional RNN over packed sequences."""
 
-    def __init__(self, vocab_size: int, cell: str, embed_dim: int, hidden_dim: int, num_layers: int,
-                 bidirectional: bool, dropout: float, pad_id: int = 0):
+    def __init__(
+        self,
+        vocab_size: int,
+        cell: str,
+        embed_dim: int,
+        hidden_dim: int,
+        num_layers: int,
+        bidirectional: bool,
+        dropout: float,
+        pad_id: int = 0,
+    ):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
         self.directions = 2 if bidirectional else 1
-        self.rnn = CELLS[cell](embed_dim, hidden_dim // self.directions, num_layers=num_layers, batch_first=True,
-                               bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
+        self.rnn = CELLS[cell](
+            embed_dim,
+            hidden_dim // self.directions,
+            num_layers=num_layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, State]:
@@ -99,15 +114,27 @@ class DecoderState:
         hidden, feed = reorder_state(self.hidden, index), pick(self.feed)
         if torch.equal(sentence, self.sentence):
             return DecoderState(hidden, feed, self.memory, self.keys, self.mask, sentence)
-        return DecoderState(hidden, feed, cast(torch.Tensor, pick(self.memory)), pick(self.keys), cast(torch.Tensor, pick(self.mask)), sentence)
+        return DecoderState(
+            hidden, feed, cast(torch.Tensor, pick(self.memory)), pick(self.keys), cast(torch.Tensor, pick(self.mask)), sentence
+        )
 
 
 class RNNDecoder(nn.Module):
     """One target token per step, optionally attending over the encoder outputs (see the module
     docstring for the kinds)."""
 
-    def __init__(self, vocab_size: int, cell: str, embed_dim: int, hidden_dim: int, num_layers: int, attention: str | None,
-                 dropout: float, tie_embeddings: bool = False, pad_id: int = 0):
+    def __init__(
+        self,
+        vocab_size: int,
+        cell: str,
+        embed_dim: int,
+        hidden_dim: int,
+        num_layers: int,
+        attention: str | None,
+        dropout: float,
+        tie_embeddings: bool = False,
+        pad_id: int = 0,
+    ):
         super().__init__()
         if attention is not None and attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS} or None, not {attention!r}")
@@ -115,10 +142,17 @@ class RNNDecoder(nn.Module):
         self.input_feeding = attention in ("luong-dot", "luong-general")
         extra_input = hidden_dim if attention == "bahdanau" or self.input_feeding else 0  # c_t or h̃_{t-1}
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
-        self.rnn = CELLS[cell](embed_dim + extra_input, hidden_dim, num_layers=num_layers, batch_first=True,
-                               dropout=dropout if num_layers > 1 else 0.0)
+        self.rnn = CELLS[cell](
+            embed_dim + extra_input,
+            hidden_dim,
+            num_layers=num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
         if attention == "bahdanau":
-            self.attention: AdditiveAttention | MultiplicativeAttention | None = AdditiveAttention(hidden_dim, hidden_dim, hidden_dim)
+            self.attention: AdditiveAttention | MultiplicativeAttention | None = AdditiveAttention(
+                hidden_dim, hidden_dim, hidden_dim
+            )
         elif attention is not None:
             self.attention = MultiplicativeAttention(hidden_dim, hidden_dim, "general" if attention == "luong-general" else "dot")
         else:
@@ -161,7 +195,9 @@ class RNNDecoder(nn.Module):
         output = output[:, None]  # (B, 1, H)
         if self.attention is not None and self.kind != "bahdanau":  # attend with the new state
             context, weights = self.attention(output, state.memory, state.mask, state.keys)
-        attentional = output if context is None else torch.tanh(cast(nn.Linear, self.combine)(torch.cat([context, output], dim=-1)))
+        attentional = (
+            output if context is None else torch.tanh(cast(nn.Linear, self.combine)(torch.cat([context, output], dim=-1)))
+        )
         attentional = attentional[:, 0]  # (B, H)
         state = replace(state, hidden=hidden, feed=attentional if self.input_feeding else None)
         return attentional, state, None if weights is None else weights[:, 0]
@@ -187,7 +223,9 @@ class RNNDecoder(nn.Module):
             return x, (torch.stack([h for h, _ in states]), torch.stack([c for _, c in states]))
         return x, torch.stack(states)
 
-    def forward(self, targets_in: torch.Tensor, state: DecoderState, sampling_prob: float = 0.0) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, targets_in: torch.Tensor, state: DecoderState, sampling_prob: float = 0.0
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Teacher forcing over a whole target: targets_in (B, T) = [BOS] y_1 … y_{T-1}
         → (logits (B, T, V), weights (B, T, S) or None).
 
@@ -234,14 +272,27 @@ class RNNSeq2Seq(nn.Module):
         pad_id: the padding id of both vocabularies.
     """
 
-    def __init__(self, source_vocab: int, target_vocab: int, cell: str = "lstm", embed_dim: int = 128, hidden_dim: int = 256,
-                 num_layers: int = 1, bidirectional: bool = True, attention: str | None = "bahdanau", dropout: float = 0.2,
-                 tie_embeddings: bool = False, pad_id: int = 0):
+    def __init__(
+        self,
+        source_vocab: int,
+        target_vocab: int,
+        cell: str = "lstm",
+        embed_dim: int = 128,
+        hidden_dim: int = 256,
+        num_layers: int = 1,
+        bidirectional: bool = True,
+        attention: str | None = "bahdanau",
+        dropout: float = 0.2,
+        tie_embeddings: bool = False,
+        pad_id: int = 0,
+    ):
         super().__init__()
         if bidirectional and hidden_dim % 2:
             raise ValueError(f"hidden_dim={hidden_dim} must be even for a bidirectional encoder")
         self.encoder = RNNEncoder(source_vocab, cell, embed_dim, hidden_dim, num_layers, bidirectional, dropout, pad_id)
-        self.decoder = RNNDecoder(target_vocab, cell, embed_dim, hidden_dim, num_layers, attention, dropout, tie_embeddings, pad_id)
+        self.decoder = RNNDecoder(
+            target_vocab, cell, embed_dim, hidden_dim, num_layers, attention, dropout, tie_embeddings, pad_id
+        )
         for embedding in (self.encoder.embedding, self.decoder.embedding):
             nn.init.uniform_(embedding.weight, -0.1, 0.1)
             with torch.no_grad():
@@ -252,8 +303,9 @@ class RNNSeq2Seq(nn.Module):
         memory, hidden = self.encoder(source_ids, source_mask)
         return self.decoder.start(memory, source_mask, hidden)
 
-    def step(self, tokens: torch.Tensor, state: DecoderState, need_weights: bool = False
-             ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
+    def step(
+        self, tokens: torch.Tensor, state: DecoderState, need_weights: bool = False
+    ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
         """One decoding step: (B,) previous tokens → (next-token logits (B, V), state, weights
         (B, S) over the source, or None without attention)."""
         attentional, state, weights = self.decoder.step(tokens, state)
@@ -263,8 +315,14 @@ class RNNSeq2Seq(nn.Module):
     def reorder_state(state: DecoderState, index: torch.Tensor) -> DecoderState:
         return state.reorder(index)
 
-    def forward(self, source_ids: torch.Tensor, source_mask: torch.Tensor, targets_in: torch.Tensor,
-                need_weights: bool = False, sampling_prob: float = 0.0) -> Seq2SeqOutput:
+    def forward(
+        self,
+        source_ids: torch.Tensor,
+        source_mask: torch.Tensor,
+        targets_in: torch.Tensor,
+        need_weights: bool = False,
+        sampling_prob: float = 0.0,
+    ) -> Seq2SeqOutput:
         """Teacher-forced scores: source (B, S) ids and mask, targets_in (B, T) = [BOS] y_1 …
         → `Seq2SeqOutput(logits (B, T, V), alignments (B, T, S) when asked for)`."""
         logits, weights = self.decoder(targets_in, self.encode(source_ids, source_mask), sampling_prob)

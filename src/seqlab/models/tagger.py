@@ -52,8 +52,17 @@ def gather_words(states: torch.Tensor, word_index: torch.Tensor) -> torch.Tensor
 # vocabulary has to be learned or saved with a run.
 CHAR_VOCAB = 1 + 256 + 256
 # Casing classes of Reimers & Gurevych (2017): 0 pads.
-CASINGS = ("[PAD]", "numeric", "mainly_numeric", "all_lower", "all_upper", "initial_upper", "mixed_case",
-           "contains_digit", "other")
+CASINGS = (
+    "[PAD]",
+    "numeric",
+    "mainly_numeric",
+    "all_lower",
+    "all_upper",
+    "initial_upper",
+    "mixed_case",
+    "contains_digit",
+    "other",
+)
 
 
 def char_ids(word: str, max_chars: int) -> list[int]:
@@ -133,22 +142,35 @@ class CharLSTM(nn.Module):
 
 class BiLSTMTagger(nn.Module):
     """Args:
-        vocab_size, num_tags: word ids and tags (K).
-        embed_dim, hidden_dim, num_layers: sizes (hidden_dim per direction).
-        dropout: on the word representations, between layers and before the output layer.
-        pad_id: the padding word id (its embedding stays zero).
-        crf: the CRF output layer, or None for a softmax tagger.
-        char_features: "cnn" (`CharCNN`), "lstm" (`CharLSTM`) or "none".
-        char_dim, char_hidden, char_width: the character encoder's sizes (char_hidden: CNN
-            filters, or LSTM units per direction; char_width: the CNN's window).
-        casing_dim: size of the casing-class embedding (0: none).
-        max_word_chars: characters read per word (the task encodes at most this many).
+    vocab_size, num_tags: word ids and tags (K).
+    embed_dim, hidden_dim, num_layers: sizes (hidden_dim per direction).
+    dropout: on the word representations, between layers and before the output layer.
+    pad_id: the padding word id (its embedding stays zero).
+    crf: the CRF output layer, or None for a softmax tagger.
+    char_features: "cnn" (`CharCNN`), "lstm" (`CharLSTM`) or "none".
+    char_dim, char_hidden, char_width: the character encoder's sizes (char_hidden: CNN
+        filters, or LSTM units per direction; char_width: the CNN's window).
+    casing_dim: size of the casing-class embedding (0: none).
+    max_word_chars: characters read per word (the task encodes at most this many).
     """
 
-    def __init__(self, vocab_size: int, num_tags: int, embed_dim: int = 128, hidden_dim: int = 128, num_layers: int = 1,
-                 dropout: float = 0.5, pad_id: int = 0, crf: CRF | None = None, char_features: str = "none",
-                 char_dim: int = 30, char_hidden: int = 30, char_width: int = 3, casing_dim: int = 0,
-                 max_word_chars: int = 30):
+    def __init__(
+        self,
+        vocab_size: int,
+        num_tags: int,
+        embed_dim: int = 128,
+        hidden_dim: int = 128,
+        num_layers: int = 1,
+        dropout: float = 0.5,
+        pad_id: int = 0,
+        crf: CRF | None = None,
+        char_features: str = "none",
+        char_dim: int = 30,
+        char_hidden: int = 30,
+        char_width: int = 3,
+        casing_dim: int = 0,
+        max_word_chars: int = 30,
+    ):
         super().__init__()
         self.max_word_chars = max_word_chars
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
@@ -163,8 +185,14 @@ class BiLSTMTagger(nn.Module):
             raise ValueError(f"char_features must be cnn, lstm or none, not {char_features!r}")
         self.casing = nn.Embedding(len(CASINGS), casing_dim, padding_idx=0) if casing_dim else None
         width = embed_dim + (self.chars.output_dim if self.chars is not None else 0) + casing_dim
-        self.lstm = nn.LSTM(width, hidden_dim, num_layers=num_layers, bidirectional=True, batch_first=True,
-                            dropout=dropout if num_layers > 1 else 0.0)
+        self.lstm = nn.LSTM(
+            width,
+            hidden_dim,
+            num_layers=num_layers,
+            bidirectional=True,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(2 * hidden_dim, num_tags)
         self.crf = crf
@@ -174,9 +202,15 @@ class BiLSTMTagger(nn.Module):
         """Whether `forward` needs `char_ids` and `casing_ids`."""
         return self.chars is not None or self.casing is not None
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, word_index: torch.Tensor,
-                need_weights: bool = False, char_ids: torch.Tensor | None = None,
-                casing_ids: torch.Tensor | None = None) -> TaggerOutput:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        word_index: torch.Tensor,
+        need_weights: bool = False,
+        char_ids: torch.Tensor | None = None,
+        casing_ids: torch.Tensor | None = None,
+    ) -> TaggerOutput:
         """char_ids: (B, T, C) character ids of each token (0-padded); casing_ids: (B, T)."""
         lengths = attention_mask.sum(1).cpu()
         parts = [self.embedding(input_ids)]  # (B, T, E)
@@ -209,18 +243,32 @@ class TransformerTagger(nn.Module):
             the same size, for the `bidirectional` experiment).
     """
 
-    def __init__(self, vocab_size: int, num_tags: int, d_model: int = 128, num_heads: int = 4, num_layers: int = 2,
-                 ff_dim: int = 256, dropout: float = 0.1, positional: str = "sinusoidal", max_len: int = 512,
-                 pad_id: int = 0, crf: CRF | None = None, causal: bool = False):
+    def __init__(
+        self,
+        vocab_size: int,
+        num_tags: int,
+        d_model: int = 128,
+        num_heads: int = 4,
+        num_layers: int = 2,
+        ff_dim: int = 256,
+        dropout: float = 0.1,
+        positional: str = "sinusoidal",
+        max_len: int = 512,
+        pad_id: int = 0,
+        crf: CRF | None = None,
+        causal: bool = False,
+    ):
         super().__init__()
-        self.encoder = TransformerEncoder(vocab_size, d_model, num_heads, num_layers, ff_dim, dropout, positional, max_len, pad_id,
-                                          causal=causal)
+        self.encoder = TransformerEncoder(
+            vocab_size, d_model, num_heads, num_layers, ff_dim, dropout, positional, max_len, pad_id, causal=causal
+        )
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(d_model, num_tags)
         self.crf = crf
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, word_index: torch.Tensor,
-                need_weights: bool = False) -> TaggerOutput:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, word_index: torch.Tensor, need_weights: bool = False
+    ) -> TaggerOutput:
         states, attentions = self.encoder(self.encoder.embedding(input_ids), attention_mask, need_weights)  # (B, T, d)
         return TaggerOutput(self.head(self.dropout(gather_words(states, word_index))), attentions)
 
@@ -243,10 +291,12 @@ class HFTokenTagger(nn.Module):
         self.head = nn.Linear(cast(Any, encoder).config.hidden_size, num_tags)  # a transformers model's config
         self.crf = crf
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, word_index: torch.Tensor,
-                need_weights: bool = False) -> TaggerOutput:
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask.long(), output_attentions=need_weights,
-                           return_dict=True)
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, word_index: torch.Tensor, need_weights: bool = False
+    ) -> TaggerOutput:
+        out = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask.long(), output_attentions=need_weights, return_dict=True
+        )
         logits = self.head(self.dropout(gather_words(out.last_hidden_state, word_index)))  # (B, W, K)
         return TaggerOutput(logits, list(out.attentions) if need_weights else None)
 

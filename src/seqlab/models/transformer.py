@@ -104,7 +104,11 @@ class NoPositions(nn.Module):
         return self.zero.expand(*position_ids.shape, -1)
 
 
-POSITIONS: dict[str, type[SinusoidalPositions | LearnedPositions | NoPositions]] = {"sinusoidal": SinusoidalPositions, "learned": LearnedPositions, "none": NoPositions}
+POSITIONS: dict[str, type[SinusoidalPositions | LearnedPositions | NoPositions]] = {
+    "sinusoidal": SinusoidalPositions,
+    "learned": LearnedPositions,
+    "none": NoPositions,
+}
 
 
 class EncoderLayer(nn.Module):
@@ -115,13 +119,14 @@ class EncoderLayer(nn.Module):
         self.attn_norm = nn.LayerNorm(d_model)
         self.attention = MultiHeadAttention(d_model, num_heads, dropout=dropout)
         self.ff_norm = nn.LayerNorm(d_model)
-        self.feed_forward = nn.Sequential(
-            nn.Linear(d_model, ff_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff_dim, d_model)
-        )
+        self.feed_forward = nn.Sequential(nn.Linear(d_model, ff_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff_dim, d_model))
         self.dropout = nn.Dropout(dropout)
 
     def forward(
-        self, x: torch.Tensor, padding_mask: torch.Tensor, need_weights: bool = False,
+        self,
+        x: torch.Tensor,
+        padding_mask: torch.Tensor,
+        need_weights: bool = False,
         attn_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x: (B, T, d_model); padding_mask: (B, T), True = real; attn_mask: (T, T), True = may
@@ -239,9 +244,7 @@ class TransformerClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(d_model, num_outputs)
 
-    def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, need_weights: bool = False
-    ) -> ClassifierOutput:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, need_weights: bool = False) -> ClassifierOutput:
         """input_ids, attention_mask: (B, T) → logits (B, C), and per-layer attention weights
         (B, H, T', T') when asked (T' = T + 1 with a prepended [CLS], the [CLS] row first)."""
         embedded = self.encoder.embedding(input_ids)  # (B, T, d)
@@ -270,9 +273,7 @@ class DecoderLayer(nn.Module):
         self.cross_norm = nn.LayerNorm(d_model)
         self.cross_attention = MultiHeadAttention(d_model, num_heads, dropout=dropout)
         self.ff_norm = nn.LayerNorm(d_model)
-        self.feed_forward = nn.Sequential(
-            nn.Linear(d_model, ff_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff_dim, d_model)
-        )
+        self.feed_forward = nn.Sequential(nn.Linear(d_model, ff_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff_dim, d_model))
         self.dropout = nn.Dropout(dropout)
 
     def forward(
@@ -290,12 +291,14 @@ class DecoderLayer(nn.Module):
         self-attention (keys, values); cross: the memory's projected (keys, values) from the first
         step, so they are projected once per sentence
         → (x, cross-attention weights (B, H, T, S) or None, self (keys, values), cross (keys, values))."""
-        attended, _, present = self.self_attention(
-            self.self_norm(x), attn_mask=self_mask, past_key_value=past, use_cache=True
-        )
+        attended, _, present = self.self_attention(self.self_norm(x), attn_mask=self_mask, past_key_value=past, use_cache=True)
         x = x + self.dropout(attended)
         attended, weights, cross = self.cross_attention(  # the memory's keys and values: projected at the first step
-            self.cross_norm(x), memory, key_padding_mask=memory_mask, need_weights=need_weights, use_cache=True,
+            self.cross_norm(x),
+            memory,
+            key_padding_mask=memory_mask,
+            need_weights=need_weights,
+            use_cache=True,
             static_key_value=cross,
         )
         x = x + self.dropout(attended)
@@ -324,8 +327,14 @@ class TransformerDecoderState:
         sentence = self.sentence.index_select(0, index)
         if torch.equal(sentence, self.sentence):
             return TransformerDecoderState(self.memory, self.mask, sentence, pick(self.past), self.cross, self.length)
-        return TransformerDecoderState(self.memory.index_select(0, index), self.mask.index_select(0, index), sentence,
-                                       pick(self.past), pick(self.cross), self.length)
+        return TransformerDecoderState(
+            self.memory.index_select(0, index),
+            self.mask.index_select(0, index),
+            sentence,
+            pick(self.past),
+            pick(self.cross),
+            self.length,
+        )
 
 
 class TransformerSeq2Seq(nn.Module):
@@ -344,14 +353,28 @@ class TransformerSeq2Seq(nn.Module):
             vocabulary; then source_vocab == target_vocab).
     """
 
-    def __init__(self, source_vocab: int, target_vocab: int, d_model: int = 128, num_heads: int = 4, num_layers: int = 2,
-                 ff_dim: int = 256, dropout: float = 0.1, positional: str = "sinusoidal", max_len: int = 512, pad_id: int = 0,
-                 tie_embeddings: bool = True, share_embeddings: bool = False):
+    def __init__(
+        self,
+        source_vocab: int,
+        target_vocab: int,
+        d_model: int = 128,
+        num_heads: int = 4,
+        num_layers: int = 2,
+        ff_dim: int = 256,
+        dropout: float = 0.1,
+        positional: str = "sinusoidal",
+        max_len: int = 512,
+        pad_id: int = 0,
+        tie_embeddings: bool = True,
+        share_embeddings: bool = False,
+    ):
         super().__init__()
         if share_embeddings and source_vocab != target_vocab:
             raise ValueError(f"shared embeddings need one vocabulary (got {source_vocab} and {target_vocab} ids)")
         self.d_model = d_model
-        self.encoder = TransformerEncoder(source_vocab, d_model, num_heads, num_layers, ff_dim, dropout, positional, max_len, pad_id)
+        self.encoder = TransformerEncoder(
+            source_vocab, d_model, num_heads, num_layers, ff_dim, dropout, positional, max_len, pad_id
+        )
         # A shared embedding is the encoder's own module, not registered twice (one stored tensor).
         self.target_embedding = None if share_embeddings else nn.Embedding(target_vocab, d_model, padding_idx=pad_id)
         if self.target_embedding is not None:
@@ -374,15 +397,23 @@ class TransformerSeq2Seq(nn.Module):
         memory, _ = self.encoder(self.encoder.embedding(source_ids), source_mask)  # (B, S, d)
         return TransformerDecoderState(memory, source_mask, torch.arange(source_ids.size(0), device=source_ids.device))
 
-    def _decode(self, x: torch.Tensor, state: TransformerDecoderState, self_mask: torch.Tensor | None, need_weights: bool
-                ) -> tuple[torch.Tensor, list[torch.Tensor] | None, TransformerDecoderState]:
+    def _decode(
+        self, x: torch.Tensor, state: TransformerDecoderState, self_mask: torch.Tensor | None, need_weights: bool
+    ) -> tuple[torch.Tensor, list[torch.Tensor] | None, TransformerDecoderState]:
         """Embedded target positions (B, T, d) through every layer → (logits (B, T, V), per-layer
         cross-attention weights or None, the state with this step's keys and values cached)."""
         x = self.dropout(x)
         weights, past, cross = [], [], []
         for i, layer in enumerate(self.layers):
-            x, w, present, kv = layer(x, self_mask, state.memory, state.mask,
-                                      state.past[i] if state.past else None, state.cross[i] if state.cross else None, need_weights)
+            x, w, present, kv = layer(
+                x,
+                self_mask,
+                state.memory,
+                state.mask,
+                state.past[i] if state.past else None,
+                state.cross[i] if state.cross else None,
+                need_weights,
+            )
             weights.append(w)
             past.append(present)
             cross.append(kv)
@@ -396,8 +427,9 @@ class TransformerSeq2Seq(nn.Module):
         positions = torch.arange(start, start + tokens.size(1), device=tokens.device).expand(tokens.size(0), -1)
         return self.embedding(tokens) * math.sqrt(self.d_model) + self.positions.at(positions)
 
-    def step(self, tokens: torch.Tensor, state: TransformerDecoderState, need_weights: bool = False
-             ) -> tuple[torch.Tensor, TransformerDecoderState, torch.Tensor | None]:
+    def step(
+        self, tokens: torch.Tensor, state: TransformerDecoderState, need_weights: bool = False
+    ) -> tuple[torch.Tensor, TransformerDecoderState, torch.Tensor | None]:
         """One decoding step: (B,) previous tokens → (next-token logits (B, V), state, the last
         layer's cross-attention averaged over heads (B, S) when asked for)."""
         # one new query after the cache sees every cached position: no causal mask needed
@@ -408,8 +440,14 @@ class TransformerSeq2Seq(nn.Module):
     def reorder_state(state: TransformerDecoderState, index: torch.Tensor) -> TransformerDecoderState:
         return state.reorder(index)
 
-    def forward(self, source_ids: torch.Tensor, source_mask: torch.Tensor, targets_in: torch.Tensor,
-                need_weights: bool = False, sampling_prob: float = 0.0) -> Seq2SeqOutput:
+    def forward(
+        self,
+        source_ids: torch.Tensor,
+        source_mask: torch.Tensor,
+        targets_in: torch.Tensor,
+        need_weights: bool = False,
+        sampling_prob: float = 0.0,
+    ) -> Seq2SeqOutput:
         """Teacher-forced scores: source (B, S) ids and mask, targets_in (B, T) = [BOS] y_1 …
         → `Seq2SeqOutput(logits (B, T, V), alignments (B, T, S), cross_attentions per layer)`,
         the weights only when asked for. `sampling_prob` must be 0 (see the config)."""

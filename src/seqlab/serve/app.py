@@ -65,11 +65,15 @@ PAGE_POLICY = "default-src 'self'; img-src 'self' data:; style-src 'self'; scrip
 REPORT_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": schemas.Error, "description": text}
-    for status, text in ((400, "input the model refuses, or malformed JSON"), (404, "unknown model"),
-                         (413, "request body too large"), (422, "request does not match the schema or the server's limits"),
-                         (401, "missing or wrong bearer token (a server started with --api-key)"),
-                         (503, "the model's queue is full; retry after Retry-After seconds"),
-                         (504, "the request outlasted the per-request timeout"))
+    for status, text in (
+        (400, "input the model refuses, or malformed JSON"),
+        (404, "unknown model"),
+        (413, "request body too large"),
+        (422, "request does not match the schema or the server's limits"),
+        (401, "missing or wrong bearer token (a server started with --api-key)"),
+        (503, "the model's queue is full; retry after Retry-After seconds"),
+        (504, "the request outlasted the per-request timeout"),
+    )
 }
 
 
@@ -103,8 +107,14 @@ def create_app(models: dict[str, str], settings: ServeSettings | None = None) ->
             model.executor.shutdown(wait=False)
         app.state.augmenter.shutdown(wait=False)
 
-    app = FastAPI(title="seqlab", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan,
-                  description="Every seqlab task over HTTP. Errors are JSON: {\"error\": \"...\", \"code\": \"...\"}.")
+    app = FastAPI(
+        title="seqlab",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+        description='Every seqlab task over HTTP. Errors are JSON: {"error": "...", "code": "..."}.',
+    )
     app.state.models = served
     app.state.augmenter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seqlab-augment")  # spaCy/WordNet: one at a time
     app.state.settings = settings
@@ -141,12 +151,19 @@ def _pick(request: Request, name: str | None, task: str) -> ServedModel:
 def _check_texts(request: Request, texts: list[str], field: str = "texts") -> None:
     settings: ServeSettings = request.app.state.settings
     if len(texts) > settings.max_texts:
-        raise ApiError(422, "too_many_texts", f"{len(texts)} {field}, over this server's limit of {settings.max_texts} per request (--max-texts)")
+        raise ApiError(
+            422,
+            "too_many_texts",
+            f"{len(texts)} {field}, over this server's limit of {settings.max_texts} per request (--max-texts)",
+        )
     for number, text in enumerate(texts):
         where = f"{field}[{number}]" if field == "texts" else field
         if len(text) > settings.max_text_chars:
-            raise ApiError(422, "text_too_long", f"{where} is {len(text):,} characters, over this server's limit of "
-                                                 f"{settings.max_text_chars:,} (--max-chars)")
+            raise ApiError(
+                422,
+                "text_too_long",
+                f"{where} is {len(text):,} characters, over this server's limit of {settings.max_text_chars:,} (--max-chars)",
+            )
         if field == "texts" and not text.strip():
             raise ApiError(422, "empty_text", f"{where} is blank; give some text")
 
@@ -171,17 +188,30 @@ def _add_task_routes(app: FastAPI) -> None:
         pipe = model.pipeline
         texts = pipe.check_texts(body.texts)
         if body.attention and not model.describe()["attention"]:
-            raise ApiError(422, "no_attention", f"model {model.name!r} ({pipe.config.model.arch}) has no attention weights; "
-                                                "ask without attention, or serve a transformer run")
+            raise ApiError(
+                422,
+                "no_attention",
+                f"model {model.name!r} ({pipe.config.model.arch}) has no attention weights; "
+                "ask without attention, or serve a transformer run",
+            )
         results = await _within_timeout(request, model.batcher.submit(texts))
         if body.attention:
             for result, text in zip(results, texts):
                 result["attention"] = await _within_timeout(request, model.call(_attention, pipe, text))
         return {"model": model.name, "results": results}
 
-    @app.post("/v1/generate", response_model=schemas.GenerateResponse, tags=["tasks"], responses={
-        **ERRORS, 200: {"description": "the new text; with stream, text/event-stream",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
+    @app.post(
+        "/v1/generate",
+        response_model=schemas.GenerateResponse,
+        tags=["tasks"],
+        responses={
+            **ERRORS,
+            200: {
+                "description": "the new text; with stream, text/event-stream",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+        },
+    )
     async def generate(body: schemas.GenerateRequest, request: Request) -> Any:
         """Continue a prompt (greedy, sampled or beam search); `stream: true` sends each new
         piece of text as a Server-Sent Event as soon as it is chosen."""
@@ -189,14 +219,20 @@ def _add_task_routes(app: FastAPI) -> None:
         _check_texts(request, [body.prompt], "prompt")
         cap = request.app.state.settings.max_new_tokens
         if body.max_new_tokens > cap:
-            raise ApiError(422, "too_many_tokens", f"max_new_tokens={body.max_new_tokens} is over this server's cap of {cap} (--max-new-tokens)")
+            raise ApiError(
+                422,
+                "too_many_tokens",
+                f"max_new_tokens={body.max_new_tokens} is over this server's cap of {cap} (--max-new-tokens)",
+            )
         options = body.model_dump(exclude={"model", "prompt", "stream"}, exclude_none=True)
         pipe = model.pipeline
         config = pipe.settings(**options)  # settings are checked here, before any byte is sent
         if config.num_beams > 1:
             if body.stream:
-                raise SeqlabError(f"generation: stream needs num_beams=1 (got {config.num_beams}); "
-                                  "beam search answers once it is done: ask without stream")
+                raise SeqlabError(
+                    f"generation: stream needs num_beams=1 (got {config.num_beams}); "
+                    "beam search answers once it is done: ask without stream"
+                )
             text = await _within_timeout(request, model.call(lambda: pipe.generate([body.prompt], **options)[0]))
             return {"model": model.name, "text": text}
         if model.scheduler is None:  # (every generate model has one: `load_models`)
@@ -204,8 +240,11 @@ def _add_task_routes(app: FastAPI) -> None:
         ids, _ = pipe.encode_prompts([body.prompt], config.max_new_tokens)
         ticket = model.scheduler.submit(ids[0].tolist(), config, pipe.codec.decode)  # may be 503: queue full
         if body.stream:
-            return StreamingResponse(_events(request, ticket), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            return StreamingResponse(
+                _events(request, ticket),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
         try:
             text = await _within_timeout(request, ticket.text())
         except RuntimeError as err:
@@ -248,9 +287,15 @@ def _add_task_routes(app: FastAPI) -> None:
         _check_texts(request, body.texts)
         methods = _augment_methods(request.app.state.models)
         if body.method not in methods:
-            raise ApiError(422, "unknown_method", f"unknown augmentation method {body.method!r}; this server offers: {', '.join(methods) or 'none'}")
+            raise ApiError(
+                422,
+                "unknown_method",
+                f"unknown augmentation method {body.method!r}; this server offers: {', '.join(methods) or 'none'}",
+            )
         options = _augment_options(request, body.options.model_dump(exclude_none=True))
-        work = request.app.state.augmenter.submit(api.augment, body.texts, method=body.method, n=body.n, seed=body.seed, **options)
+        work = request.app.state.augmenter.submit(
+            api.augment, body.texts, method=body.method, n=body.n, seed=body.seed, **options
+        )
         outputs = await _within_timeout(request, asyncio.wrap_future(work))
         return {"method": body.method, "results": [{"text": t, "augmentations": a} for t, a in zip(body.texts, outputs)]}
 
@@ -282,7 +327,11 @@ def _attention(pipe: Any, text: str) -> dict:
     """`pipe.attention` as JSON: tokens and per layer (H, T, T) weights, 4 decimals."""
     tokens, layers = pipe.attention(text)
     if not layers:  # (a transformers encoder on its fused SDPA kernel returns none)
-        raise ApiError(422, "no_attention", f"{pipe.config.model.arch} model {pipe.path.name} returned no attention weights; ask without attention")
+        raise ApiError(
+            422,
+            "no_attention",
+            f"{pipe.config.model.arch} model {pipe.path.name} returned no attention weights; ask without attention",
+        )
     return {"tokens": tokens, "layers": [layer.float().round(decimals=4).tolist() for layer in layers]}
 
 
@@ -303,7 +352,10 @@ async def _events(request: Request, ticket: Ticket) -> AsyncIterator[str]:
             try:
                 kind, value = await asyncio.wait_for(ticket.next(), max(deadline - loop.time(), 0))
             except asyncio.TimeoutError:
-                yield _event("error", {"error": f"the stream took longer than this server's limit of {limit:g} s (--timeout)", "code": "timeout"})
+                yield _event(
+                    "error",
+                    {"error": f"the stream took longer than this server's limit of {limit:g} s (--timeout)", "code": "timeout"},
+                )
                 return
             if kind == "piece":
                 text += value
@@ -331,14 +383,29 @@ def _add_info_routes(app: FastAPI) -> None:
     async def models(request: Request) -> dict:
         """The models this server holds, what each does, and the augmentation methods."""
         served: dict[str, ServedModel] = request.app.state.models
-        return {"models": [{"name": m.name, "task": m.task, "source": m.spec, "details": m.describe(),
-                            "report": f"/v1/models/{m.name}/report" if _run_folder(m) is not None else None}
-                           for m in served.values()],
-                "augment": _augment_methods(served)}
+        return {
+            "models": [
+                {
+                    "name": m.name,
+                    "task": m.task,
+                    "source": m.spec,
+                    "details": m.describe(),
+                    "report": f"/v1/models/{m.name}/report" if _run_folder(m) is not None else None,
+                }
+                for m in served.values()
+            ],
+            "augment": _augment_methods(served),
+        }
 
-    @app.get("/v1/models/{name}/report", response_class=HTMLResponse, tags=["info"], responses={
-        200: {"description": "the run's report.html: one self-contained page", "content": {"text/html": {}}},
-        404: {"model": schemas.Error, "description": "unknown model, or a built-in model (no run folder, no report)"}})
+    @app.get(
+        "/v1/models/{name}/report",
+        response_class=HTMLResponse,
+        tags=["info"],
+        responses={
+            200: {"description": "the run's report.html: one self-contained page", "content": {"text/html": {}}},
+            404: {"model": schemas.Error, "description": "unknown model, or a built-in model (no run folder, no report)"},
+        },
+    )
     async def model_report(name: str, request: Request) -> HTMLResponse:
         """The report of a served run (`seqlab report`): its scores, learning curves, plots,
         sample predictions and config, as one page. Written now if the run folder has none;

@@ -55,8 +55,15 @@ class MicroBatcher:
         name: the model's name, for that error.
     """
 
-    def __init__(self, run: BatchFn, executor: Executor, max_batch_size: int = 32, max_wait_ms: float = 5.0,
-                 max_pending: int = 1_000_000, name: str = "model"):
+    def __init__(
+        self,
+        run: BatchFn,
+        executor: Executor,
+        max_batch_size: int = 32,
+        max_wait_ms: float = 5.0,
+        max_pending: int = 1_000_000,
+        name: str = "model",
+    ):
         self.run = run
         self.max_pending = max_pending
         self.name = name

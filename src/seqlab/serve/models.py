@@ -42,15 +42,19 @@ def _ner_batch(pipe: Any) -> Callable[[Hashable, list[str]], list[list[dict]]]:
 def _translate_batch(pipe: Any) -> Callable[[Hashable, list[str]], list[dict]]:
     def run(key: Hashable, texts: list[str]) -> list[dict]:
         beam, attention = key
-        return pipe.translate(texts, beam=beam, return_attention=True) if attention else [
-            {"source": text, "translation": out} for text, out in zip(texts, pipe.translate(texts, beam=beam))
-        ]
+        return (
+            pipe.translate(texts, beam=beam, return_attention=True)
+            if attention
+            else [{"source": text, "translation": out} for text, out in zip(texts, pipe.translate(texts, beam=beam))]
+        )
 
     return run
 
 
 BATCHED: dict[str, Callable[[Any], Callable[[Hashable, list], list]]] = {
-    "classify": _classify_batch, "ner": _ner_batch, "translate": _translate_batch,
+    "classify": _classify_batch,
+    "ner": _ner_batch,
+    "translate": _translate_batch,
 }
 
 
@@ -77,15 +81,22 @@ class ServedModel:
         """What a client needs to call it: labels, whether it has attention weights to show..."""
         pipe, details = self.pipeline, {}
         if self.task == "classify":
-            details = {"labels": list(pipe.labels), "arch": pipe.config.model.arch, "backend": pipe.backend,
-                       "attention": pipe.config.model.arch in ("transformer", "hf")}
+            details = {
+                "labels": list(pipe.labels),
+                "arch": pipe.config.model.arch,
+                "backend": pipe.backend,
+                "attention": pipe.config.model.arch in ("transformer", "hf"),
+            }
         elif self.task == "generate":
             details = {"context_length": pipe.context_length}
         elif self.task == "ner":
             details = {"labels": list(pipe.labels)}
         elif self.task == "translate":
-            details = {"arch": pipe.config.model.arch, "attention": pipe.config.model.arch != "seq2seq",
-                       "beam": pipe.config.translate.beam}
+            details = {
+                "arch": pipe.config.model.arch,
+                "attention": pipe.config.model.arch != "seq2seq",
+                "beam": pipe.config.translate.beam,
+            }
         elif self.task == "fill-mask":
             details = {"mask": "[MASK]"}
         if self.batcher is not None:
@@ -114,8 +125,14 @@ def load_models(models: dict[str, str], settings: ServeSettings) -> dict[str, Se
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"seqlab-{name}")
         batcher = scheduler = None
         if task in BATCHED:
-            batcher = MicroBatcher(BATCHED[task](pipeline), executor, settings.max_batch_size, settings.batch_wait_ms,
-                                   max_pending=settings.max_queue, name=name)
+            batcher = MicroBatcher(
+                BATCHED[task](pipeline),
+                executor,
+                settings.max_batch_size,
+                settings.batch_wait_ms,
+                max_pending=settings.max_queue,
+                name=name,
+            )
         if task == "generate":
             scheduler = Scheduler(name, batch_for(pipeline.model), settings.max_active, settings.max_queue)
             log.info("%s: %s batching, at most %d sequences at once", name, scheduler.mode, settings.max_active)

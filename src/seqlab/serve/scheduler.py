@@ -109,10 +109,18 @@ class Scheduler:
         return len(self._waiting)
 
     def describe(self) -> dict[str, Any]:
-        return {"batching": self.mode, "max_active": self.max_active, "max_queue": self.max_queue,
-                "active": self.active, "waiting": self.waiting, "steps": self.steps,
-                "mean_batch": round(self.stepped / self.steps, 2) if self.steps else 0.0,
-                "requests": self.joined, "cancelled": self.cancelled, "tokens": self.tokens}
+        return {
+            "batching": self.mode,
+            "max_active": self.max_active,
+            "max_queue": self.max_queue,
+            "active": self.active,
+            "waiting": self.waiting,
+            "steps": self.steps,
+            "mean_batch": round(self.stepped / self.steps, 2) if self.steps else 0.0,
+            "requests": self.joined,
+            "cancelled": self.cancelled,
+            "tokens": self.tokens,
+        }
 
     # ------------------------------------------------------------------------- the event loop's side
 
@@ -126,11 +134,19 @@ class Scheduler:
         """
         limit = self.batch.context_length
         if limit is not None and len(prompt) + config.max_new_tokens > limit:
-            raise SeqlabError(f"generation: a {len(prompt)}-token prompt and max_new_tokens={config.max_new_tokens} "
-                              f"do not fit the model's context of {limit} tokens")
+            raise SeqlabError(
+                f"generation: a {len(prompt)}-token prompt and max_new_tokens={config.max_new_tokens} "
+                f"do not fit the model's context of {limit} tokens"
+            )
         ticket = Ticket(self, asyncio.get_running_loop())
-        ticket.row = Row(prompt, config, decode, on_piece=lambda piece: ticket._put("piece", piece),
-                         on_done=lambda text: ticket._put("done", text), on_error=lambda reason: ticket._put("error", reason))
+        ticket.row = Row(
+            prompt,
+            config,
+            decode,
+            on_piece=lambda piece: ticket._put("piece", piece),
+            on_done=lambda text: ticket._put("done", text),
+            on_error=lambda reason: ticket._put("error", reason),
+        )
         with self._changed:
             if self._closed:
                 raise SeqlabError(f"model {self.name!r} is shutting down")

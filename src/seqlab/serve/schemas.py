@@ -27,7 +27,9 @@ class Request(BaseModel):
 class ClassifyRequest(Request):
     model: ModelName = None
     texts: list[Text] = Field(min_length=1, description="texts to classify")
-    attention: bool = Field(False, description="also return every layer's (heads × tokens × tokens) attention weights (attention models)")
+    attention: bool = Field(
+        False, description="also return every layer's (heads × tokens × tokens) attention weights (attention models)"
+    )
 
 
 class GenerateRequest(Request):
@@ -35,14 +37,20 @@ class GenerateRequest(Request):
     prompt: str = Field(description="text to continue (may be empty for a model with a beginning-of-text token)")
     max_new_tokens: int = Field(50, ge=1, description="tokens to add; capped by the server's --max-new-tokens")
     do_sample: bool = Field(False, description="sample instead of taking the likeliest token")
-    temperature: float | None = Field(None, ge=0, le=100, description="sampling temperature (do_sample only); 0 = greedy decoding")
+    temperature: float | None = Field(
+        None, ge=0, le=100, description="sampling temperature (do_sample only); 0 = greedy decoding"
+    )
     top_k: int | None = Field(None, ge=0, description="sample among the k likeliest tokens, 0 = off (do_sample only)")
     top_p: float | None = Field(None, gt=0, le=1, description="nucleus sampling mass (do_sample only)")
     repetition_penalty: float | None = Field(None, gt=0, le=100, description="> 1 discourages repeated tokens")
     num_beams: int = Field(1, ge=1, le=8, description="beam search width (not with stream)")
-    stop: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list, max_length=8, description="stop when one of these appears")
+    stop: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, max_length=8, description="stop when one of these appears"
+    )
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="seed for reproducible sampling")
-    stream: bool = Field(False, description="answer with Server-Sent Events: one `data: {\"text\": piece}` per new piece, then `event: done`")
+    stream: bool = Field(
+        False, description='answer with Server-Sent Events: one `data: {"text": piece}` per new piece, then `event: done`'
+    )
 
 
 class NerRequest(Request):
@@ -61,8 +69,6 @@ class FillMaskRequest(Request):
     model: ModelName = None
     text: Text = Field(description="text with [MASK] where a word is to be predicted")
     top_k: int = Field(5, ge=1, le=50, description="candidates per [MASK]")
-
-
 
 
 class AugmentOptions(Request):
@@ -142,7 +148,9 @@ class Translation(BaseModel):
     translation: str
     source_tokens: list[str] | None = None
     target_tokens: list[str] | None = Field(None, description="the output tokens and [EOS]")
-    attention: list[list[float]] | None = Field(None, description="target tokens × source tokens (None: a model without attention)")
+    attention: list[list[float]] | None = Field(
+        None, description="target tokens × source tokens (None: a model without attention)"
+    )
 
 
 class TranslateResponse(BaseModel):
@@ -175,7 +183,9 @@ class ModelInfo(BaseModel):
     task: str = Field(description="classify, generate, ner, translate or fill-mask")
     source: str = Field(description="the run folder or built-in it was loaded from")
     details: dict = Field(default_factory=dict, description="labels, attention, architecture... by task")
-    report: str | None = Field(None, description="where the run's HTML report is (/v1/models/{name}/report); None for a built-in model")
+    report: str | None = Field(
+        None, description="where the run's HTML report is (/v1/models/{name}/report); None for a built-in model"
+    )
 
 
 class ModelsResponse(BaseModel):

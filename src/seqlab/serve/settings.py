@@ -44,8 +44,16 @@ class ServeSettings:
     dtype: str | None = None
 
     def __post_init__(self) -> None:
-        positive = ("max_body_bytes", "max_text_chars", "max_texts", "max_new_tokens", "timeout_s", "max_batch_size",
-                    "max_active", "max_queue")
+        positive = (
+            "max_body_bytes",
+            "max_text_chars",
+            "max_texts",
+            "max_new_tokens",
+            "timeout_s",
+            "max_batch_size",
+            "max_active",
+            "max_queue",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SeqlabError(f"serve setting {name} must be positive, got {getattr(self, name)}")

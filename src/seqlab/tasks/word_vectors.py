@@ -58,6 +58,9 @@ def apply_word_vectors(model: nn.Module, cfg: RunConfig, tokenizer: Tokenizer) -
     )
     log.info("%s", coverage.describe())
     return {
-        **coverage.as_dict(), "mode": word_model.embeddings_mode, "dim": vectors.dim, "scale": round(scale, 6),
+        **coverage.as_dict(),
+        "mode": word_model.embeddings_mode,
+        "dim": vectors.dim,
+        "scale": round(scale, 6),
         "spacy": metadata.version("spacy"),
     }

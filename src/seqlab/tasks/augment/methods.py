@@ -132,7 +132,7 @@ class WordNetSynonyms:
             if base == lower:
                 ending = ""
             elif p == "n" and lower in (base + "s", base + "es"):
-                ending = lower[len(base):]
+                ending = lower[len(base) :]
             else:
                 continue
             for offset in self.index[p].get(base, ()):
@@ -213,11 +213,13 @@ def read_synonyms(source: str | Path | dict) -> DictionarySynonyms:
     else:
         path = Path(source)
         if not path.is_file():
-            raise SeqlabError(f"synonyms file {path} does not exist; give a JSON file like {{\"happy\": [\"joyful\", \"cheerful\"]}}")
+            raise SeqlabError(f'synonyms file {path} does not exist; give a JSON file like {{"happy": ["joyful", "cheerful"]}}')
         try:
             table = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise SeqlabError(f"synonyms file {path} is not valid UTF-8 JSON ({err}); write {{\"word\": [\"synonym\", ...]}}") from None
+            raise SeqlabError(
+                f'synonyms file {path} is not valid UTF-8 JSON ({err}); write {{"word": ["synonym", ...]}}'
+            ) from None
     if not isinstance(table, dict) or not all(
         isinstance(k, str) and isinstance(v, list) and all(isinstance(s, str) and s.strip() for s in v) for k, v in table.items()
     ):
@@ -269,7 +271,7 @@ def _analyze_lexicon(text: str, stops: frozenset[str], wordnet: WordNetSynonyms)
         name = i > 0 and word[:1].isupper()  # a capitalised word inside the sentence: likely a name
         content = word.isalpha() and not name and word.lower() not in stops
         pos = wordnet.likeliest_pos(word.lower()) if content else None
-        units.append(Unit(word, text[m.end():end], pos, fixed=pos is None))
+        units.append(Unit(word, text[m.end() : end], pos, fixed=pos is None))
     return units
 
 
@@ -383,7 +385,9 @@ def make_options(method: str, options: dict) -> Options:
     given = {k: v for k, v in options.items() if v is not None}
     unknown = sorted(set(given) - ALLOWED[method])
     if unknown:
-        raise SeqlabError(f"option {unknown[0]!r} does not apply to --method {method}; it takes: {', '.join(sorted(ALLOWED[method]))}")
+        raise SeqlabError(
+            f"option {unknown[0]!r} does not apply to --method {method}; it takes: {', '.join(sorted(ALLOWED[method]))}"
+        )
     if "synonyms" in given:
         given["synonyms"] = read_synonyms(given["synonyms"])
     opts = Options(**given)
@@ -404,17 +408,23 @@ def make_options(method: str, options: dict) -> Options:
     if opts.rate is None:
         opts.rate = 1.0 if opts.synonyms is not None and method == "synonym" else (0.2 if method == "synonym" else 0.15)
     if method == "contextual" and not opts.model:
-        raise SeqlabError("--method contextual needs a masked language model: --model RUN (seqlab pretrain mlm) or an HF masked-LM folder")
+        raise SeqlabError(
+            "--method contextual needs a masked language model: --model RUN (seqlab pretrain mlm) or an HF masked-LM folder"
+        )
     if opts.via is not None:
         if opts.forward or opts.backward:
             raise SeqlabError("--via RUN_A,RUN_B already names both translation models; drop --forward/--backward")
         parts = [part.strip() for part in str(opts.via).split(",")]
         if len(parts) != 2 or not all(parts):
-            raise SeqlabError(f"--via takes two translate runs, RUN_EN_FR,RUN_FR_EN (text → pivot, pivot → text); got {opts.via!r}")
+            raise SeqlabError(
+                f"--via takes two translate runs, RUN_EN_FR,RUN_FR_EN (text → pivot, pivot → text); got {opts.via!r}"
+            )
         opts.forward, opts.backward = parts
     if method == "backtranslate" and not (opts.forward and opts.backward):
-        raise SeqlabError("--method backtranslate needs two translation models: --via RUN_EN_FR,RUN_FR_EN, or --forward RUN "
-                          "(text → pivot) and --backward RUN (pivot → text)")
+        raise SeqlabError(
+            "--method backtranslate needs two translation models: --via RUN_EN_FR,RUN_FR_EN, or --forward RUN "
+            "(text → pivot) and --backward RUN (pivot → text)"
+        )
     if opts.beam is not None and opts.beam < 1:
         raise SeqlabError(f"beam must be at least 1 (got {opts.beam})")
     if not 0.0 <= opts.min_chrf <= 100.0:
@@ -424,8 +434,9 @@ def make_options(method: str, options: dict) -> Options:
     return opts
 
 
-def synonym_variant(units: list[Unit], rng: random.Random, lookup: Callable, rate: float, user: bool,
-                    used: dict[int, set[str]] | None = None) -> list[Unit] | None:
+def synonym_variant(
+    units: list[Unit], rng: random.Random, lookup: Callable, rate: float, user: bool, used: dict[int, set[str]] | None = None
+) -> list[Unit] | None:
     """Replace `rate` of the words (at least one) by a random synonym; None: nothing replaceable.
 
     `used` (position → synonyms already drawn there by earlier variants) steers the draw to a
@@ -484,7 +495,9 @@ def eda_variant(units: list[Unit], rng: random.Random, lookup: Callable, op: str
 EDA_OPS = ("sr", "ri", "rs", "rd")
 
 
-def word_variants(units: list[Unit], method: str, n: int, rng: random.Random, opts: Options, lookup: Callable) -> list[list[Unit]] | None:
+def word_variants(
+    units: list[Unit], method: str, n: int, rng: random.Random, opts: Options, lookup: Callable
+) -> list[list[Unit]] | None:
     """`n` variants of one analysed text by synonym or EDA; None: no word can be changed."""
     if not any(u.label is None and (not u.fixed or opts.synonyms is not None) and lookup(u.text, u.pos) for u in units) and not (
         method == "eda" and any(u.is_word and not u.fixed for u in units)
@@ -500,7 +513,9 @@ def word_variants(units: list[Unit], method: str, n: int, rng: random.Random, op
                 out = synonym_variant(units, rng, lookup, opts.rate, opts.synonyms is not None, used)
             else:
                 op = ops[(first + j) % len(ops)]
-                out = eda_variant(units, rng, lookup, op, getattr(opts, "p_rd" if op == "rd" else f"alpha_{op}"), opts.synonyms is not None)
+                out = eda_variant(
+                    units, rng, lookup, op, getattr(opts, "p_rd" if op == "rd" else f"alpha_{op}"), opts.synonyms is not None
+                )
             if render(out) not in seen:
                 break
         seen.add(render(out))
@@ -521,7 +536,9 @@ def say_unchanged(numbers: list[int], total: int, method: str) -> None:
     if not numbers:
         return
     which = f"input {numbers[0]} has" if total == 1 else f"{len(numbers)} of {total} inputs (e.g. input {numbers[0]}) have"
-    log.warning("%s no word that %s can change (only stop words, names or words it does not know); returned unchanged", which, method)
+    log.warning(
+        "%s no word that %s can change (only stop words, names or words it does not know); returned unchanged", which, method
+    )
 
 
 # --------------------------------------------------------------------------- model-based methods
@@ -561,8 +578,9 @@ def contextual(texts: list[str], n: int, seed: int | None, opts: Options, mlm: A
 
 def _pick_word(guesses: list[dict], original: str, opts: Options, rng: random.Random) -> str | None:
     """A whole-word guess other than the original, drawn by probability ** (1 / temperature)."""
-    words = [(g["token"], g["probability"]) for g in guesses
-             if g["token"].isalpha() and g["token"].lower() != original.lower()][: opts.top_k or None]
+    words = [(g["token"], g["probability"]) for g in guesses if g["token"].isalpha() and g["token"].lower() != original.lower()][
+        : opts.top_k or None
+    ]
     if not words:
         return None
     if opts.temperature == 0:
@@ -601,8 +619,13 @@ class HFMaskedLM:
         where = (batch["input_ids"][0] == self.tokenizer.mask_token_id).nonzero().flatten()
         probs = logits[where].float().softmax(-1)  # (masks, V)
         best = probs.topk(min(top_k, probs.size(-1)), dim=-1)
-        return [[{"token": self.tokenizer.convert_ids_to_tokens(int(i)).lstrip("Ġ▁"), "probability": float(p)}
-                 for p, i in zip(values, indices)] for values, indices in zip(best.values, best.indices)]
+        return [
+            [
+                {"token": self.tokenizer.convert_ids_to_tokens(int(i)).lstrip("Ġ▁"), "probability": float(p)}
+                for p, i in zip(values, indices)
+            ]
+            for values, indices in zip(best.values, best.indices)
+        ]
 
 
 def backtranslate(texts: list[str], n: int, seed: int | None, opts: Options, forward: Any, backward: Any) -> list[list[str]]:
@@ -639,8 +662,14 @@ def backtranslate(texts: list[str], n: int, seed: int | None, opts: Options, for
             good = [text]
         result.append([good[i % len(good)] for i in range(n)])
     if short:
-        log.warning("backtranslate: no round trip of %d of %d text(s) passed the filter (chrF >= %g, length within %gx); "
-                    "they are kept unchanged", short, len(texts), opts.min_chrf, opts.max_length_ratio)
+        log.warning(
+            "backtranslate: no round trip of %d of %d text(s) passed the filter (chrF >= %g, length within %gx); "
+            "they are kept unchanged",
+            short,
+            len(texts),
+            opts.min_chrf,
+            opts.max_length_ratio,
+        )
     return result
 
 
@@ -669,7 +698,9 @@ class SeqlabTranslator:
         found = self.pipe.translate(self.pipe.check_texts(texts), beam=beam, n_best=min(n_best, beam))
         return [[h["translation"] for h in hyps] if isinstance(hyps, list) else [hyps] for hyps in found]
 
-    def sample(self, texts: list[str], temperature: float, top_k: int, top_p: float, seed: int | None, batch_size: int = 64) -> list[str]:
+    def sample(
+        self, texts: list[str], temperature: float, top_k: int, top_p: float, seed: int | None, batch_size: int = 64
+    ) -> list[str]:
         import torch
 
         from seqlab import decoding
@@ -680,7 +711,11 @@ class SeqlabTranslator:
         pipe = self.pipe
         sources = pipe.encode(pipe.check_texts(texts)).ids
         settings = pipe.settings(beam=1)
-        sample = {"do_sample": True, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed} if temperature > 0 else {}
+        sample = (
+            {"do_sample": True, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
+            if temperature > 0
+            else {}
+        )
         outputs: list[str] = []
         with torch.inference_mode():
             for start in range(0, len(sources), batch_size):
@@ -688,8 +723,9 @@ class SeqlabTranslator:
                 ids, mask = pad_batch(rows)
                 limits = torch.tensor([settings.limit(len(r)) for r in rows])
                 lm = translate.Seq2SeqLM(pipe.model, ids, mask, limits, pipe.vocab.eos_id)
-                config = decoding.GenerationConfig(max_new_tokens=int(limits.max()) + 1, eos_token_id=pipe.vocab.eos_id,
-                                                   pad_token_id=PAD_ID, **sample)
+                config = decoding.GenerationConfig(
+                    max_new_tokens=int(limits.max()) + 1, eos_token_id=pipe.vocab.eos_id, pad_token_id=PAD_ID, **sample
+                )
                 prompt = torch.full((len(rows), 1), pipe.vocab.bos_id, dtype=torch.long)
                 for tokens in decoding.generate(lm, prompt, None, config):
                     tokens = tokens[:-1] if tokens and tokens[-1] == pipe.vocab.eos_id else tokens
@@ -713,18 +749,29 @@ class HFTranslator:
         for start in range(0, len(texts), batch_size):
             batch = self.tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True, truncation=True)
             with torch.inference_mode():
-                ids = self.model.generate(**batch, max_new_tokens=2 * batch["input_ids"].size(1) + 10, num_beams=beam,
-                                          num_return_sequences=n_best, do_sample=False)
+                ids = self.model.generate(
+                    **batch,
+                    max_new_tokens=2 * batch["input_ids"].size(1) + 10,
+                    num_beams=beam,
+                    num_return_sequences=n_best,
+                    do_sample=False,
+                )
             decoded = [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
             found += [decoded[i : i + n_best] for i in range(0, len(decoded), n_best)]
         return found
 
-    def sample(self, texts: list[str], temperature: float, top_k: int, top_p: float, seed: int | None, batch_size: int = 32) -> list[str]:
+    def sample(
+        self, texts: list[str], temperature: float, top_k: int, top_p: float, seed: int | None, batch_size: int = 32
+    ) -> list[str]:
         import torch
 
         if seed is not None:
             torch.manual_seed(seed)
-        sample = {"do_sample": True, "temperature": temperature, "top_k": top_k or None, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+        sample = (
+            {"do_sample": True, "temperature": temperature, "top_k": top_k or None, "top_p": top_p}
+            if temperature > 0
+            else {"do_sample": False}
+        )
         outputs: list[str] = []
         for start in range(0, len(texts), batch_size):
             batch = self.tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True, truncation=True)

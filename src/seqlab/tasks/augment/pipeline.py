@@ -48,7 +48,9 @@ from seqlab.tasks.augment.methods import (
 # --------------------------------------------------------------------------- public entry points
 
 
-def augment(texts: str | Sequence[str], method: str = "synonym", n: int = 4, seed: int | None = 0, **options: Any) -> list[list[str]]:
+def augment(
+    texts: str | Sequence[str], method: str = "synonym", n: int = 4, seed: int | None = 0, **options: Any
+) -> list[list[str]]:
     """`n` augmented variants of each text (the methods: `seqlab.tasks.augment.methods`).
 
     A text with nothing to change (only stop words, or no word WordNet knows) comes back `n`
@@ -84,8 +86,9 @@ def augment(texts: str | Sequence[str], method: str = "synonym", n: int = 4, see
     return result
 
 
-def augment_tagged(sentences: Sequence[TaggedSentence], method: str = "eda", n: int = 4, seed: int | None = 0,
-                   **options: Any) -> list[list[TaggedSentence]]:
+def augment_tagged(
+    sentences: Sequence[TaggedSentence], method: str = "eda", n: int = 4, seed: int | None = 0, **options: Any
+) -> list[list[TaggedSentence]]:
     """NER-safe augmentation of CoNLL sentences: entity spans kept word for word, tags realigned.
 
     Only the word-level methods (synonym, eda) can say where every entity went; back-translation
@@ -124,16 +127,18 @@ def load_masked_lm(spec: str | Path) -> Any:
     """A seqlab pretrain run or a Hugging Face masked-LM folder, with `.fill_mask` and `.mask_token`."""
     folder = Path(spec)
     if (folder / "config.yaml").is_file():
-        from seqlab.tasks.pretrain.pipeline import load_masked_lm as load_pretrained
         from seqlab.data.tokenize import MASK
+        from seqlab.tasks.pretrain.pipeline import load_masked_lm as load_pretrained
 
         pipe = load_pretrained(folder)
         pipe.mask_token = MASK
         return pipe
     if (folder / "config.json").is_file():
         return HFMaskedLM(folder)
-    raise SeqlabError(f"{spec} is neither a seqlab pretrain run nor a Hugging Face masked-LM folder; "
-                      "pretrain one with `seqlab pretrain mlm` or give a folder saved with save_pretrained")
+    raise SeqlabError(
+        f"{spec} is neither a seqlab pretrain run nor a Hugging Face masked-LM folder; "
+        "pretrain one with `seqlab pretrain mlm` or give a folder saved with save_pretrained"
+    )
 
 
 def load_translator(spec: str | Path) -> SeqlabTranslator | HFTranslator:
@@ -145,8 +150,10 @@ def load_translator(spec: str | Path) -> SeqlabTranslator | HFTranslator:
         return SeqlabTranslator(load_run(folder))
     if (folder / "config.json").is_file():
         return HFTranslator(folder)
-    raise SeqlabError(f"{spec} is neither a seqlab translate run nor a Hugging Face seq2seq folder; "
-                      "train one with `seqlab train translate` or give a folder saved with save_pretrained")
+    raise SeqlabError(
+        f"{spec} is neither a seqlab translate run nor a Hugging Face seq2seq folder; "
+        "train one with `seqlab train translate` or give a folder saved with save_pretrained"
+    )
 
 
 def check_round_trip(forward: Any, backward: Any) -> None:
@@ -163,8 +170,10 @@ def check_round_trip(forward: Any, backward: Any) -> None:
         directions.append(tatoeba.resolve(data.train, data.direction)[1])
     there, back = directions
     if there.split("-")[::-1] != back.split("-"):
-        raise SeqlabError(f"back-translation goes there and back: the first run translates {there}, so the second must translate "
-                          f"{'-'.join(there.split('-')[::-1])}, not {back}")
+        raise SeqlabError(
+            f"back-translation goes there and back: the first run translates {there}, so the second must translate "
+            f"{'-'.join(there.split('-')[::-1])}, not {back}"
+        )
 
 
 # --------------------------------------------------------------------------- data sets and the filter
@@ -202,17 +211,30 @@ class LabelFilter:
             return []
         unknown = sorted(set(labels) - set(self.pipe.labels))
         if unknown:
-            raise SeqlabError(f"label {unknown[0]!r} is not one the filter's classifier knows ({', '.join(self.pipe.labels)}); "
-                              "filter with a run trained on the same labels")
+            raise SeqlabError(
+                f"label {unknown[0]!r} is not one the filter's classifier knows ({', '.join(self.pipe.labels)}); "
+                "filter with a run trained on the same labels"
+            )
         probs = self.pipe.predict_proba(list(texts))  # (N, C)
         columns = [self.pipe.labels.index(label) for label in labels]
         return [float(probs[row, col]) >= self.min_confidence for row, col in enumerate(columns)]
 
 
-def augment_file(input: str | Path, output: str | Path, method: str = "eda", n: int = 4, seed: int | None = 0, *,
-                 text_column: str | None = None, label_column: str | None = None, filter_run: str | Path | None = None,
-                 min_confidence: float = 0.8, batch_size: int = 256, on_progress: Callable[[int, int], None] | None = None,
-                 **options: Any) -> FileResult:
+def augment_file(
+    input: str | Path,
+    output: str | Path,
+    method: str = "eda",
+    n: int = 4,
+    seed: int | None = 0,
+    *,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    filter_run: str | Path | None = None,
+    min_confidence: float = 0.8,
+    batch_size: int = 256,
+    on_progress: Callable[[int, int], None] | None = None,
+    **options: Any,
+) -> FileResult:
     """Augment a data set file: every row (or CoNLL sentence) followed by its `n` variants.
 
     Tables (.csv/.tsv/.jsonl) keep every column (labels, ids, ...) and gain `variant` (0 = the
@@ -266,8 +288,10 @@ def _kind(path: Path) -> str:
         return "table"
     if suffix in TAGGED_SUFFIXES:
         return "tagged"
-    raise SeqlabError(f"{path}: unsupported file type {suffix or '(no suffix)'!r}; use .csv, .tsv, .jsonl (labelled texts) "
-                      f"or {', '.join(TAGGED_SUFFIXES[:3])} (CoNLL)")
+    raise SeqlabError(
+        f"{path}: unsupported file type {suffix or '(no suffix)'!r}; use .csv, .tsv, .jsonl (labelled texts) "
+        f"or {', '.join(TAGGED_SUFFIXES[:3])} (CoNLL)"
+    )
 
 
 def read_table(path: Path, text_column: str | None, label_column: str | None) -> tuple[list[dict], str, str | None]:
@@ -323,8 +347,16 @@ def write_table(handle, path: Path, rows: list[dict]) -> None:
     writer.writerows(rows)
 
 
-def _augment_conll(source: Path, target: Path, method: str, n: int, seed: int | None, batch_size: int,
-                   on_progress: Callable[[int, int], None] | None, options: dict) -> FileResult:
+def _augment_conll(
+    source: Path,
+    target: Path,
+    method: str,
+    n: int,
+    seed: int | None,
+    batch_size: int,
+    on_progress: Callable[[int, int], None] | None,
+    options: dict,
+) -> FileResult:
     from seqlab.data.conll import read_conll
 
     sentences = read_conll(source)

@@ -19,18 +19,18 @@ import random
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, cast
+from typing import cast
 
-from seqlab.models import count_parameters
 from seqlab import plots
 from seqlab.config import ARCHS, RunConfig, TransformerModelConfig, build_config
 from seqlab.data.datasets import load_examples
 from seqlab.data.readers import Example
 from seqlab.errors import SeqlabError
 from seqlab.files import write_json, write_text
+from seqlab.models import count_parameters
 from seqlab.published import REFERENCES, classify_protocol, published
 from seqlab.tasks.classify import recipe as classify
 
@@ -77,7 +77,9 @@ def arch_config(base: dict, entry: str, overrides: list[str]) -> RunConfig:
     model = {k: v for k, v in base.get("model", {}).items() if k in ("preset", "head")}
     cfg = build_config({**base, "model": model}, [*recipe, *shared, *mine])
     if entry == "transformer+mlm" and not cast(TransformerModelConfig, cfg.model).init:  # its recipe sets a transformer
-        raise SeqlabError("transformer+mlm needs a pretrained encoder: add transformer+mlm:model.init=RUN (from `seqlab pretrain mlm`)")
+        raise SeqlabError(
+            "transformer+mlm needs a pretrained encoder: add transformer+mlm:model.init=RUN (from `seqlab pretrain mlm`)"
+        )
     return cfg
 
 
@@ -134,8 +136,16 @@ def epoch_repeats(size: int, min_epoch_examples: int) -> int:
     return max(1, math.ceil(min_epoch_examples / size)) if size else 1
 
 
-def run_one(cfg: RunConfig, name: str, subset: str, train: list[Example], valid: list[Example], test: list[Example], fold: int,
-            min_epoch_examples: int = 0) -> FoldResult:
+def run_one(
+    cfg: RunConfig,
+    name: str,
+    subset: str,
+    train: list[Example],
+    valid: list[Example],
+    test: list[Example],
+    fold: int,
+    min_epoch_examples: int = 0,
+) -> FoldResult:
     """Train one entry on `train` (early stopping on `valid`) and score it on `test`."""
     epoch = train * epoch_repeats(len(train), min_epoch_examples)
     with tempfile.TemporaryDirectory(prefix="seqlab-compare-") as work:
@@ -144,8 +154,17 @@ def run_one(cfg: RunConfig, name: str, subset: str, train: list[Example], valid:
         fitted.model, fitted.tokenizer, fitted.labels, test, cfg.tokenizer.max_length, cfg.model.head == "sigmoid"
     )
     return FoldResult(
-        name, fold, cfg.train.seed, subset, len(train), metrics["accuracy"], metrics["macro_f1"], count_parameters(fitted.model),
-        fitted.result.seconds, fitted.result.epochs, metrics["sentences_per_second"],
+        name,
+        fold,
+        cfg.train.seed,
+        subset,
+        len(train),
+        metrics["accuracy"],
+        metrics["macro_f1"],
+        count_parameters(fitted.model),
+        fitted.result.seconds,
+        fitted.result.epochs,
+        metrics["sentences_per_second"],
     )
 
 
@@ -163,7 +182,9 @@ def splits_for(cfg: RunConfig, cv: int | None) -> list[classify.Splits]:
     for index, test in enumerate(folds):
         rest = [ex for j, fold in enumerate(folds) if j != index for ex in fold]
         valid_count = round(len(rest) * data.valid_fraction)
-        splits = classify.Splits(rest[valid_count:], rest[:valid_count], test, {"train": "folds", "valid": "folds", "test": f"fold {index + 1}"})
+        splits = classify.Splits(
+            rest[valid_count:], rest[:valid_count], test, {"train": "folds", "valid": "folds", "test": f"fold {index + 1}"}
+        )
         classify.check_labels(splits)
         result.append(splits)
     return result
@@ -198,8 +219,16 @@ def compare(
                     train = subsample(split.train, size, cfg.data.split_seed + index + 1000 * repeat)
                     r = run_one(seeded, entry, str(size or "all"), train, split.valid, split.test, index, min_epoch_examples)
                     results.append(r)
-                    log.info("%s, %d examples, fold %d/%d, seed %d: accuracy %.4f (%.0f s)",
-                             entry, r.train_size, index + 1, len(folds), r.seed, r.accuracy, r.train_seconds)
+                    log.info(
+                        "%s, %d examples, fold %d/%d, seed %d: accuracy %.4f (%.0f s)",
+                        entry,
+                        r.train_size,
+                        index + 1,
+                        len(folds),
+                        r.seed,
+                        r.accuracy,
+                        r.train_seconds,
+                    )
                     if on_result:
                         on_result(r)
     return results
@@ -211,19 +240,21 @@ def summarise(results: list[FoldResult]) -> list[dict]:
     for key in dict.fromkeys((r.arch, r.subset) for r in results):
         mine = [r for r in results if (r.arch, r.subset) == key]
         accuracies = [r.accuracy for r in mine]
-        rows.append({
-            "arch": key[0],
-            "subset": key[1],
-            "train_size": round(statistics.fmean(r.train_size for r in mine)),
-            "runs": len(mine),
-            "accuracy_mean": statistics.fmean(accuracies),
-            "accuracy_std": statistics.stdev(accuracies) if len(mine) > 1 else 0.0,
-            "macro_f1_mean": statistics.fmean(r.macro_f1 for r in mine),
-            "parameters": mine[0].parameters,
-            "train_seconds": statistics.fmean(r.train_seconds for r in mine),
-            "epochs": statistics.fmean(r.epochs for r in mine),
-            "sentences_per_second": statistics.median(r.sentences_per_second for r in mine),
-        })
+        rows.append(
+            {
+                "arch": key[0],
+                "subset": key[1],
+                "train_size": round(statistics.fmean(r.train_size for r in mine)),
+                "runs": len(mine),
+                "accuracy_mean": statistics.fmean(accuracies),
+                "accuracy_std": statistics.stdev(accuracies) if len(mine) > 1 else 0.0,
+                "macro_f1_mean": statistics.fmean(r.macro_f1 for r in mine),
+                "parameters": mine[0].parameters,
+                "train_seconds": statistics.fmean(r.train_seconds for r in mine),
+                "epochs": statistics.fmean(r.epochs for r in mine),
+                "sentences_per_second": statistics.median(r.sentences_per_second for r in mine),
+            }
+        )
     return rows
 
 
@@ -244,7 +275,8 @@ def markdown_table(rows: list[dict]) -> str:
     it) when a paper reports any row's protocol."""
     papers = any(r.get("published") is not None for r in rows)
     lines = [
-        "| arch | train examples | runs | accuracy (mean ± std) | " + ("published | " if papers else "")
+        "| arch | train examples | runs | accuracy (mean ± std) | "
+        + ("published | " if papers else "")
         + "macro-F1 | parameters | train time / run | inference sent/s |",
         "|---|---|---|---|" + ("---|" if papers else "") + "---|---|---|---|",
     ]
@@ -296,8 +328,17 @@ def run(
     results = compare(base, archs, list(overrides), cv, sizes, seeds, save_partial, min_epoch_examples)
     dataset = base.get("data", {}).get("train", "rt-polarity")
     rows = add_published(summarise(results), dataset, cv)
-    write_json(output / "results.json", {"cv": cv, "train_sizes": train_sizes, "seeds": seeds, "min_epoch_examples": min_epoch_examples,
-                                              "summary": rows, "runs": [vars(r) for r in results]})
+    write_json(
+        output / "results.json",
+        {
+            "cv": cv,
+            "train_sizes": train_sizes,
+            "seeds": seeds,
+            "min_epoch_examples": min_epoch_examples,
+            "summary": rows,
+            "runs": [vars(r) for r in results],
+        },
+    )
     write_text(output / "table.md", markdown_table(rows) + "\n")
     protocol = f"{cv}-fold CV" if cv else "held-out test split"
     title = f"{base.get('data', {}).get('train', 'rt-polarity')} · {protocol}"

@@ -38,10 +38,10 @@ import logging
 import os
 import sys
 import tempfile
-from importlib import metadata
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 from typing import Any, cast
 
@@ -79,8 +79,7 @@ class _LogitsGraph(nn.Module):
         return self.model(input_ids, attention_mask.bool()).logits  # (B, C)
 
 
-def export_onnx(run: str | Path, output: str | Path | None = None, quantize: str | None = None,
-                optimize: bool = True) -> Path:
+def export_onnx(run: str | Path, output: str | Path | None = None, quantize: str | None = None, optimize: bool = True) -> Path:
     """Write a classifier run as ONNX, after checking its logits against PyTorch's.
 
     Args:
@@ -121,8 +120,9 @@ def export_onnx(run: str | Path, output: str | Path | None = None, quantize: str
             else:
                 log.warning("the optimized graph differs from PyTorch by %.1e; writing the unoptimized one", fused_worst)
         if worst > PARITY_TOLERANCE:
-            raise SeqlabError(f"the exported graph's logits differ from PyTorch's by {worst:.1e} (> {PARITY_TOLERANCE:g}); "
-                              f"nothing was written")
+            raise SeqlabError(
+                f"the exported graph's logits differ from PyTorch's by {worst:.1e} (> {PARITY_TOLERANCE:g}); nothing was written"
+            )
         _stamp(chosen, pipe, quantization="none", parity=worst)
         log.info("exported %s: max |logit difference| to PyTorch %.1e on %d padded batches", target, worst, len(probes))
         if quantize == "int8":
@@ -164,8 +164,16 @@ def _trace(model: nn.Module, cfg, path: Path) -> Path:
     axes = {name: {0: "batch", 1: "sequence"} for name in INPUTS} | OUTPUT_AXES[cfg.task]
     try:
         with _quiet(), _native_stderr_muted(), torch.no_grad():
-            torch.onnx.export(_LogitsGraph(model).eval(), (ids, mask), str(path), dynamo=False, opset_version=OPSET,
-                              input_names=list(INPUTS), output_names=list(OUTPUT_AXES[cfg.task]), dynamic_axes=axes)
+            torch.onnx.export(
+                _LogitsGraph(model).eval(),
+                (ids, mask),
+                str(path),
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=list(INPUTS),
+                output_names=list(OUTPUT_AXES[cfg.task]),
+                dynamic_axes=axes,
+            )
     except Exception as err:  # the exporter raises many types; one line names the model
         raise SeqlabError(f"could not export the {cfg.model.arch} model to ONNX ({str(err).splitlines()[0][:200]})") from None
     finally:
@@ -202,8 +210,9 @@ def _optimize(plain: Path, model: nn.Module, cfg, path: Path) -> Path | None:
     options = FusionOptions("bert")
     options.use_raw_attention_mask(True)  # any 0/1 mask, not only right padding
     with _quiet():
-        optimized = optimize_model(str(plain), model_type="bert", num_heads=heads, hidden_size=hidden,
-                                   optimization_options=options)
+        optimized = optimize_model(
+            str(plain), model_type="bert", num_heads=heads, hidden_size=hidden, optimization_options=options
+        )
         optimized.save_model_to_file(str(path))
         fused = {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
     log.debug("ONNX Runtime fusions: %s", fused)
@@ -248,9 +257,15 @@ def _check_quantized(path: Path, model: nn.Module, probes: Sequence[tuple[torch.
             if not torch.isfinite(got).all():
                 raise SeqlabError("the int8 model gives non-finite logits; nothing was written")
             worst = max(worst, float((got - expected).abs().max()))
-            agree += int((got.argmax(-1) == expected.argmax(-1)).sum()) if got.size(-1) > 1 else int(((got > 0) == (expected > 0)).sum())
+            agree += (
+                int((got.argmax(-1) == expected.argmax(-1)).sum())
+                if got.size(-1) > 1
+                else int(((got > 0) == (expected > 0)).sum())
+            )
             total += len(ids)
-    log.info("int8 against fp32 on %d random probe rows: max |logit difference| %.3f, same argmax %d/%d", total, worst, agree, total)
+    log.info(
+        "int8 against fp32 on %d random probe rows: max |logit difference| %.3f, same argmax %d/%d", total, worst, agree, total
+    )
 
 
 def quantize_int8(source: str | Path, target: str | Path, keep_ffn_output_fp32: bool = False) -> None:
@@ -268,9 +283,15 @@ def quantize_int8(source: str | Path, target: str | Path, keep_ffn_output_fp32: 
     graph = onnx.load(str(source), load_external_data=False).graph
     exclude = head_nodes(graph) + (gelu_fed_matmuls(graph) if keep_ffn_output_fp32 else [])
     with _quiet():
-        quantize_dynamic(str(source), str(target), op_types_to_quantize=QUANTIZED_OPS, per_channel=True,
-                         weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        quantize_dynamic(
+            str(source),
+            str(target),
+            op_types_to_quantize=QUANTIZED_OPS,
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=exclude,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
 
 
 def head_nodes(graph) -> list[str]:
@@ -309,9 +330,13 @@ def _stamp(path: Path, pipe, quantization: str, parity: float | None = None) -> 
 
     model = onnx.load(str(path))
     meta = {
-        "seqlab.version": metadata.version("seqlab"), "seqlab.task": pipe.config.task, "seqlab.arch": pipe.config.model.arch,
-        "seqlab.labels": json.dumps(pipe.labels), "seqlab.head": pipe.config.model.head,
-        "seqlab.quantization": quantization, "seqlab.inputs": "input_ids int64 (B,T); attention_mask int64 (B,T), 1 = real token",
+        "seqlab.version": metadata.version("seqlab"),
+        "seqlab.task": pipe.config.task,
+        "seqlab.arch": pipe.config.model.arch,
+        "seqlab.labels": json.dumps(pipe.labels),
+        "seqlab.head": pipe.config.model.head,
+        "seqlab.quantization": quantization,
+        "seqlab.inputs": "input_ids int64 (B,T); attention_mask int64 (B,T), 1 = real token",
     }
     if parity is not None:
         meta["seqlab.parity_max_abs_diff"] = f"{parity:.3e}"

@@ -45,22 +45,28 @@ class OnnxClassifier(nn.Module):
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime's own error types
-            raise SeqlabError(f"{path} could not be opened by ONNX Runtime ({str(err).splitlines()[0][:200]}); "
-                              f"write it again with `seqlab export`") from None
+            raise SeqlabError(
+                f"{path} could not be opened by ONNX Runtime ({str(err).splitlines()[0][:200]}); "
+                f"write it again with `seqlab export`"
+            ) from None
         names = [i.name for i in self.session.get_inputs()]
         if names != list(INPUTS):
             raise SeqlabError(f"{path} takes inputs {names}, not {list(INPUTS)}: it was not written by seqlab export")
         self.metadata = self.session.get_modelmeta().custom_metadata_map
         exported = json.loads(self.metadata.get("seqlab.labels", "null"))
         if labels is not None and exported is not None and exported != list(labels):
-            raise SeqlabError(f"{path} was exported from a run with labels {exported}, not {list(labels)}; "
-                              f"export this run again with `seqlab export`")
+            raise SeqlabError(
+                f"{path} was exported from a run with labels {exported}, not {list(labels)}; "
+                f"export this run again with `seqlab export`"
+            )
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, need_weights: bool = False) -> ClassifierOutput:
         """input_ids, attention_mask (bool or int): (B, T) → logits (B, C)."""
         if need_weights:
             raise SeqlabError("attention weights need the PyTorch model; load the run with backend='torch'")
-        feeds = {"input_ids": np.ascontiguousarray(input_ids.numpy(), dtype=np.int64),
-                 "attention_mask": np.ascontiguousarray(attention_mask.numpy(), dtype=np.int64)}
+        feeds = {
+            "input_ids": np.ascontiguousarray(input_ids.numpy(), dtype=np.int64),
+            "attention_mask": np.ascontiguousarray(attention_mask.numpy(), dtype=np.int64),
+        }
         (logits,) = self.session.run(["logits"], feeds)
         return ClassifierOutput(torch.from_numpy(logits))

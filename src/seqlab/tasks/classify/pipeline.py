@@ -1,9 +1,9 @@
 """A trained classifier: text in, label and probabilities out (`seqlab.load` of a classify run).
 
-    >>> import seqlab
-    >>> pipe = seqlab.load("runs/classify-cnn-...")
-    >>> pipe(["a gorgeous, witty film"])
-    [{'label': 'positive', 'probabilities': {'negative': 0.12, 'positive': 0.88}}]
+>>> import seqlab
+>>> pipe = seqlab.load("runs/classify-cnn-...")
+>>> pipe(["a gorgeous, witty film"])
+[{'label': 'positive', 'probabilities': {'negative': 0.12, 'positive': 0.88}}]
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ class ClassifierPipeline:
     task = "classify"
 
     def __repr__(self) -> str:
-        return (f"ClassifierPipeline(task=classify, run={str(self.path)!r}, arch={self.config.model.arch}, "
-                f"labels={self.labels}, backend={self.backend})")
+        return (
+            f"ClassifierPipeline(task=classify, run={str(self.path)!r}, arch={self.config.model.arch}, "
+            f"labels={self.labels}, backend={self.backend})"
+        )
 
     def __init__(self, files: runs.RunFiles, model: nn.Module, backend: str = "torch"):
         self.path = files.path
@@ -140,7 +142,6 @@ def evaluate(pipe: ClassifierPipeline, data: str, text_column: str | None = None
     return {"data": data, **pipe.evaluate(examples)}
 
 
-
 def report_attention(run_dir: Path, config: Any, metrics: dict, pipe: ClassifierPipeline | None = None) -> list[dict]:
     """The run report's attention map (`seqlab.report` draws it): what a transformer's last
     layer attends to in one held-out sentence, mean of its heads; other architectures have none."""
@@ -148,8 +149,18 @@ def report_attention(run_dir: Path, config: Any, metrics: dict, pipe: Classifier
         return []
     split = next((s for s in ("test", "valid") if isinstance(metrics.get(s), dict) and metrics[s].get("samples")), None)
     texts = [s["text"] for s in metrics[split]["samples"]] if split else []
-    text = next((t for t in texts if len(t.split()) <= 25), " ".join(texts[0].split()[:25]) if texts else "a gorgeous, witty film")
+    text = next(
+        (t for t in texts if len(t.split()) <= 25), " ".join(texts[0].split()[:25]) if texts else "a gorgeous, witty film"
+    )
     tokens, layers = (pipe if pipe is not None and pipe.backend == "torch" else load(run_dir, backend="torch")).attention(text)
     last = layers[-1].float().mean(dim=0)  # (T, T): each row one query's weights over the keys
-    return [{"kind": "attention", "title": f"last layer, mean of {layers[-1].size(0)} heads", "weights": last.tolist(),
-             "rows": tokens, "columns": tokens, "caption": f"{len(layers)} layer(s); {'a held-out' if texts else 'an example'} sentence: {text}"}]
+    return [
+        {
+            "kind": "attention",
+            "title": f"last layer, mean of {layers[-1].size(0)} heads",
+            "weights": last.tolist(),
+            "rows": tokens,
+            "columns": tokens,
+            "caption": f"{len(layers)} layer(s); {'a held-out' if texts else 'an example'} sentence: {text}",
+        }
+    ]

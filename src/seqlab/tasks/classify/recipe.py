@@ -84,8 +84,10 @@ def load_splits(cfg: RunConfig) -> Splits:
     sources = {
         "train": data.train,
         "valid": data.valid or f"{data.valid_fraction:.0%} of {data.train}",
-        "test": data.test or (f"{data.train}:test (the standard test set)" if standard is not None
-                              else f"{data.test_fraction:.0%} of {data.train}"),
+        "test": data.test
+        or (
+            f"{data.train}:test (the standard test set)" if standard is not None else f"{data.test_fraction:.0%} of {data.train}"
+        ),
     }
     splits = Splits(train, valid, test, sources)
     check_labels(splits)
@@ -117,7 +119,9 @@ def check_labels(splits: Splits) -> None:
         raise SeqlabError("no training examples left after the valid/test split")
     known = {ex.label for ex in splits.train}
     if len(known) < 2:
-        raise SeqlabError(f"training data {splits.sources['train']} has only the label {known.pop()!r}; a classifier needs two or more")
+        raise SeqlabError(
+            f"training data {splits.sources['train']} has only the label {known.pop()!r}; a classifier needs two or more"
+        )
     for name in ("valid", "test"):
         unseen = sorted({ex.label for ex in getattr(splits, name)} - known)
         if unseen:
@@ -136,9 +140,7 @@ class Encoded:
     truncated: int
 
 
-def encode_split(
-    examples: Sequence[Example], tokenizer: Tokenizer, label_names: list[str], max_length: int
-) -> Encoded:
+def encode_split(examples: Sequence[Example], tokenizer: Tokenizer, label_names: list[str], max_length: int) -> Encoded:
     index = {name: i for i, name in enumerate(label_names)}
     ids, truncated = encode(tokenizer, [ex.text for ex in examples], max_length)
     return Encoded(ids, [index[ex.label] for ex in examples], truncated)
@@ -150,9 +152,7 @@ def encode_split(
 class ClassifierModule(L.LightningModule):
     """Cross-entropy (or binary cross-entropy for a sigmoid head), accuracy and macro-F1."""
 
-    def __init__(
-        self, model: nn.Module, num_labels: int, head: str, train_cfg: TrainConfig, layer_decay: float | None = None
-    ):
+    def __init__(self, model: nn.Module, num_labels: int, head: str, train_cfg: TrainConfig, layer_decay: float | None = None):
         super().__init__()
         self.model = model
         self.num_labels = num_labels
@@ -302,17 +302,29 @@ class ClassifyRecipe:
     def describe(self, data: Splits, vocabulary: tuple[Tokenizer, list[str]]) -> str:
         return f"{len(data.train):,} train / {len(data.valid):,} valid / {len(data.test):,} test examples, {len(vocabulary[1])} labels"
 
-    def fit(self, cfg: RunConfig, data: Splits, vocabulary: tuple[Tokenizer, list[str]], run_dir: Path, *,
-            resume: bool, progress: str | None) -> Fitted:
+    def fit(
+        self,
+        cfg: RunConfig,
+        data: Splits,
+        vocabulary: tuple[Tokenizer, list[str]],
+        run_dir: Path,
+        *,
+        resume: bool,
+        progress: str | None,
+    ) -> Fitted:
         tokenizer, labels = vocabulary
-        return fit_classifier(cfg, data.train, data.valid, run_dir, tokenizer=tokenizer, labels=labels, resume=resume,
-                              progress=progress)
+        return fit_classifier(
+            cfg, data.train, data.valid, run_dir, tokenizer=tokenizer, labels=labels, resume=resume, progress=progress
+        )
 
     def finish(self, run_dir: Path, cfg: RunConfig, data: Splits, vocabulary: Any, fitted: Fitted) -> Finished:
         sigmoid = cfg.model.head == "sigmoid"
         metrics = {
-            name: evaluate_examples(fitted.model, fitted.tokenizer, fitted.labels, getattr(data, name), cfg.tokenizer.max_length, sigmoid)
-            for name in ("valid", "test") if getattr(data, name)
+            name: evaluate_examples(
+                fitted.model, fitted.tokenizer, fitted.labels, getattr(data, name), cfg.tokenizer.max_length, sigmoid
+            )
+            for name in ("valid", "test")
+            if getattr(data, name)
         }
         shown = "test" if data.test else "valid" if data.valid else None
         if shown is not None:  # a few predictions for the run's report (seqlab.report)
@@ -323,21 +335,33 @@ class ClassifyRecipe:
         else:
             runs.save_weights(fitted.model, run_dir / runs.WEIGHTS)
         seen = {
-            name: {"source": data.sources[name], "examples": len(getattr(data, name)),
-                   "sha256": runs.data_hash((ex.text, ex.label) for ex in getattr(data, name))}
+            name: {
+                "source": data.sources[name],
+                "examples": len(getattr(data, name)),
+                "sha256": runs.data_hash((ex.text, ex.label) for ex in getattr(data, name)),
+            }
             for name in ("train", "valid", "test")
         }
         extra = {"truncated": fitted.truncated, **({"embeddings": fitted.embeddings} if fitted.embeddings else {})}
         return Finished(metrics, seen, extra)
 
 
-def sample_predictions(fitted: Fitted, examples: Sequence[Example], max_length: int, sigmoid: bool, count: int = 20) -> list[dict]:
+def sample_predictions(
+    fitted: Fitted, examples: Sequence[Example], max_length: int, sigmoid: bool, count: int = 20
+) -> list[dict]:
     """Up to `count` held-out examples with gold and predicted label and the predicted label's
     probability: the first misclassified ones (at most half) and the first right ones, in split
     order, so that a report shows what the errors look like."""
     probs = predict_proba(fitted.model, fitted.tokenizer, [ex.text for ex in examples], max_length, sigmoid)  # (N, C)
-    rows = [{"text": ex.text[:300], "gold": ex.label, "predicted": fitted.labels[int(row.argmax())], "probability": round(float(row.max()), 4)}
-            for ex, row in zip(examples, probs)]
+    rows = [
+        {
+            "text": ex.text[:300],
+            "gold": ex.label,
+            "predicted": fitted.labels[int(row.argmax())],
+            "probability": round(float(row.max()), 4),
+        }
+        for ex, row in zip(examples, probs)
+    ]
     wrong = [r for r in rows if r["gold"] != r["predicted"]][: count // 2]
     right = [r for r in rows if r["gold"] == r["predicted"]][: count - len(wrong)]
     chosen = {id(r) for r in wrong + right}

@@ -30,8 +30,8 @@ from seqlab import decoding, runs
 from seqlab.config import RunConfig
 from seqlab.data.tokenize import load_tokenizer
 from seqlab.errors import SeqlabError
-from seqlab.tasks.lm.quantize import resolve_dtype, with_dtype
 from seqlab.tasks.lm import inference as lm
+from seqlab.tasks.lm.quantize import resolve_dtype, with_dtype
 
 log = logging.getLogger("seqlab")
 
@@ -76,8 +76,10 @@ class GeneratorPipeline:
         """Each prompt's token ids (a beginning-of-text token for an empty one); a prompt too long
         for the context with `max_new_tokens` more loses its start."""
         if self.context_length is not None and max_new_tokens >= self.context_length:
-            raise SeqlabError(f"max_new_tokens={max_new_tokens} does not fit the model's context of {self.context_length} tokens; "
-                              f"ask for at most {self.context_length - 1}")
+            raise SeqlabError(
+                f"max_new_tokens={max_new_tokens} does not fit the model's context of {self.context_length} tokens; "
+                f"ask for at most {self.context_length - 1}"
+            )
         encoded, self.truncated = [], 0
         for number, prompt in enumerate(prompts, 1):
             if not isinstance(prompt, str):
@@ -85,12 +87,20 @@ class GeneratorPipeline:
             ids = self.codec.encode(prompt) if prompt else []
             if not ids:
                 if self.codec.bos_id is None:
-                    raise SeqlabError(f"prompt {number} is empty and {self.name} has no beginning-of-text token to start from; give some text")
+                    raise SeqlabError(
+                        f"prompt {number} is empty and {self.name} has no beginning-of-text token to start from; give some text"
+                    )
                 ids = [self.codec.bos_id]
             room = None if self.context_length is None else self.context_length - max_new_tokens
             if room is not None and len(ids) > room:
-                log.warning("prompt %d has %d tokens; kept its last %d so that %d new tokens fit the context of %d",
-                            number, len(ids), room, max_new_tokens, self.context_length)
+                log.warning(
+                    "prompt %d has %d tokens; kept its last %d so that %d new tokens fit the context of %d",
+                    number,
+                    len(ids),
+                    room,
+                    max_new_tokens,
+                    self.context_length,
+                )
                 ids, self.truncated = ids[-room:], self.truncated + 1
             encoded.append(ids)
         if not encoded:
@@ -160,7 +170,7 @@ class GeneratorPipeline:
                 tokens.append(token)
                 text = self.codec.decode(tokens)
                 if len(text) > len(shown) and not text.endswith("\ufffd"):  # wait out half a UTF-8 character
-                    yield text[len(shown):]
+                    yield text[len(shown) :]
                     shown = text
 
     def perplexity(self, text: str) -> dict:
@@ -203,8 +213,10 @@ def compiled(model: nn.Module) -> nn.Module:
     from seqlab.models.llama import Llama
 
     if not isinstance(model, (GPT, Llama)):
-        raise SeqlabError(f"compile works on seqlab's GPT and Llama; for a {type(model).__name__} use --engine seqlab "
-                          "(GPT-2 and Llama weights) or a GPT run")
+        raise SeqlabError(
+            f"compile works on seqlab's GPT and Llama; for a {type(model).__name__} use --engine seqlab "
+            "(GPT-2 and Llama weights) or a GPT run"
+        )
     # Guards run before every call; with dict tags Dynamo skips the checks of a module whose
     # attributes did not change since the last call (sound, not on by default): 0.62 → 0.26 ms
     # of a GPT-2-small step here. Read when the guards are built, at the first calls.

@@ -24,10 +24,10 @@ DTYPES = {
     "fp32": "float32 weights, the reference numerics",
     "bf16": "bfloat16 weights and activations (CPUs with bf16 instructions, GPUs)",
     "int8": "int8 weights and int8 activations (dynamic quantisation of the linear layers): fastest, "
-            "but models with outlier activations (SmolLM2: perplexity +14% and more) lose accuracy",
+    "but models with outlier activations (SmolLM2: perplexity +14% and more) lose accuracy",
     "bf16-int8": "int8 weights (weight-only, one scale per output) with bfloat16 activations",
     "bf16-int4": "int4 weights (weight-only, groups of 32 with a step and an offset, llama.cpp's Q4_1 "
-                 "layout; the output layer in two 4-bit passes) with bfloat16 activations: the fewest bytes per step",
+    "layout; the output layer in two 4-bit passes) with bfloat16 activations: the fewest bytes per step",
     "auto": "bf16-int8 where the CPU has bf16 instructions, else fp32",
 }
 
@@ -171,8 +171,10 @@ class Int4Linear(nn.Module):
         return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"weight=int4 (groups of {self.GROUP}, {self.passes} pass{'es' if self.passes > 1 else ''})")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"weight=int4 (groups of {self.GROUP}, {self.passes} pass{'es' if self.passes > 1 else ''})"
+        )
 
 
 # oneDNN's linear on a weight reordered once into its blocked layout: an operator of seqlab's
@@ -210,8 +212,12 @@ class PackedLinear(nn.Module):
         """oneDNN is built in, the model is on the CPU, and bfloat16 weights have the CPU's
         bf16 instructions (oneDNN would emulate them)."""
         weight = next(model.parameters(), None)
-        return (torch.backends.mkldnn.is_available() and weight is not None and weight.device.type == "cpu"
-                and (weight.dtype == torch.float32 or (weight.dtype == torch.bfloat16 and hardware.bf16_supported())))
+        return (
+            torch.backends.mkldnn.is_available()
+            and weight is not None
+            and weight.device.type == "cpu"
+            and (weight.dtype == torch.float32 or (weight.dtype == torch.bfloat16 and hardware.bf16_supported()))
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(..., in) → (..., out), in x's dtype (the weight's)."""
@@ -270,8 +276,9 @@ def _own_memory(model: nn.Module, skip: set[int] | frozenset[int] = frozenset())
 
 def _linears(model: nn.Module) -> list[tuple[nn.Module, str, nn.Linear]]:
     """(parent, attribute, layer) of every plain `nn.Linear`."""
-    return [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
-            if type(child) is nn.Linear]
+    return [
+        (parent, name, child) for parent in model.modules() for name, child in parent.named_children() if type(child) is nn.Linear
+    ]
 
 
 def _linear_layers(model: nn.Module) -> None:
@@ -308,6 +315,7 @@ def _quantize_dynamic(model: nn.Module) -> nn.Module:
                 quantize_dynamic,
             )
         except ImportError:
-            raise SeqlabError(f"dtype int8 needs torch.ao.quantization, which torch {torch.__version__} no longer has; "
-                              "use bf16-int8") from None
+            raise SeqlabError(
+                f"dtype int8 needs torch.ao.quantization, which torch {torch.__version__} no longer has; use bf16-int8"
+            ) from None
         return quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, inplace=True)

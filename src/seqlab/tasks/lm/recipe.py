@@ -86,9 +86,12 @@ def split_text(cfg: RunConfig) -> TextSplits:
     data = cfg.data
     standard = standard_splits(data.train)
     if standard is not None:
-        splits = TextSplits(load_text(data.train), load_text(data.valid or standard["valid"]),
-                            load_text(data.test or standard["test"]),
-                            {"train": data.train, "valid": data.valid or standard["valid"], "test": data.test or standard["test"]})
+        splits = TextSplits(
+            load_text(data.train),
+            load_text(data.valid or standard["valid"]),
+            load_text(data.test or standard["test"]),
+            {"train": data.train, "valid": data.valid or standard["valid"], "test": data.test or standard["test"]},
+        )
         return splits
     text = load_text(data.train, max_chars=data.max_chars, text_column=data.text_column)
     test_cut = len(text) - (0 if data.test else round(len(text) * data.test_fraction))
@@ -97,8 +100,11 @@ def split_text(cfg: RunConfig) -> TextSplits:
         text[:valid_cut],
         load_text(data.valid, max_chars=data.max_chars) if data.valid else text[valid_cut:test_cut],
         load_text(data.test, max_chars=data.max_chars) if data.test else text[test_cut:],
-        {"train": data.train, "valid": data.valid or f"{data.train} (after the first {valid_cut:,} characters)",
-         "test": data.test or f"{data.train} (the last {len(text) - test_cut:,} characters)"},
+        {
+            "train": data.train,
+            "valid": data.valid or f"{data.train} (after the first {valid_cut:,} characters)",
+            "test": data.test or f"{data.train} (the last {len(text) - test_cut:,} characters)",
+        },
     )
     if len(splits.train) < 2:
         raise SeqlabError(f"{data.train} leaves only {len(splits.train)} characters to train on")
@@ -109,8 +115,10 @@ def streams_from_disk(cfg: RunConfig) -> bool:
     """Whether a run reads its text from disk in pieces (`split_text_file`): when `data.train`
     is a `.txt` file, and so are `data.valid`/`data.test` where given."""
     data = cfg.data
-    return all(spec is None or (Path(spec).suffix.lower() == ".txt" and Path(spec).is_file())
-               for spec in (data.train, data.valid, data.test))
+    return all(
+        spec is None or (Path(spec).suffix.lower() == ".txt" and Path(spec).is_file())
+        for spec in (data.train, data.valid, data.test)
+    )
 
 
 def _scan(spec: str) -> tokens.TextFile:
@@ -132,8 +140,11 @@ def split_text_file(cfg: RunConfig) -> TextSplits:
         whole.span(0, valid_cut),
         _scan(data.valid).span() if data.valid else whole.span(valid_cut, test_cut),
         _scan(data.test).span() if data.test else whole.span(test_cut, total),
-        {"train": data.train, "valid": data.valid or f"{data.train} (after the first {valid_cut:,} characters)",
-         "test": data.test or f"{data.train} (the last {total - test_cut:,} characters)"},
+        {
+            "train": data.train,
+            "valid": data.valid or f"{data.train} (after the first {valid_cut:,} characters)",
+            "test": data.test or f"{data.train} (the last {total - test_cut:,} characters)",
+        },
     )
     if len(splits.train) < 2:
         raise SeqlabError(f"{data.train} leaves only {len(splits.train)} characters to train on")
@@ -192,15 +203,17 @@ def token_ids(text: str | TextSpan, codec: Codec) -> torch.Tensor | TokenFile:
     file tokenised once into the cache (under DDP by the first process on each machine)."""
     if isinstance(text, str):
         return codec.encode_stream(text)
-    return tokens.tokenise_span(text, partial(_encode_chunks, codec), vocab_size=codec.vocab_size,
-                                tokenizer_id=_tokenizer_id(codec))
+    return tokens.tokenise_span(
+        text, partial(_encode_chunks, codec), vocab_size=codec.vocab_size, tokenizer_id=_tokenizer_id(codec)
+    )
 
 
 # --------------------------------------------------------------------------- windows
 
 
-def make_loaders(cfg: RunConfig, train_ids: torch.Tensor | TokenFile,
-                 valid_ids: torch.Tensor | TokenFile) -> tuple[DataLoader, DataLoader | None]:
+def make_loaders(
+    cfg: RunConfig, train_ids: torch.Tensor | TokenFile, valid_ids: torch.Tensor | TokenFile
+) -> tuple[DataLoader, DataLoader | None]:
     """Random training windows (`train.batch_size` a batch; `seqlab.trainer.fit` shards them
     across DDP processes) and consecutive validation windows (every process scores them all)."""
     block, batch = cfg.tokenizer.max_length, cfg.train.batch_size
@@ -254,11 +267,21 @@ class FittedLM:
     ids: dict[str, torch.Tensor | TokenFile] = field(default_factory=dict)  # (N,) token ids of each split
 
 
-def fit_lm(cfg: RunConfig, model: nn.Module, train_ids: torch.Tensor | TokenFile, valid_ids: torch.Tensor | TokenFile,
-           work_dir: Path, *, resume: bool = False, progress: str | None = None) -> FittedLM:
+def fit_lm(
+    cfg: RunConfig,
+    model: nn.Module,
+    train_ids: torch.Tensor | TokenFile,
+    valid_ids: torch.Tensor | TokenFile,
+    work_dir: Path,
+    *,
+    resume: bool = False,
+    progress: str | None = None,
+) -> FittedLM:
     """Train `model` on random windows of `train_ids`, keeping the best validation on `valid_ids`."""
     train_loader, valid_loader = make_loaders(cfg, train_ids, valid_ids)
-    result = fit(LanguageModelModule(model, cfg.train), train_loader, valid_loader, work_dir, cfg.train, resume=resume, progress=progress)
+    result = fit(
+        LanguageModelModule(model, cfg.train), train_loader, valid_loader, work_dir, cfg.train, resume=resume, progress=progress
+    )
     return FittedLM(model.eval(), result)
 
 
@@ -305,8 +328,9 @@ class LMRecipe:
     def describe(self, data: TextSplits, vocabulary: LMVocabulary) -> str:
         return f"{len(data.train):,} train / {len(data.valid):,} valid / {len(data.test):,} test characters"
 
-    def fit(self, cfg: RunConfig, data: TextSplits, vocabulary: LMVocabulary, run_dir: Path, *, resume: bool,
-            progress: str | None) -> FittedLM:
+    def fit(
+        self, cfg: RunConfig, data: TextSplits, vocabulary: LMVocabulary, run_dir: Path, *, resume: bool, progress: str | None
+    ) -> FittedLM:
         model = vocabulary.pretrained
         if model is None:
             torch.manual_seed(cfg.train.seed)  # same initial weights for the same seed
@@ -320,7 +344,8 @@ class LMRecipe:
         block = cfg.tokenizer.max_length
         metrics = {
             name: evaluate(fitted.model, fitted.ids[name], len(getattr(data, name)), block)
-            for name in ("valid", "test") if len(fitted.ids[name]) > 1
+            for name in ("valid", "test")
+            if len(fitted.ids[name]) > 1
         }
         shown = "test" if "test" in metrics else "valid" if "valid" in metrics else None
         if shown is not None:  # a few continuations for the run's report (seqlab.report)
@@ -332,8 +357,12 @@ class LMRecipe:
         else:
             runs.save_weights(fitted.model, run_dir / runs.WEIGHTS)
         seen = {
-            name: {"source": data.sources[name], "characters": len(getattr(data, name)), "tokens": len(fitted.ids[name]),
-                   "sha256": _text_hash(getattr(data, name), fitted.ids[name])}
+            name: {
+                "source": data.sources[name],
+                "characters": len(getattr(data, name)),
+                "tokens": len(fitted.ids[name]),
+                "sha256": _text_hash(getattr(data, name), fitted.ids[name]),
+            }
             for name in ("train", "valid", "test")
         }
         files = {name: str(ids.path) for name, ids in fitted.ids.items() if isinstance(ids, TokenFile)}
@@ -376,12 +405,18 @@ def sample_continuations(cfg: RunConfig, model: nn.Module, codec: Any, text: str
         if pipe.context_length is not None:
             new_tokens = min(new_tokens, pipe.context_length // 2)
         prompts = [" ".join(words[: max(2, len(words) // 3)]) for words in chosen]
-        outputs = pipe.generate(prompts, max_new_tokens=new_tokens, do_sample=True, temperature=0.8, top_k=40, seed=0) if prompts else []
+        outputs = (
+            pipe.generate(prompts, max_new_tokens=new_tokens, do_sample=True, temperature=0.8, top_k=40, seed=0)
+            if prompts
+            else []
+        )
     except Exception as err:  # noqa: BLE001 - samples only decorate the report
         logging.getLogger("seqlab").warning("no generated samples for the report (%s)", err)
         return []
-    return [{"prompt": prompt, "continuation": out, "reference": " ".join(words[len(prompt.split()):])}
-            for prompt, out, words in zip(prompts, outputs, chosen)]
+    return [
+        {"prompt": prompt, "continuation": out, "reference": " ".join(words[len(prompt.split()) :])}
+        for prompt, out, words in zip(prompts, outputs, chosen)
+    ]
 
 
 RECIPE = LMRecipe()

@@ -43,11 +43,15 @@ def open_pretrained(path: str | Path) -> PretrainedRun:
         raise SeqlabError(f"{run_dir} is not a seqlab run folder (no {runs.CONFIG})")
     config = load_config(run_dir / runs.CONFIG)
     if config.task != "pretrain":
-        raise SeqlabError(f"{run_dir} is a {config.task} run of a {config.model.arch} model, not a pretrained encoder; "
-                          "give a run made by `seqlab pretrain mlm`")
+        raise SeqlabError(
+            f"{run_dir} is a {config.task} run of a {config.model.arch} model, not a pretrained encoder; "
+            "give a run made by `seqlab pretrain mlm`"
+        )
     if not (run_dir / runs.WEIGHTS).is_file():
-        raise SeqlabError(f"pretrained run {run_dir} has no {runs.WEIGHTS}: it did not finish; continue it with "
-                          f"`seqlab pretrain mlm --resume {run_dir}`")
+        raise SeqlabError(
+            f"pretrained run {run_dir} has no {runs.WEIGHTS}: it did not finish; continue it with "
+            f"`seqlab pretrain mlm --resume {run_dir}`"
+        )
     runs.check_finished(run_dir)
     tokenizer = load_tokenizer(run_dir / runs.TOKENIZER)
     check_vocabulary(tokenizer, run_dir / runs.TOKENIZER)
@@ -84,6 +88,8 @@ def load_encoder(model: nn.Module, init: str | Path) -> None:
     own = {k: v for k, v in model.state_dict().items() if k.startswith("encoder.")}
     wrong = [k for k, v in own.items() if k not in state or state[k].shape != v.shape]
     if wrong:
-        raise SeqlabError(f"the classifier's encoder does not fit {path} ({wrong[0]} differs); model.init takes the sizes "
-                          f"from the pretrained run: set none of model.{', model.'.join(ENCODER_KEYS)}")
+        raise SeqlabError(
+            f"the classifier's encoder does not fit {path} ({wrong[0]} differs); model.init takes the sizes "
+            f"from the pretrained run: set none of model.{', model.'.join(ENCODER_KEYS)}"
+        )
     model.load_state_dict({k: state[k] for k in own}, strict=False)

@@ -21,7 +21,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-
 from seqlab import runs
 from seqlab.errors import SeqlabError
 from seqlab.models.bert import BertForPretraining
@@ -60,7 +59,9 @@ class MaskedLMPipeline:
         if top_k < 1:
             raise SeqlabError(f"top_k must be at least 1, got {top_k}")
         if len(text) > self.config.data.max_chars:
-            raise SeqlabError(f"the text is {len(text):,} characters, over the limit of {self.config.data.max_chars:,} (data.max_chars)")
+            raise SeqlabError(
+                f"the text is {len(text):,} characters, over the limit of {self.config.data.max_chars:,} (data.max_chars)"
+            )
         return mlm.fill_mask(self.model, self.tokenizer, text, top_k, self.config.tokenizer.max_length)
 
 
@@ -77,5 +78,7 @@ load = load_masked_lm  # (the registry's name for a task's loader)
 
 def evaluate(pipe: MaskedLMPipeline, data: str) -> dict:
     """A pretrain run is scored when it finishes (masked-LM loss and accuracy in metrics.json)."""
-    raise SeqlabError(f"a pretrain run has no evaluate; its masked-LM scores are in {pipe.path}/metrics.json, and "
-                      f"`seqlab train classify --arch transformer --init {pipe.path}` fine-tunes it on a task")
+    raise SeqlabError(
+        f"a pretrain run has no evaluate; its masked-LM scores are in {pipe.path}/metrics.json, and "
+        f"`seqlab train classify --arch transformer --init {pipe.path}` fine-tunes it on a task"
+    )

@@ -93,8 +93,10 @@ def load_splits(cfg: RunConfig) -> CorpusSplits:
     total = sum(map(len, rest))
     test = read(data.test) if data.test else None
     valid = read(data.valid) if data.valid else None
-    held = {"test": 0 if test is not None else _count(total, data.test_fraction, "test"),
-            "valid": 0 if valid is not None else _count(total, data.valid_fraction, "valid")}
+    held = {
+        "test": 0 if test is not None else _count(total, data.test_fraction, "test"),
+        "valid": 0 if valid is not None else _count(total, data.valid_fraction, "valid"),
+    }
     rest, cut_test = _cut(rest, total - held["test"])
     train, cut_valid = _cut(rest, total - held["test"] - held["valid"])
     if data.limit:
@@ -133,7 +135,9 @@ def _check(cfg: RunConfig, splits: CorpusSplits) -> None:
     if not splits.train:
         raise SeqlabError("no training text left after the valid/test split")
     if cfg.tokenizer.max_length < MIN_LENGTH:
-        raise SeqlabError(f"tokenizer.max_length={cfg.tokenizer.max_length} is too short for pretraining examples; use {MIN_LENGTH} or more")
+        raise SeqlabError(
+            f"tokenizer.max_length={cfg.tokenizer.max_length} is too short for pretraining examples; use {MIN_LENGTH} or more"
+        )
     if not cfg.pretrain.nsp:
         return
     source = splits.sources["train"]
@@ -329,8 +333,13 @@ class MaskingCollator:
             maskable = attention_mask & (input_ids >= NUM_SPECIAL)
             input_ids, labels = mask_tokens(input_ids, maskable, self.vocab_size, self.mask_prob, self.generator)
         next_sentence = torch.tensor([ex.is_next for ex in batch], dtype=torch.long)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,
-                "labels": labels, "next_sentence": next_sentence}
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "token_type_ids": token_type_ids,
+            "labels": labels,
+            "next_sentence": next_sentence,
+        }
 
 
 def fix_masks(examples: list[MLMExample], vocab_size: int, mask_prob: float, seed: int) -> list[MLMExample]:
@@ -343,8 +352,14 @@ def fix_masks(examples: list[MLMExample], vocab_size: int, mask_prob: float, see
     return fixed
 
 
-def make_loader(examples: list[MLMExample], batch_size: int, collate: MaskingCollator, shuffle: bool = False,
-                bucket: bool = True, seed: int = 0) -> DataLoader:
+def make_loader(
+    examples: list[MLMExample],
+    batch_size: int,
+    collate: MaskingCollator,
+    shuffle: bool = False,
+    bucket: bool = True,
+    seed: int = 0,
+) -> DataLoader:
     sampler = BucketBatchSampler([len(ex.ids) for ex in examples], batch_size, shuffle, bucket, seed)
     return DataLoader(examples, batch_sampler=sampler, collate_fn=collate)
 
@@ -367,11 +382,20 @@ def make_examples(cfg: RunConfig, splits: CorpusSplits, tokenizer: Tokenizer) ->
     for offset, name in enumerate(("train", "valid", "test")):
         docs = encoded[name]
         negatives = encoded["train"] if nsp and name != "train" and len(docs) < 2 else None
-        made = build_examples(docs, cfg.tokenizer.max_length, nsp, random.Random(seed + offset),
-                              cfg.pretrain.short_seq_prob, negatives) if docs else []
+        made = (
+            build_examples(
+                docs, cfg.tokenizer.max_length, nsp, random.Random(seed + offset), cfg.pretrain.short_seq_prob, negatives
+            )
+            if docs
+            else []
+        )
         examples[name] = made if name == "train" else fix_masks(made, vocab, cfg.pretrain.mask_prob, seed + offset)
-        counts[name] = {"documents": len(docs), "sentences": sum(map(len, docs)), "examples": len(made),
-                        "tokens": sum(len(ex.ids) for ex in made)}
+        counts[name] = {
+            "documents": len(docs),
+            "sentences": sum(map(len, docs)),
+            "examples": len(made),
+            "tokens": sum(len(ex.ids) for ex in made),
+        }
     return PretrainData(examples, counts)
 
 
@@ -394,8 +418,12 @@ class MaskedLMModule(L.LightningModule):
         targets = batch["labels"][select]  # (N,)
         # a batch with nothing masked (possible for a few short sentences) contributes zero loss
         mlm = F.cross_entropy(out.mlm_logits, targets) if len(targets) else out.mlm_logits.sum() * 0.0
-        result = {"mlm": mlm, "loss": mlm, "mlm_correct": (out.mlm_logits.argmax(-1) == targets).sum(),
-                  "masked": torch.tensor(len(targets))}
+        result = {
+            "mlm": mlm,
+            "loss": mlm,
+            "mlm_correct": (out.mlm_logits.argmax(-1) == targets).sum(),
+            "masked": torch.tensor(len(targets)),
+        }
         if self.nsp:
             result["nsp"] = F.cross_entropy(out.nsp_logits, batch["next_sentence"])
             result["nsp_correct"] = (out.nsp_logits.argmax(-1) == batch["next_sentence"]).sum()
@@ -436,15 +464,22 @@ class FittedMLM:
     examples: PretrainData | None = None  # what was trained on (set by the recipe)
 
 
-def fit_masked_lm(cfg: RunConfig, data: PretrainData, vocab_size: int, work_dir: Path, *, resume: bool = False,
-                  progress: str | None = None) -> FittedMLM:
+def fit_masked_lm(
+    cfg: RunConfig, data: PretrainData, vocab_size: int, work_dir: Path, *, resume: bool = False, progress: str | None = None
+) -> FittedMLM:
     """Pretrain on `data.examples["train"]`, selecting the epoch on the valid examples."""
     torch.manual_seed(cfg.train.seed)  # same initial weights for the same seed
     model = build_model(cfg, vocab_size)
     module = MaskedLMModule(model, cfg.pretrain.nsp, cfg.train)
     batch, seed = cfg.train.batch_size, cfg.train.seed
-    train_loader = make_loader(data.examples["train"], batch, MaskingCollator(vocab_size, cfg.pretrain.mask_prob, seed),
-                               shuffle=True, bucket=cfg.train.bucket, seed=seed)
+    train_loader = make_loader(
+        data.examples["train"],
+        batch,
+        MaskingCollator(vocab_size, cfg.pretrain.mask_prob, seed),
+        shuffle=True,
+        bucket=cfg.train.bucket,
+        seed=seed,
+    )
     valid = data.examples["valid"]
     valid_loader = make_loader(valid, batch * 2, MaskingCollator(vocab_size, cfg.pretrain.mask_prob, seed)) if valid else None
     result = fit(module, train_loader, valid_loader, work_dir, cfg.train, resume=resume, progress=progress)
@@ -469,8 +504,13 @@ def evaluate(model: BertForPretraining, examples: list[MLMExample], nsp: bool, b
         total["masked"] += int(losses["masked"])
         total["nsp_correct"] += int(losses.get("nsp_correct", 0))
     masked = max(total["masked"], 1)
-    metrics = {"mlm_accuracy": total["correct"] / masked, "mlm_loss": total["loss"] / masked,
-               "perplexity": math.exp(total["loss"] / masked), "masked_tokens": total["masked"], "examples": len(examples)}
+    metrics = {
+        "mlm_accuracy": total["correct"] / masked,
+        "mlm_loss": total["loss"] / masked,
+        "perplexity": math.exp(total["loss"] / masked),
+        "masked_tokens": total["masked"],
+        "examples": len(examples),
+    }
     if nsp:
         metrics["nsp_accuracy"] = total["nsp_correct"] / max(len(examples), 1)
     return metrics
@@ -503,11 +543,14 @@ class PretrainRecipe:
         return load_tokenizer(run_dir / runs.TOKENIZER)
 
     def describe(self, data: CorpusSplits, vocabulary: Tokenizer) -> str:
-        return (f"{len(data.train):,} train / {len(data.valid):,} valid / {len(data.test):,} test documents, "
-                f"{vocabulary.get_vocab_size():,} wordpieces")
+        return (
+            f"{len(data.train):,} train / {len(data.valid):,} valid / {len(data.test):,} test documents, "
+            f"{vocabulary.get_vocab_size():,} wordpieces"
+        )
 
-    def fit(self, cfg: RunConfig, data: CorpusSplits, vocabulary: Tokenizer, run_dir: Path, *, resume: bool,
-            progress: str | None) -> FittedMLM:
+    def fit(
+        self, cfg: RunConfig, data: CorpusSplits, vocabulary: Tokenizer, run_dir: Path, *, resume: bool, progress: str | None
+    ) -> FittedMLM:
         examples = make_examples(cfg, data, vocabulary)
         fitted = fit_masked_lm(cfg, examples, vocabulary.get_vocab_size(), run_dir, resume=resume, progress=progress)
         fitted.examples = examples
@@ -515,12 +558,18 @@ class PretrainRecipe:
 
     def finish(self, run_dir: Path, cfg: RunConfig, data: CorpusSplits, vocabulary: Tokenizer, fitted: FittedMLM) -> Finished:
         examples = fitted.examples
-        metrics = {name: evaluate(fitted.model, examples.examples[name], cfg.pretrain.nsp)
-                   for name in ("valid", "test") if examples.examples[name]}
+        metrics = {
+            name: evaluate(fitted.model, examples.examples[name], cfg.pretrain.nsp)
+            for name in ("valid", "test")
+            if examples.examples[name]
+        }
         runs.save_weights(fitted.model, run_dir / runs.WEIGHTS)
         seen = {
-            name: {"source": data.sources[name], **examples.counts[name],
-                   "sha256": runs.data_hash((sentence, str(d)) for d, doc in enumerate(getattr(data, name)) for sentence in doc)}
+            name: {
+                "source": data.sources[name],
+                **examples.counts[name],
+                "sha256": runs.data_hash((sentence, str(d)) for d, doc in enumerate(getattr(data, name)) for sentence in doc),
+            }
             for name in ("train", "valid", "test")
         }
         return Finished(metrics, seen)

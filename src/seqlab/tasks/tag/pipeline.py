@@ -149,7 +149,6 @@ class SpacyNER:
         return results
 
 
-
 class TaggerPipeline:
     """A tagger trained here (a finished tag run): words in, tags out; texts in, entities out."""
 
@@ -164,8 +163,15 @@ class TaggerPipeline:
     def __repr__(self) -> str:
         return f"TaggerPipeline(task=tag, run={self.name!r}, arch={self.config.model.arch}, tags={len(self.names)})"
 
-    def __init__(self, path: Path, config: RunConfig, tokenizer: Tokenizer, names: list[str], model: nn.Module,
-                 chunk_chars: int = CHUNK_CHARS):
+    def __init__(
+        self,
+        path: Path,
+        config: RunConfig,
+        tokenizer: Tokenizer,
+        names: list[str],
+        model: nn.Module,
+        chunk_chars: int = CHUNK_CHARS,
+    ):
         self.path = path
         self.name = str(path)
         self.source = f"run {path}"
@@ -206,7 +212,6 @@ class TaggerPipeline:
                 first, last = sentence[start][1], sentence[end - 1][1] + len(sentence[end - 1][0])
                 results[number].append(Entity(texts[number][first:last], label, first, last))
         return results
-
 
     @property
     def splitter(self) -> Any:
@@ -273,8 +278,10 @@ def as_html(texts: Sequence[str], results: Sequence[list[Entity]], title: str | 
     """One self-contained HTML page (displaCy's entity style: inline CSS, no scripts, no links)."""
     from spacy import displacy
 
-    docs = [{"text": text, "ents": [{"start": e.start, "end": e.end, "label": e.label} for e in ents], "title": None}
-            for text, ents in zip(texts, results)]
+    docs = [
+        {"text": text, "ents": [{"start": e.start, "end": e.end, "label": e.label} for e in ents], "title": None}
+        for text, ents in zip(texts, results)
+    ]
     page = displacy.render(docs, style="ent", manual=True, page=True, jupyter=False)
     if title:
         page = page.replace("<title>displaCy</title>", f"<title>{html.escape(title)}</title>", 1)

@@ -85,8 +85,9 @@ def learn_vocabulary(cfg: RunConfig, train: Sequence[TaggedSentence]) -> tuple[T
     tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
     tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC()] + ([normalizers.Lowercase()] if tok.lowercase else []))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()  # the data's words, as they are
-    trainer = trainers.WordLevelTrainer(vocab_size=tok.vocab_size, min_frequency=tok.min_frequency,
-                                        special_tokens=[*SPECIAL_TOKENS, *SHAPES])
+    trainer = trainers.WordLevelTrainer(
+        vocab_size=tok.vocab_size, min_frequency=tok.min_frequency, special_tokens=[*SPECIAL_TOKENS, *SHAPES]
+    )
     tokenizer.train_from_iterator((" ".join(s.tokens) for s in train), trainer=trainer)
     extra = getattr(cfg.model, "vector_words", 0)
     if extra and cfg.model.embeddings:
@@ -107,8 +108,9 @@ def with_vector_words(tokenizer: Tokenizer, spec: str, count: int, lowercase: bo
 
     words = getattr(load_vectors(spec).keys, "words", None)
     if words is None:
-        raise SeqlabError(f"model.vector_words needs a text table of vectors (glove-6b-50d or a GloVe-format file), "
-                          f"not {spec}; set it to 0")
+        raise SeqlabError(
+            f"model.vector_words needs a text table of vectors (glove-6b-50d or a GloVe-format file), not {spec}; set it to 0"
+        )
     vocab = tokenizer.get_vocab()
     for word in words[:count]:
         word = word.lower() if lowercase else word
@@ -123,13 +125,17 @@ def with_vector_words(tokenizer: Tokenizer, spec: str, count: int, lowercase: bo
 def piece_tags(sentence: TaggedSentence, piece: Piece, tag_index: dict[str, int], scheme: str) -> list[int]:
     """Gold tag ids of a piece; an entity cut by a piece boundary becomes two well-formed ones."""
     end = piece.start + len(piece.first)
-    spans = [(max(s, piece.start) - piece.start, min(e, end) - piece.start, label)
-             for s, e, label in sentence.spans if s < end and e > piece.start]
+    spans = [
+        (max(s, piece.start) - piece.start, min(e, end) - piece.start, label)
+        for s, e, label in sentence.spans
+        if s < end and e > piece.start
+    ]
     return [tag_index[t] for t in spans_to_tags(spans, len(piece.first), scheme)]
 
 
-def make_piece_loader(pieces: list[Piece], tags: list[list[int]] | None, batch_size: int, shuffle: bool = False,
-                      bucket: bool = True, seed: int = 0) -> DataLoader:
+def make_piece_loader(
+    pieces: list[Piece], tags: list[list[int]] | None, batch_size: int, shuffle: bool = False, bucket: bool = True, seed: int = 0
+) -> DataLoader:
     sampler = BucketBatchSampler([len(p.ids) for p in pieces], batch_size, shuffle, bucket, seed)
     return DataLoader(PieceDataset(pieces, tags), batch_sampler=sampler, collate_fn=collate_pieces)
 
@@ -137,8 +143,9 @@ def make_piece_loader(pieces: list[Piece], tags: list[list[int]] | None, batch_s
 # --------------------------------------------------------------------------- models
 
 
-def tag_loss(model: nn.Module, logits: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor,
-             reduction: str = "mean") -> torch.Tensor:
+def tag_loss(
+    model: nn.Module, logits: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
     """Per word (`reduction="sum"`: summed over the words): the CRF's negative log-likelihood of
     the gold paths, or cross-entropy."""
     if getattr(model, "crf", None) is not None:
@@ -198,16 +205,26 @@ class FittedTagger:
     embeddings: dict | None = None
 
 
-def _pieces_and_tags(sentences: Sequence[TaggedSentence], tokenizer: Tokenizer, names: list[str], cfg: RunConfig,
-                     model: nn.Module):
+def _pieces_and_tags(
+    sentences: Sequence[TaggedSentence], tokenizer: Tokenizer, names: list[str], cfg: RunConfig, model: nn.Module
+):
     pieces = encode_words(tokenizer, [s.tokens for s in sentences], cfg.tokenizer.max_length, word_chars(model))
     index = {name: i for i, name in enumerate(names)}
     tags = [piece_tags(sentences[p.sentence], p, index, cfg.tag.scheme) for p in pieces]
     return pieces, tags, len(pieces) - len(sentences)
 
 
-def fit_tagger(cfg: RunConfig, train: Sequence[TaggedSentence], valid: Sequence[TaggedSentence], work_dir: Path,
-               tokenizer: Tokenizer, names: list[str], *, resume: bool = False, progress: str | None = None) -> FittedTagger:
+def fit_tagger(
+    cfg: RunConfig,
+    train: Sequence[TaggedSentence],
+    valid: Sequence[TaggedSentence],
+    work_dir: Path,
+    tokenizer: Tokenizer,
+    names: list[str],
+    *,
+    resume: bool = False,
+    progress: str | None = None,
+) -> FittedTagger:
     """Train the configured tagger on `train`, keeping the epoch with the best `train.monitor` on `valid`."""
     torch.manual_seed(cfg.train.seed)  # same initial weights for the same seed
     model = build_tagger(cfg, tokenizer, names)
@@ -254,16 +271,27 @@ class TagRecipe:
         return load_tokenizer(run_dir / runs.TOKENIZER), runs.read_labels(run_dir)
 
     def describe(self, data: TagSplits, vocabulary: tuple[Tokenizer, list[str]]) -> str:
-        return (f"{len(data.train):,} train / {len(data.valid):,} valid / {len(data.test):,} test sentences, "
-                f"{len(vocabulary[1])} tags")
+        return (
+            f"{len(data.train):,} train / {len(data.valid):,} valid / {len(data.test):,} test sentences, "
+            f"{len(vocabulary[1])} tags"
+        )
 
-    def fit(self, cfg: RunConfig, data: TagSplits, vocabulary: tuple[Tokenizer, list[str]], run_dir: Path, *,
-            resume: bool, progress: str | None) -> FittedTagger:
+    def fit(
+        self,
+        cfg: RunConfig,
+        data: TagSplits,
+        vocabulary: tuple[Tokenizer, list[str]],
+        run_dir: Path,
+        *,
+        resume: bool,
+        progress: str | None,
+    ) -> FittedTagger:
         tokenizer, names = vocabulary
         return fit_tagger(cfg, data.train, data.valid, run_dir, tokenizer, names, resume=resume, progress=progress)
 
-    def finish(self, run_dir: Path, cfg: RunConfig, data: TagSplits, vocabulary: tuple[Tokenizer, list[str]],
-               fitted: FittedTagger) -> Finished:
+    def finish(
+        self, run_dir: Path, cfg: RunConfig, data: TagSplits, vocabulary: tuple[Tokenizer, list[str]], fitted: FittedTagger
+    ) -> Finished:
         tokenizer, names = vocabulary
         metrics: dict = {"labels": "silver" if cfg.data.train == SILVER_NER else "given"}
         for name in ("valid", "test"):
@@ -271,16 +299,21 @@ class TagRecipe:
                 metrics[name] = evaluate_sentences(fitted.model, tokenizer, names, getattr(data, name), cfg.tokenizer.max_length)
         shown = "test" if data.test else "valid" if data.valid else None
         if shown is not None:  # a few tagged sentences for the run's report (seqlab.report)
-            metrics[shown]["samples"] = sample_sentences(fitted.model, tokenizer, names, getattr(data, shown), cfg.tokenizer.max_length)
+            metrics[shown]["samples"] = sample_sentences(
+                fitted.model, tokenizer, names, getattr(data, shown), cfg.tokenizer.max_length
+            )
         if cfg.model.arch == "hf":  # transformers loads the encoder; seqlab adds the output layer
             hub.save_for_transformers(fitted.model.encoder, cfg.model.model, run_dir / runs.ENCODER)
             runs.save_weights(fitted.model, run_dir / runs.WEIGHTS, skip_prefix="encoder.")
         else:
             runs.save_weights(fitted.model, run_dir / runs.WEIGHTS)
         seen = {
-            name: {"source": data.sources[name], "sentences": len(getattr(data, name)),
-                   "words": sum(len(s.tokens) for s in getattr(data, name)),
-                   "sha256": runs.data_hash((" ".join(s.tokens), " ".join(s.tags("bio"))) for s in getattr(data, name))}
+            name: {
+                "source": data.sources[name],
+                "sentences": len(getattr(data, name)),
+                "words": sum(len(s.tokens) for s in getattr(data, name)),
+                "sha256": runs.data_hash((" ".join(s.tokens), " ".join(s.tags("bio"))) for s in getattr(data, name)),
+            }
             for name in ("train", "valid", "test")
         }
         extra = {"split_sentences": fitted.split_sentences, **({"embeddings": fitted.embeddings} if fitted.embeddings else {})}
@@ -289,16 +322,19 @@ class TagRecipe:
         return Finished(metrics, seen, extra)
 
 
-def sample_sentences(model: nn.Module, tokenizer: Tokenizer, names: list[str], sentences: Sequence[TaggedSentence],
-                     max_length: int, count: int = 8) -> list[dict]:
+def sample_sentences(
+    model: nn.Module, tokenizer: Tokenizer, names: list[str], sentences: Sequence[TaggedSentence], max_length: int, count: int = 8
+) -> list[dict]:
     """The first `count` held-out sentences that have an entity (gold or predicted), each as its
     words with the gold and the predicted spans ([start, end, type], word offsets, end excluded)."""
     from seqlab.data.conll import tags_to_spans
 
     chosen = [s for s in sentences if len(s.tokens) <= 60][: count * 4]
     predicted = predict_tags(model, tokenizer, names, [s.tokens for s in chosen], max_length)
-    rows = [{"words": s.tokens, "gold": [list(span) for span in s.spans], "predicted": [list(span) for span in tags_to_spans(tags)]}
-            for s, tags in zip(chosen, predicted)]
+    rows = [
+        {"words": s.tokens, "gold": [list(span) for span in s.spans], "predicted": [list(span) for span in tags_to_spans(tags)]}
+        for s, tags in zip(chosen, predicted)
+    ]
     return [r for r in rows if r["gold"] or r["predicted"]][:count]
 
 

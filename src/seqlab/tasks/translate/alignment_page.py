@@ -59,11 +59,12 @@ def write_alignment_page(path: str | Path, items: Sequence[dict], title: str = "
             + alignment_table(item["source_tokens"], item["target_tokens"], item["attention"])
         )
     page = (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
         f"<h1>{html.escape(title)}</h1>"
         '<p class="note">Rows: output tokens; columns: source tokens. A cell is the attention weight of that output '
         "token on that source token (hover for its value); every row sums to 1. ▁ marks a token that starts a word.</p>"
-        + "".join(sections) + "</body></html>\n"
+        + "".join(sections)
+        + "</body></html>\n"
     )
     return write_text(path, page)

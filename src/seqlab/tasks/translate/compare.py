@@ -41,7 +41,9 @@ ENTRIES: dict[str, list[str]] = {
     "seq2seq-attn": ["model.arch=seq2seq-attn"],
     "transformer": ["model.arch=transformer-seq2seq"],
     "transformer-seq2seq": ["model.arch=transformer-seq2seq"],
-    **{kind: ["model.arch=seq2seq-attn", f"model.attention={kind}"] for kind in ("bahdanau", "luong-dot", "luong-general", "dot")},
+    **{
+        kind: ["model.arch=seq2seq-attn", f"model.attention={kind}"] for kind in ("bahdanau", "luong-dot", "luong-general", "dot")
+    },
     "luong": ["model.arch=seq2seq-attn", "model.attention=luong-general"],  # (Luong et al.'s and JoeyNMT's default score)
 }
 DEFAULT_ENTRIES = ("seq2seq", "seq2seq-attn", "transformer")
@@ -85,8 +87,13 @@ def entry_config(base: dict, entry: str, overrides: Sequence[str], budget_minute
     return build_config({**base, "task": "translate"}, [*ENTRIES[entry], *budget, *shared, *mine])
 
 
-def decode_speed(model: torch.nn.Module, vocab: translate.Vocabularies, sources: list[list[int]], settings: translate.DecodeSettings,
-                 batch_size: int = 64) -> dict[str, float]:
+def decode_speed(
+    model: torch.nn.Module,
+    vocab: translate.Vocabularies,
+    sources: list[list[int]],
+    settings: translate.DecodeSettings,
+    batch_size: int = 64,
+) -> dict[str, float]:
     """Sentences per second on the same sentences: batched, and one sentence at a time."""
     started = time.perf_counter()
     batched = translate.translate_ids(model, sources, vocab, settings, batch_size)
@@ -95,7 +102,12 @@ def decode_speed(model: torch.nn.Module, vocab: translate.Vocabularies, sources:
     single = [translate.translate_ids(model, [src], vocab, settings, 1)[0] for src in sources]
     single_s = time.perf_counter() - started
     agree = sum(a == b for a, b in zip(batched, single)) / max(len(sources), 1)
-    return {"batched": len(sources) / batched_s, "single": len(sources) / single_s, "speedup": single_s / batched_s, "agreement": agree}
+    return {
+        "batched": len(sources) / batched_s,
+        "single": len(sources) / single_s,
+        "speedup": single_s / batched_s,
+        "agreement": agree,
+    }
 
 
 def run_entry(cfg: RunConfig, entry: str, splits: translate.Splits, speed_sentences: int = 200) -> dict:
@@ -105,30 +117,71 @@ def run_entry(cfg: RunConfig, entry: str, splits: translate.Splits, speed_senten
     model = translate.build_model(cfg, vocab.source.get_vocab_size(), vocab.target.get_vocab_size())
     counter = translate.TokenCounter()
     with tempfile.TemporaryDirectory(prefix="seqlab-compare-") as work:
-        fitted = translate.fit_translator(cfg, model, vocab, splits.train, splits.valid, Path(work), progress="lines", loggers=False,
-                                          callbacks=[counter])
+        fitted = translate.fit_translator(
+            cfg, model, vocab, splits.train, splits.valid, Path(work), progress="lines", loggers=False, callbacks=[counter]
+        )
     settings = translate.DecodeSettings.from_config(cfg)
     metrics = translate_eval.evaluate(fitted.model, vocab, splits.test, settings, cfg.tokenizer.max_length)
-    sources = translate.encode_sources(vocab.source, [p.source for p in splits.test[:speed_sentences]], cfg.tokenizer.max_length).ids
+    sources = translate.encode_sources(
+        vocab.source, [p.source for p in splits.test[:speed_sentences]], cfg.tokenizer.max_length
+    ).ids
     speed = decode_speed(fitted.model, vocab, sources, settings)
     row = {
-        "arch": entry, "model": cfg.model.arch, "attention": getattr(cfg.model, "attention", None) or ("multi-head" if cfg.model.arch == "transformer-seq2seq" else None),
-        "seed": cfg.train.seed, "parameters": count_parameters(fitted.model), "train_pairs": len(splits.train),
-        "test_pairs": len(splits.test), "train_seconds": fitted.result.seconds, "epochs": fitted.result.epochs,
-        "budget_minutes": cfg.train.max_minutes, "train_steps": counter.steps,
+        "arch": entry,
+        "model": cfg.model.arch,
+        "attention": getattr(cfg.model, "attention", None) or ("multi-head" if cfg.model.arch == "transformer-seq2seq" else None),
+        "seed": cfg.train.seed,
+        "parameters": count_parameters(fitted.model),
+        "train_pairs": len(splits.train),
+        "test_pairs": len(splits.test),
+        "train_seconds": fitted.result.seconds,
+        "epochs": fitted.result.epochs,
+        "budget_minutes": cfg.train.max_minutes,
+        "train_steps": counter.steps,
         "train_target_tokens_per_second": counter.tokens_per_second,
-        "beam": settings.beam, "beam_sentences_per_second": speed["batched"], "single_sentences_per_second": speed["single"],
-        "batched_speedup": speed["speedup"], "batched_single_agreement": speed["agreement"], "speed_sentences": len(sources),
-        **{k: metrics[k] for k in ("exact_match", "bleu", "chrf", "bleu_signature", "chrf_signature", "teacher_forced_accuracy", "free_running_accuracy",
-                                   "attention_entropy", "attention_entropy_normalized", "by_length", "samples")},
+        "beam": settings.beam,
+        "beam_sentences_per_second": speed["batched"],
+        "single_sentences_per_second": speed["single"],
+        "batched_speedup": speed["speedup"],
+        "batched_single_agreement": speed["agreement"],
+        "speed_sentences": len(sources),
+        **{
+            k: metrics[k]
+            for k in (
+                "exact_match",
+                "bleu",
+                "chrf",
+                "bleu_signature",
+                "chrf_signature",
+                "teacher_forced_accuracy",
+                "free_running_accuracy",
+                "attention_entropy",
+                "attention_entropy_normalized",
+                "by_length",
+                "samples",
+            )
+        },
     }
-    log.info("%s: exact match %.4f, BLEU %.2f (%d parameters, %.0f s training, %.1f× batched beam speed-up)",
-             entry, row["exact_match"], row["bleu"], row["parameters"], row["train_seconds"], row["batched_speedup"])
+    log.info(
+        "%s: exact match %.4f, BLEU %.2f (%d parameters, %.0f s training, %.1f× batched beam speed-up)",
+        entry,
+        row["exact_match"],
+        row["bleu"],
+        row["parameters"],
+        row["train_seconds"],
+        row["batched_speedup"],
+    )
     return row
 
 
-def compare(base: dict, entries: Sequence[str], overrides: Sequence[str] = (), seeds: int = 1,
-            on_result: Callable[[dict], None] | None = None, budget_minutes: float | None = None) -> list[dict]:
+def compare(
+    base: dict,
+    entries: Sequence[str],
+    overrides: Sequence[str] = (),
+    seeds: int = 1,
+    on_result: Callable[[dict], None] | None = None,
+    budget_minutes: float | None = None,
+) -> list[dict]:
     """Train and test every entry `seeds` times (seeds train.seed, +1, ...); one row per run."""
     if seeds < 1:
         raise SeqlabError(f"--seeds must be at least 1 (got {seeds})")
@@ -159,7 +212,9 @@ def markdown_tables(rows: Sequence[dict]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        entropy = "–" if r["attention_entropy"] is None else f"{r['attention_entropy']:.2f} ({r['attention_entropy_normalized']:.2f})"
+        entropy = (
+            "–" if r["attention_entropy"] is None else f"{r['attention_entropy']:.2f} ({r['attention_entropy_normalized']:.2f})"
+        )
         lines.append(
             f"| {r['arch']} | {r['attention'] or '–'} | {r['parameters']:,} | {r['train_seconds']:.0f} s | {r['epochs']} | "
             f"{r['train_target_tokens_per_second']:,.0f} | {100 * r['exact_match']:.2f}% | {r['bleu']:.2f} | {r['chrf']:.2f} | {100 * r['teacher_forced_accuracy']:.2f}% | "
@@ -182,8 +237,14 @@ def markdown_tables(rows: Sequence[dict]) -> str:
 # --------------------------------------------------------------------------- comparison
 
 
-def run(base: dict, entries: Sequence[str], overrides: Sequence[str] = (), output_dir: str | Path | None = None,
-        seeds: int = 1, budget_minutes: float | None = None) -> tuple[list[dict], Path]:
+def run(
+    base: dict,
+    entries: Sequence[str],
+    overrides: Sequence[str] = (),
+    output_dir: str | Path | None = None,
+    seeds: int = 1,
+    budget_minutes: float | None = None,
+) -> tuple[list[dict], Path]:
     """Train every entry (see the module docstring) on the same pairs, each within
     `budget_minutes` if given, and write results.json, table.md and comparison.png (BLEU by
     source length, training time, decoding speed) into `output_dir`; each finished run is
@@ -203,8 +264,18 @@ def run(base: dict, entries: Sequence[str], overrides: Sequence[str] = (), outpu
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
     rows = compare(base, entries, list(overrides), seeds, save_partial, budget_minutes)
-    write_json(output / "results.json", {"base": base, "entries": entries, "overrides": list(overrides), "seeds": seeds,
-                                         "budget_minutes": budget_minutes, "versions": runs.environment(), "runs": rows})
+    write_json(
+        output / "results.json",
+        {
+            "base": base,
+            "entries": entries,
+            "overrides": list(overrides),
+            "seeds": seeds,
+            "budget_minutes": budget_minutes,
+            "versions": runs.environment(),
+            "runs": rows,
+        },
+    )
     write_text(output / "table.md", markdown_tables(rows) + "\n")
     data = base.get("data", {}).get("train", "numbers-en-fr")
     budget = f" · {budget_minutes:g} min each" if budget_minutes else ""

@@ -73,7 +73,9 @@ class Vocabularies:
     def check(self) -> Vocabularies:
         for side, tok in (("source", self.source), ("target", self.target)):
             if [tok.token_to_id(t) for t in SPECIAL_TOKENS] != [0, 1, 2, 3]:
-                raise SeqlabError(f"the {side} tokenizer is not a translation vocabulary ({', '.join(SPECIAL_TOKENS)} as ids 0-3)")
+                raise SeqlabError(
+                    f"the {side} tokenizer is not a translation vocabulary ({', '.join(SPECIAL_TOKENS)} as ids 0-3)"
+                )
         return self
 
 
@@ -130,8 +132,10 @@ class EncodedPairs:
 
 
 def encode_pairs(vocab: Vocabularies, pairs: Sequence[Pair], max_length: int) -> EncodedPairs:
-    return EncodedPairs(encode_sources(vocab.source, [p.source for p in pairs], max_length).ids,
-                        encode_targets(vocab.target, [p.target for p in pairs], max_length))
+    return EncodedPairs(
+        encode_sources(vocab.source, [p.source for p in pairs], max_length).ids,
+        encode_targets(vocab.target, [p.target for p in pairs], max_length),
+    )
 
 
 def collate_pairs(batch: list[tuple[list[int], list[int]]], bos_id: int = 2, eos_id: int = 3) -> dict[str, torch.Tensor]:
@@ -143,8 +147,9 @@ def collate_pairs(batch: list[tuple[list[int], list[int]]], bos_id: int = 2, eos
     return {"source_ids": source_ids, "source_mask": source_mask, "targets_in": targets_in, "labels": labels}
 
 
-def make_loader(pairs: EncodedPairs, batch_size: int, shuffle: bool = False, bucket: bool = True, seed: int = 0,
-                max_tokens: int | None = None) -> DataLoader:
+def make_loader(
+    pairs: EncodedPairs, batch_size: int, shuffle: bool = False, bucket: bool = True, seed: int = 0, max_tokens: int | None = None
+) -> DataLoader:
     """Batches of pairs of similar length (see `BucketBatchSampler`): `batch_size` pairs, or with
     `max_tokens` as many as fit that many padded positions, sentences × max(source, target + 1)
     tokens (fairseq's `--max-tokens`)."""
@@ -160,20 +165,51 @@ def build_model(cfg: RunConfig, source_vocab: int, target_vocab: int) -> nn.Modu
     """The encoder-decoder a config describes."""
     m = cfg.model
     if m.arch == "transformer-seq2seq":
-        return TransformerSeq2Seq(source_vocab, target_vocab, m.d_model, m.num_heads, m.num_layers, m.ff_dim, m.dropout,
-                                  m.positional, m.max_len, PAD_ID, m.tie_embeddings, m.share_embeddings)
-    return RNNSeq2Seq(source_vocab, target_vocab, m.cell, m.embed_dim, m.hidden_dim, m.num_layers, m.bidirectional,
-                      m.attention, m.dropout, m.tie_embeddings, PAD_ID)
+        return TransformerSeq2Seq(
+            source_vocab,
+            target_vocab,
+            m.d_model,
+            m.num_heads,
+            m.num_layers,
+            m.ff_dim,
+            m.dropout,
+            m.positional,
+            m.max_len,
+            PAD_ID,
+            m.tie_embeddings,
+            m.share_embeddings,
+        )
+    return RNNSeq2Seq(
+        source_vocab,
+        target_vocab,
+        m.cell,
+        m.embed_dim,
+        m.hidden_dim,
+        m.num_layers,
+        m.bidirectional,
+        m.attention,
+        m.dropout,
+        m.tie_embeddings,
+        PAD_ID,
+    )
 
 
-def token_scores(model: nn.Module, batch: dict[str, torch.Tensor], sampling_prob: float = 0.0, label_smoothing: float = 0.0,
-                 need_weights: bool = False) -> tuple[torch.Tensor, int, int, Any]:
+def token_scores(
+    model: nn.Module,
+    batch: dict[str, torch.Tensor],
+    sampling_prob: float = 0.0,
+    label_smoothing: float = 0.0,
+    need_weights: bool = False,
+) -> tuple[torch.Tensor, int, int, Any]:
     """(summed cross-entropy, target tokens, tokens predicted right, model output) of one
     teacher-forced batch."""
-    out = model(batch["source_ids"], batch["source_mask"], batch["targets_in"], need_weights=need_weights, sampling_prob=sampling_prob)
+    out = model(
+        batch["source_ids"], batch["source_mask"], batch["targets_in"], need_weights=need_weights, sampling_prob=sampling_prob
+    )
     labels = batch["labels"]
-    loss = F.cross_entropy(out.logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE, reduction="sum",
-                           label_smoothing=label_smoothing)
+    loss = F.cross_entropy(
+        out.logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE, reduction="sum", label_smoothing=label_smoothing
+    )
     real = labels != IGNORE
     correct = int(((out.logits.argmax(-1) == labels) & real).sum())
     return loss, int(real.sum()), correct, out
@@ -256,8 +292,13 @@ class DecodeSettings:
         limit = cfg.tokenizer.max_length
         if cfg.model.arch == "transformer-seq2seq" and cfg.model.positional == "learned":
             limit = min(limit, cfg.model.max_len - 1)
-        settings = {"beam": t.beam, "length_penalty": t.length_penalty, "max_length_ratio": t.max_length_ratio,
-                    "max_length_offset": t.max_length_offset, "max_tokens": limit}
+        settings = {
+            "beam": t.beam,
+            "length_penalty": t.length_penalty,
+            "max_length_ratio": t.max_length_ratio,
+            "max_length_offset": t.max_length_offset,
+            "max_tokens": limit,
+        }
         settings.update({k: v for k, v in changes.items() if v is not None})
         if settings["beam"] < 1:
             raise SeqlabError(f"beam must be at least 1, 1 = greedy (got {settings['beam']})")
@@ -276,8 +317,14 @@ Hypothesis = tuple[float, list[int]]  # (score: sum of log p / length ** length_
 
 
 @torch.inference_mode()
-def translate_nbest(model: nn.Module, sources: Sequence[Sequence[int]], vocab: Vocabularies, settings: DecodeSettings,
-                    batch_size: int = 64, n_best: int = 1) -> list[list[Hypothesis]]:
+def translate_nbest(
+    model: nn.Module,
+    sources: Sequence[Sequence[int]],
+    vocab: Vocabularies,
+    settings: DecodeSettings,
+    batch_size: int = 64,
+    n_best: int = 1,
+) -> list[list[Hypothesis]]:
     """Decode every source, batched by similar length → per source, its best `n_best`
     hypotheses, best first, in input order. Greedy (beam 1) gives one hypothesis per source
     (its score not computed: NaN); beam search goes on until it has `n_best` hypotheses that no
@@ -310,29 +357,43 @@ def translate_nbest(model: nn.Module, sources: Sequence[Sequence[int]], vocab: V
             continue
         # early_stopping=False: a confident model's unlikely endings must not fill the beam's
         # hypotheses before the likely translation ends (see `decoding.beam_search`)
-        config = decoding.GenerationConfig(max_new_tokens=int(limits.max()) + 1, num_beams=settings.beam, eos_token_id=eos,
-                                           pad_token_id=PAD_ID, length_penalty=settings.length_penalty, early_stopping=False)
+        config = decoding.GenerationConfig(
+            max_new_tokens=int(limits.max()) + 1,
+            num_beams=settings.beam,
+            eos_token_id=eos,
+            pad_token_id=PAD_ID,
+            length_penalty=settings.length_penalty,
+            early_stopping=False,
+        )
         for i, hypotheses in zip(rows, decoding.beam_hypotheses(lm, prompt, None, config, n_best=n_best)):
             results[i] = [(score, strip(tokens)) for score, tokens in hypotheses[:n_best]]
     return results
 
 
-def translate_ids(model: nn.Module, sources: Sequence[Sequence[int]], vocab: Vocabularies, settings: DecodeSettings,
-                  batch_size: int = 64) -> list[list[int]]:
+def translate_ids(
+    model: nn.Module, sources: Sequence[Sequence[int]], vocab: Vocabularies, settings: DecodeSettings, batch_size: int = 64
+) -> list[list[int]]:
     """Decode every source (greedy or beam search, batched by similar length) → target ids per
     source, in input order, without [EOS]."""
     return [hypotheses[0][1] for hypotheses in translate_nbest(model, sources, vocab, settings, batch_size)]
 
 
 @torch.inference_mode()
-def alignments(model: nn.Module, sources: Sequence[Sequence[int]], outputs: Sequence[Sequence[int]], vocab: Vocabularies,
-               batch_size: int = 64) -> list[torch.Tensor | None]:
+def alignments(
+    model: nn.Module,
+    sources: Sequence[Sequence[int]],
+    outputs: Sequence[Sequence[int]],
+    vocab: Vocabularies,
+    batch_size: int = 64,
+) -> list[torch.Tensor | None]:
     """Attention of each output token (and the final [EOS]) over its source tokens: a (T + 1, S)
     tensor per sentence, from the model reading its own output teacher-forced (what it attended
     to while producing it); None for a model without attention."""
     result: list[torch.Tensor | None] = []
     for start in range(0, len(sources), batch_size):
-        batch = collate_pairs(list(zip(sources[start : start + batch_size], outputs[start : start + batch_size])), vocab.bos_id, vocab.eos_id)
+        batch = collate_pairs(
+            list(zip(sources[start : start + batch_size], outputs[start : start + batch_size])), vocab.bos_id, vocab.eos_id
+        )
         weights = model(batch["source_ids"], batch["source_mask"], batch["targets_in"], need_weights=True).alignments
         for row, (src, out) in enumerate(zip(sources[start : start + batch_size], outputs[start : start + batch_size])):
             result.append(None if weights is None else weights[row, : len(out) + 1, : len(src)].float().clone())
@@ -358,9 +419,12 @@ def file_splits(data: DataConfig) -> tuple[SourceSplits, int]:
     from seqlab.data import parallel
 
     text = parallel.read_parallel(data.train, max_chars=data.max_chars)
-    splits = parallel.split_by_source(text.pairs, seed=data.split_seed,
-                                      n_test=_held_out(data.test_fraction, data.test_sources, data.test),
-                                      n_valid=_held_out(data.valid_fraction, data.valid_sources, data.valid))
+    splits = parallel.split_by_source(
+        text.pairs,
+        seed=data.split_seed,
+        n_test=_held_out(data.test_fraction, data.test_sources, data.test),
+        n_valid=_held_out(data.valid_fraction, data.valid_sources, data.valid),
+    )
     return splits, text.truncated
 
 

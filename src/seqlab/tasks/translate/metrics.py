@@ -60,7 +60,7 @@ def bucket_name(low: int, high: int | None) -> str:
 
 
 def length_unit(sources: Sequence[str]) -> str:
-    """"words" for sentences (a median source of 3 words or more), else "chars"."""
+    """ "words" for sentences (a median source of 3 words or more), else "chars"."""
     return "words" if sources and statistics.median(len(s.split()) for s in sources) >= 3 else "chars"
 
 
@@ -75,12 +75,21 @@ def by_length(refs: Sequence[MultiRef], hypotheses: Sequence[str], unit: str | N
         if not mine:
             continue
         bucket_refs, hyps = [r for r, _ in mine], [h for _, h in mine]
-        rows.append({"bucket": bucket_name(low, high), "unit": unit, "examples": len(mine),
-                     "exact_match": exact_match(hyps, bucket_refs), "bleu": corpus_scores(hyps, bucket_refs)["bleu"]})
+        rows.append(
+            {
+                "bucket": bucket_name(low, high),
+                "unit": unit,
+                "examples": len(mine),
+                "exact_match": exact_match(hyps, bucket_refs),
+                "bleu": corpus_scores(hyps, bucket_refs)["bleu"],
+            }
+        )
     return rows
 
 
-def free_running_accuracy(outputs: Sequence[Sequence[int]], references: Sequence[Sequence[int] | Sequence[Sequence[int]]]) -> float:
+def free_running_accuracy(
+    outputs: Sequence[Sequence[int]], references: Sequence[Sequence[int] | Sequence[Sequence[int]]]
+) -> float:
     """Position-by-position agreement of outputs and references (each with its [EOS]), over the
     longer of the two: a missing or extra token counts as wrong. A source with several
     references is compared with the one it agrees with most."""
@@ -88,15 +97,18 @@ def free_running_accuracy(outputs: Sequence[Sequence[int]], references: Sequence
     for out, refs in zip(outputs, references):
         refs = [refs] if not refs or isinstance(refs[0], int) else refs
         out = [*out, -1]  # -1 stands for [EOS] on both sides
-        best = max(((sum(a == b for a, b in zip(out, [*ref, -1])), max(len(out), len(ref) + 1)) for ref in refs),
-                   key=lambda agree: agree[0] / agree[1])
+        best = max(
+            ((sum(a == b for a, b in zip(out, [*ref, -1])), max(len(out), len(ref) + 1)) for ref in refs),
+            key=lambda agree: agree[0] / agree[1],
+        )
         right, total = right + best[0], total + best[1]
     return right / max(total, 1)
 
 
 @torch.inference_mode()
-def teacher_forced(model: nn.Module, vocab: translate.Vocabularies, encoded: translate.EncodedPairs,
-                   batch_size: int = 64) -> dict[str, float | None]:
+def teacher_forced(
+    model: nn.Module, vocab: translate.Vocabularies, encoded: translate.EncodedPairs, batch_size: int = 64
+) -> dict[str, float | None]:
     """Teacher-forced token accuracy and loss, and the attention entropy of the reference tokens."""
     model.eval()
     nats = 0.0
@@ -116,13 +128,22 @@ def teacher_forced(model: nn.Module, vocab: translate.Vocabularies, encoded: tra
         wide = real & (lengths > 1)
         normalised += float((per_row[wide] / lengths[wide].float().log()).sum())
         wide_rows += int(wide.sum())
-    return {"teacher_forced_accuracy": correct / max(count, 1), "loss": nats / max(count, 1),
-            "attention_entropy": entropy / rows if rows else None,
-            "attention_entropy_normalized": normalised / wide_rows if wide_rows else None}
+    return {
+        "teacher_forced_accuracy": correct / max(count, 1),
+        "loss": nats / max(count, 1),
+        "attention_entropy": entropy / rows if rows else None,
+        "attention_entropy_normalized": normalised / wide_rows if wide_rows else None,
+    }
 
 
-def evaluate(model: nn.Module, vocab: translate.Vocabularies, refs: Sequence[MultiRef], settings: translate.DecodeSettings,
-             max_length: int, batch_size: int = 64) -> dict:
+def evaluate(
+    model: nn.Module,
+    vocab: translate.Vocabularies,
+    refs: Sequence[MultiRef],
+    settings: translate.DecodeSettings,
+    max_length: int,
+    batch_size: int = 64,
+) -> dict:
     """Every metric of the module docstring on held-out sources (`MultiRef`s; a `Pair` counts as
     a source with one reference), the outputs decoded with `settings`."""
     refs = translate.as_references(refs)
@@ -153,5 +174,7 @@ def evaluate(model: nn.Module, vocab: translate.Vocabularies, refs: Sequence[Mul
         "unknown_source_tokens": sources.unknown,
         "truncated_sources": sources.truncated,
         "by_length": by_length(refs, hypotheses),
-        "samples": [{"source": r.source, "references": list(r.references), "output": h} for r, h in list(zip(refs, hypotheses))[:5]],
+        "samples": [
+            {"source": r.source, "references": list(r.references), "output": h} for r, h in list(zip(refs, hypotheses))[:5]
+        ],
     }

@@ -74,10 +74,13 @@ class TranslatorPipeline:
         """`texts` as a list, stripped; one clear error for input the model cannot take."""
         return [text.strip() for text in check_texts(texts, "translate", max_chars=self.config.data.max_chars)]
 
-    def settings(self, beam: int | None = None, length_penalty: float | None = None,
-                 max_length_ratio: float | None = None) -> translate.DecodeSettings:
+    def settings(
+        self, beam: int | None = None, length_penalty: float | None = None, max_length_ratio: float | None = None
+    ) -> translate.DecodeSettings:
         """The run's decoding defaults (`translate` section) with these changes."""
-        return translate.DecodeSettings.from_config(self.config, beam=beam, length_penalty=length_penalty, max_length_ratio=max_length_ratio)
+        return translate.DecodeSettings.from_config(
+            self.config, beam=beam, length_penalty=length_penalty, max_length_ratio=max_length_ratio
+        )
 
     def encode(self, texts: Sequence[str]) -> translate.EncodedSources:
         """Source ids; unknown tokens are counted and over-long sources truncated, each with a message."""
@@ -85,14 +88,25 @@ class TranslatorPipeline:
         encoded = translate.encode_sources(self.vocab.source, texts, max_length)
         self.unknown, self.truncated = encoded.unknown, encoded.truncated
         if encoded.truncated:
-            log.warning("%d input(s) longer than %d tokens were cut to fit the model (tokenizer.max_length)", encoded.truncated, max_length)
+            log.warning(
+                "%d input(s) longer than %d tokens were cut to fit the model (tokenizer.max_length)",
+                encoded.truncated,
+                max_length,
+            )
         if encoded.unknown:
             log.warning("%d source token(s) are not in the vocabulary and were read as [UNK]", encoded.unknown)
         return encoded
 
-    def translate(self, texts: str | Sequence[str], beam: int | None = None, length_penalty: float | None = None,
-                  max_length_ratio: float | None = None, return_attention: bool = False, batch_size: int = 64,
-                  n_best: int = 1) -> list:
+    def translate(
+        self,
+        texts: str | Sequence[str],
+        beam: int | None = None,
+        length_penalty: float | None = None,
+        max_length_ratio: float | None = None,
+        return_attention: bool = False,
+        batch_size: int = 64,
+        n_best: int = 1,
+    ) -> list:
         """Translate every text (greedy with beam=1, else beam search; default: `translate.beam`).
 
         Returns:
@@ -111,18 +125,23 @@ class TranslatorPipeline:
         with torch.inference_mode():
             found = translate.translate_nbest(self.model, sources, self.vocab, settings, batch_size, n_best)
         if n_best > 1:
-            return [[{"translation": translate.decode_target(self.vocab.target, ids), "score": score} for score, ids in hypotheses]
-                    for hypotheses in found]
+            return [
+                [{"translation": translate.decode_target(self.vocab.target, ids), "score": score} for score, ids in hypotheses]
+                for hypotheses in found
+            ]
         outputs = [hypotheses[0][1] for hypotheses in found]
         translations = [translate.decode_target(self.vocab.target, ids) for ids in outputs]
         if not return_attention:
             return translations
         weights = translate.alignments(self.model, sources, outputs, self.vocab, batch_size)
         return [
-            {"source": text, "translation": out,
-             "source_tokens": [self.vocab.source.id_to_token(i) for i in src],
-             "target_tokens": [self.vocab.target.id_to_token(i) for i in ids] + [translate.EOS],
-             "attention": None if w is None else w.tolist()}
+            {
+                "source": text,
+                "translation": out,
+                "source_tokens": [self.vocab.source.id_to_token(i) for i in src],
+                "target_tokens": [self.vocab.target.id_to_token(i) for i in ids] + [translate.EOS],
+                "attention": None if w is None else w.tolist(),
+            }
             for text, out, src, ids, w in zip(texts, translations, sources, outputs, weights)
         ]
 
@@ -139,8 +158,13 @@ class TranslatorPipeline:
         if path.suffix.lower() in (".html", ".htm"):
             return write_alignment_page(path, items, title)
         first = items[0]
-        return plots.alignment_heatmap(first["attention"], first["target_tokens"], first["source_tokens"], path,
-                                       f"{first['source']}\n→ {first['translation']}")
+        return plots.alignment_heatmap(
+            first["attention"],
+            first["target_tokens"],
+            first["source_tokens"],
+            path,
+            f"{first['source']}\n→ {first['translation']}",
+        )
 
     def evaluate(self, refs: Sequence[MultiRef | Pair], beam: int | None = None, batch_size: int = 64) -> dict:
         """Multi-reference BLEU and chrF (with sacreBLEU's signatures), exact match,
@@ -148,7 +172,9 @@ class TranslatorPipeline:
         (see `metrics`) of held-out sources (a `Pair` is a source with one reference)."""
         if not refs:
             raise SeqlabError("no pairs to evaluate")
-        return translate_eval.evaluate(self.model, self.vocab, refs, self.settings(beam), self.config.tokenizer.max_length, batch_size)
+        return translate_eval.evaluate(
+            self.model, self.vocab, refs, self.settings(beam), self.config.tokenizer.max_length, batch_size
+        )
 
 
 def load_translator(path: str | Path) -> TranslatorPipeline:
@@ -186,8 +212,9 @@ def evaluation_pairs(pipe: TranslatorPipeline, data: str, direction: str | None 
         if tatoeba.is_tatoeba(d.train) and tatoeba.resolve(d.train, d.direction) == (dataset, wanted):
             test = translate.tatoeba_splits(d).test
             return test, f"{dataset.name} ({wanted}): the run's own held-out test sources (split_seed {d.split_seed})"
-        standard = pipe.config.data.model_copy(update={"train": dataset.name, "direction": wanted, "split_seed": 0,
-                                                       "valid_sources": None, "test_sources": None})
+        standard = pipe.config.data.model_copy(
+            update={"train": dataset.name, "direction": wanted, "split_seed": 0, "valid_sources": None, "test_sources": None}
+        )
         return translate.tatoeba_splits(standard).test, f"{dataset.name} ({wanted}): the standard test split (split_seed 0)"
     if direction is not None:
         raise SeqlabError("--direction applies to built-in Tatoeba data; in a file of pairs the first column is the source")
@@ -212,7 +239,6 @@ def evaluate(pipe: TranslatorPipeline, data: str, beam: int | None = None, direc
     return {"data": data, "scored": what, **pipe.evaluate(refs, beam=beam)}
 
 
-
 def report_attention(run_dir: Path, config: RunConfig, metrics: dict, pipe: TranslatorPipeline | None = None) -> list[dict]:
     """The run report's alignments (`seqlab.report` draws them): target × source attention of
     the first two held-out samples, as the run translates them; a plain seq2seq has none."""
@@ -223,7 +249,15 @@ def report_attention(run_dir: Path, config: RunConfig, metrics: dict, pipe: Tran
     if not sources:
         return []
     items = (pipe or load_translator(run_dir)).translate(sources, return_attention=True)
-    return [{"kind": "alignment", "title": f"{item['source']}\n→ {item['translation']}", "weights": item["attention"],
-             "rows": item["target_tokens"], "columns": item["source_tokens"],
-             "caption": "rows: output tokens; columns: source tokens (the run's beam search)"}
-            for item in items if item["attention"] is not None]
+    return [
+        {
+            "kind": "alignment",
+            "title": f"{item['source']}\n→ {item['translation']}",
+            "weights": item["attention"],
+            "rows": item["target_tokens"],
+            "columns": item["source_tokens"],
+            "caption": "rows: output tokens; columns: source tokens (the run's beam search)",
+        }
+        for item in items
+        if item["attention"] is not None
+    ]

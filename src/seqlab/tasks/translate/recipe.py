@@ -120,13 +120,18 @@ def load_splits(cfg: RunConfig) -> Splits:
             name = f"{data.train} ({direction})"
         else:
             if data.direction is not None:
-                raise SeqlabError("data.direction applies to built-in Tatoeba data (tatoeba-en-fr, tatoeba-en-es); in a file "
-                                  "of pairs the first column is the source")
+                raise SeqlabError(
+                    "data.direction applies to built-in Tatoeba data (tatoeba-en-fr, tatoeba-en-es); in a file "
+                    "of pairs the first column is the source"
+                )
             parts, truncated = file_splits(data)
             name = data.train
         train, valid, test = parts.train, parts.valid, parts.test
-        sources = {"train": f"{name}, held-out sources removed", "valid": f"{name}: {len(valid):,} held-out sources, split_seed {data.split_seed}",
-                   "test": f"{name}: {len(test):,} held-out sources, split_seed {data.split_seed}"}
+        sources = {
+            "train": f"{name}, held-out sources removed",
+            "valid": f"{name}: {len(valid):,} held-out sources, split_seed {data.split_seed}",
+            "test": f"{name}: {len(test):,} held-out sources, split_seed {data.split_seed}",
+        }
         train = train[: data.limit] if data.limit else train
     if data.valid:
         (valid, cut), sources["valid"] = _read_grouped(data.valid, data.max_chars), data.valid
@@ -166,8 +171,9 @@ class BleuProbe:
     """Validation BLEU: greedy translations of a fixed set of validation sources, scored by
     sacreBLEU against all their references (what `val_bleu` logs)."""
 
-    def __init__(self, vocab: Vocabularies, refs: Sequence[MultiRef], settings: DecodeSettings, max_length: int,
-                 batch_size: int = 64):
+    def __init__(
+        self, vocab: Vocabularies, refs: Sequence[MultiRef], settings: DecodeSettings, max_length: int, batch_size: int = 64
+    ):
         self.vocab, self.refs, self.settings, self.batch_size = vocab, list(refs), settings.greedy(), batch_size
         self.sources = encode_sources(vocab.source, [r.source for r in self.refs], max_length).ids
 
@@ -255,24 +261,44 @@ class Fitted:
     result: FitResult
 
 
-def fit_translator(cfg: RunConfig, model: nn.Module, vocab: Vocabularies, train: Sequence[Pair], valid: Sequence[MultiRef | Pair],
-                   work_dir: Path, *, resume: bool = False, progress: str | None = None, loggers: bool = True,
-                   callbacks: Sequence[Callback] = ()) -> Fitted:
+def fit_translator(
+    cfg: RunConfig,
+    model: nn.Module,
+    vocab: Vocabularies,
+    train: Sequence[Pair],
+    valid: Sequence[MultiRef | Pair],
+    work_dir: Path,
+    *,
+    resume: bool = False,
+    progress: str | None = None,
+    loggers: bool = True,
+    callbacks: Sequence[Callback] = (),
+) -> Fitted:
     """Train `model` on `train`, keeping the best checkpoint on `valid` (by `train.monitor`:
     val_bleu on the first `translate.val_bleu_sentences` sources, val_loss/val_acc on every
     validation pair)."""
     max_length, t = cfg.tokenizer.max_length, cfg.train
     refs = as_references(valid)
-    train_loader = make_loader(encode_pairs(vocab, train, max_length), t.batch_size, shuffle=True, bucket=t.bucket, seed=t.seed,
-                               max_tokens=t.batch_tokens)
-    valid_loader = (make_loader(encode_pairs(vocab, parallel.flatten(refs), max_length), t.batch_size, max_tokens=t.batch_tokens)
-                    if refs else None)
+    train_loader = make_loader(
+        encode_pairs(vocab, train, max_length),
+        t.batch_size,
+        shuffle=True,
+        bucket=t.bucket,
+        seed=t.seed,
+        max_tokens=t.batch_tokens,
+    )
+    valid_loader = (
+        make_loader(encode_pairs(vocab, parallel.flatten(refs), max_length), t.batch_size, max_tokens=t.batch_tokens)
+        if refs
+        else None
+    )
     probe = None
     if refs and cfg.translate.val_bleu_sentences:
         probe = BleuProbe(vocab, refs[: cfg.translate.val_bleu_sentences], DecodeSettings.from_config(cfg), max_length)
     module = TranslationModule(model, t, cfg.translate, probe)
-    result = fit(module, train_loader, valid_loader, work_dir, t, resume=resume, progress=progress, loggers=loggers,
-                 callbacks=callbacks)
+    result = fit(
+        module, train_loader, valid_loader, work_dir, t, resume=resume, progress=progress, loggers=loggers, callbacks=callbacks
+    )
     return Fitted(model.eval(), result)
 
 
@@ -304,11 +330,14 @@ class TranslateRecipe:
         return read_vocabularies(run_dir)
 
     def describe(self, data: Splits, vocabulary: Vocabularies) -> str:
-        return (f"{len(data.train):,} train pairs / {len(data.valid):,} valid / {len(data.test):,} test sources; vocabularies "
-                f"{vocabulary.source.get_vocab_size():,} source / {vocabulary.target.get_vocab_size():,} target")
+        return (
+            f"{len(data.train):,} train pairs / {len(data.valid):,} valid / {len(data.test):,} test sources; vocabularies "
+            f"{vocabulary.source.get_vocab_size():,} source / {vocabulary.target.get_vocab_size():,} target"
+        )
 
-    def fit(self, cfg: RunConfig, data: Splits, vocabulary: Vocabularies, run_dir: Path, *, resume: bool,
-            progress: str | None) -> Fitted:
+    def fit(
+        self, cfg: RunConfig, data: Splits, vocabulary: Vocabularies, run_dir: Path, *, resume: bool, progress: str | None
+    ) -> Fitted:
         torch.manual_seed(cfg.train.seed)  # same initial weights for the same seed
         model = build_model(cfg, vocabulary.source.get_vocab_size(), vocabulary.target.get_vocab_size())
         return fit_translator(cfg, model, vocabulary, data.train, data.valid, run_dir, resume=resume, progress=progress)
@@ -317,18 +346,29 @@ class TranslateRecipe:
         max_length = cfg.tokenizer.max_length
         metrics = {}
         if data.valid:  # greedy: as the checkpoints were selected
-            metrics["valid"] = translation_metrics.evaluate(fitted.model, vocabulary, data.valid,
-                                                            DecodeSettings.from_config(cfg, beam=1), max_length)
+            metrics["valid"] = translation_metrics.evaluate(
+                fitted.model, vocabulary, data.valid, DecodeSettings.from_config(cfg, beam=1), max_length
+            )
         if data.test:
-            metrics["test"] = translation_metrics.evaluate(fitted.model, vocabulary, data.test,
-                                                           DecodeSettings.from_config(cfg), max_length)
+            metrics["test"] = translation_metrics.evaluate(
+                fitted.model, vocabulary, data.test, DecodeSettings.from_config(cfg), max_length
+            )
         runs.save_weights(fitted.model, run_dir / runs.WEIGHTS)
-        seen = {"train": {"source": data.sources["train"], "pairs": len(data.train),
-                          "sha256": runs.data_hash((p.source, p.target) for p in data.train)}}
+        seen = {
+            "train": {
+                "source": data.sources["train"],
+                "pairs": len(data.train),
+                "sha256": runs.data_hash((p.source, p.target) for p in data.train),
+            }
+        }
         for name in ("valid", "test"):
             refs = getattr(data, name)
-            seen[name] = {"source": data.sources[name], "sources": len(refs), "pairs": sum(len(r.references) for r in refs),
-                          "sha256": runs.data_hash((p.source, p.target) for p in parallel.flatten(refs))}
+            seen[name] = {
+                "source": data.sources[name],
+                "sources": len(refs),
+                "pairs": sum(len(r.references) for r in refs),
+                "sha256": runs.data_hash((p.source, p.target) for p in parallel.flatten(refs)),
+            }
         return Finished(metrics, seen, {"truncated_lines": data.truncated} if data.truncated else {})
 
 
