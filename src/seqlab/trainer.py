@@ -340,9 +340,8 @@ def with_lr_schedule(module: L.LightningModule, optimizer: torch.optim.Optimizer
     trainer = module.trainer if by_clock else None  # (the clock is read only when the budget shapes the schedule)
 
     def factor(step: int) -> float:
-        return lr_factor(
-            step, cfg, horizon, budget_spent(trainer, cast(float, cfg.max_minutes)) if by_clock else 0.0
-        )  # by_clock: set
+        spent = budget_spent(trainer, cast(float, cfg.max_minutes)) if trainer is not None else 0.0
+        return lr_factor(step, cfg, horizon, spent)
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
