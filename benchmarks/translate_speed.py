@@ -98,7 +98,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load {load()}")
     throughput, speed = [], []
     vocab = None
-    for arch in args.archs.split(","):
+    for arch in filter(None, args.archs.split(",")):
         cfg, vocab, model = setup(arch, args.preset, train_pairs, vocab)
         loader = translate.make_loader(translate.encode_pairs(vocab, train_pairs, 128), 64, shuffle=True, max_tokens=4096, seed=0)
         batches = [batch for _, batch in zip(range(args.warmup + args.steps), loader)]

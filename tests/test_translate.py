@@ -411,13 +411,17 @@ def test_cli_translate_evaluate_and_alignments(trained_run, tmp_path):
 def test_compare_translate_writes_table_and_chart(tmp_path):
     rows, folder = api.compare_translation(
         {"data": {"train": "reverse:60", "valid_fraction": 0.1, "test_fraction": 0.2}},
-        ["seq2seq", "dot"],
+        ["seq2seq", "luong"],
         ["tokenizer.level=word", "model.preset=tiny", "train.epochs=1", "translate.beam=2"],
         tmp_path / "cmp",
+        budget_minutes=2,
     )
-    assert [r["arch"] for r in rows] == ["seq2seq", "dot"]
+    assert [r["arch"] for r in rows] == ["seq2seq", "luong"]
     assert rows[0]["attention_entropy"] is None and rows[1]["attention_entropy"] is not None
     assert all(r["batched_single_agreement"] == 1.0 for r in rows)
+    assert all(
+        r["budget_minutes"] == 2 and r["train_target_tokens_per_second"] > 0 and "nrefs:1" in r["bleu_signature"] for r in rows
+    )
     table = (folder / "table.md").read_text()
     assert "exact match" in table and "by source length" in table
     assert (folder / "comparison.png").is_file() and (folder / "results.json").is_file()
