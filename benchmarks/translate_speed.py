@@ -113,9 +113,10 @@ def main() -> None:
             ]
             throughput.append(row)
             print("| " + " | ".join(row) + f" |  (load {load()})", flush=True)
-        more = [b for _, b in zip(range(args.train_steps), loader)]
-        train_steps(model, more, "fp32", optimizer)
-        speed.append(decode_speed(arch, model.eval(), vocab, cfg, splits.test, args))
+        if args.sentences:  # (--sentences 0: throughput only)
+            more = [b for _, b in zip(range(args.train_steps), loader)]
+            train_steps(model, more, "fp32", optimizer)
+            speed.append(decode_speed(arch, model.eval(), vocab, cfg, splits.test, args))
     for run in args.run:
         pipe = translate_run(run)
         speed.append(decode_speed(Path(run).name, pipe.model, pipe.vocab, pipe.config, splits.test, args))
