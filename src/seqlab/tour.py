@@ -319,7 +319,7 @@ def translation_attention(out: Path, console: Console) -> str:
     page = pipe.save_attention([r.source for r in shown], out / "translate-attention.html", beam=5)
     console.print(f"  alignments: {image}, {page}")
     return (
-        f"attention seq2seq on a short-sentence slice of tatoeba-en-fr ({TOUR_STEPS} steps): held-out BLEU "
+        f"attention seq2seq on a short-sentence slice of tatoeba-en-fr (at most {TOUR_STEPS} steps, {TOUR_MINUTES:g} min): held-out BLEU "
         f"{metrics['bleu']:.1f}, chrF {metrics['chrf']:.1f} ({metrics['examples']:,} English sentences, "
         f"{metrics['references']:,} references, beam {metrics['beam']})"
     )
