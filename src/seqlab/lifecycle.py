@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
 
+from tokenizers import Tokenizer
 from torch import nn
 
 from seqlab import runs
 from seqlab.config import RunConfig
+from seqlab.data.tokenize import load_tokenizer
 from seqlab.models import count_parameters
 
 log = logging.getLogger("seqlab")
@@ -92,6 +94,25 @@ class Recipe(Protocol):
     def finish(self, run_dir: Path, cfg: RunConfig, data: Any, vocabulary: Any, fitted: Any) -> Finished:
         """Evaluate on the held-out splits and save the weights (rank 0 only)."""
         ...
+
+
+class TokenizerAndLabels:
+    """The vocabulary steps of a task whose vocabulary is (tokenizer, label names), written as
+    tokenizer.json and labels.json (classify, tag); a recipe inherits them and adds the rest."""
+
+    def configure(self, cfg: RunConfig) -> RunConfig:
+        return cfg
+
+    def vocabulary_files(self, cfg: RunConfig) -> tuple[str, ...]:
+        return runs.TOKENIZER, runs.LABELS
+
+    def save_vocabulary(self, vocabulary: tuple[Tokenizer, list[str]], run_dir: Path) -> None:
+        tokenizer, labels = vocabulary
+        runs.save_tokenizer(tokenizer, run_dir / runs.TOKENIZER)
+        runs.write_json(run_dir / runs.LABELS, labels)
+
+    def load_vocabulary(self, cfg: RunConfig, run_dir: Path) -> tuple[Tokenizer, list[str]]:
+        return load_tokenizer(run_dir / runs.TOKENIZER), runs.read_labels(run_dir)
 
 
 def train_run(

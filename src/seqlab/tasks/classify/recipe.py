@@ -24,9 +24,9 @@ from seqlab.config import RunConfig, TrainConfig
 from seqlab.data.batching import make_loader
 from seqlab.data.datasets import BUILTIN_DATASETS, load_examples, standard_split
 from seqlab.data.readers import Example
-from seqlab.data.tokenize import encode, load_tokenizer, train_tokenizer
+from seqlab.data.tokenize import encode, train_tokenizer
 from seqlab.errors import SeqlabError
-from seqlab.lifecycle import Finished
+from seqlab.lifecycle import Finished, TokenizerAndLabels
 from seqlab.tasks.classify.inference import (  # noqa: F401 (re-exported: the recipe predicts and scores with them)
     confusion,
     evaluate_examples,
@@ -272,7 +272,7 @@ def learn_vocabulary(cfg: RunConfig, train: Sequence[Example]) -> tuple[Tokenize
 # --------------------------------------------------------------------------- the run life cycle's steps
 
 
-class ClassifyRecipe:
+class ClassifyRecipe(TokenizerAndLabels):
     """Classification's steps of `seqlab.lifecycle.train_run`; the vocabulary is (tokenizer, labels)."""
 
     task = "classify"
@@ -287,17 +287,6 @@ class ClassifyRecipe:
 
     def learn_vocabulary(self, cfg: RunConfig, data: Splits) -> tuple[Tokenizer, list[str]]:
         return learn_vocabulary(cfg, data.train)
-
-    def vocabulary_files(self, cfg: RunConfig) -> tuple[str, ...]:
-        return runs.TOKENIZER, runs.LABELS
-
-    def save_vocabulary(self, vocabulary: tuple[Tokenizer, list[str]], run_dir: Path) -> None:
-        tokenizer, labels = vocabulary
-        runs.save_tokenizer(tokenizer, run_dir / runs.TOKENIZER)
-        runs.write_json(run_dir / runs.LABELS, labels)
-
-    def load_vocabulary(self, cfg: RunConfig, run_dir: Path) -> tuple[Tokenizer, list[str]]:
-        return load_tokenizer(run_dir / runs.TOKENIZER), runs.read_labels(run_dir)
 
     def describe(self, data: Splits, vocabulary: tuple[Tokenizer, list[str]]) -> str:
         return f"{len(data.train):,} train / {len(data.valid):,} valid / {len(data.test):,} test examples, {len(vocabulary[1])} labels"

@@ -45,9 +45,9 @@ from seqlab.data.conll import (
     tag_names,
 )
 from seqlab.data.spacy_models import DEFAULT_PIPELINE, source_of
-from seqlab.data.tokenize import SPECIAL_TOKENS, UNK, load_tokenizer
+from seqlab.data.tokenize import SPECIAL_TOKENS, UNK
 from seqlab.errors import SeqlabError
-from seqlab.lifecycle import Finished
+from seqlab.lifecycle import Finished, TokenizerAndLabels
 from seqlab.tasks.tag.inference import (  # noqa: F401 (re-exported: the recipe trains and scores with them)
     SHAPES,
     Piece,
@@ -245,30 +245,16 @@ def fit_tagger(
 # --------------------------------------------------------------------------- the run life cycle's steps
 
 
-class TagRecipe:
+class TagRecipe(TokenizerAndLabels):
     """Tagging's steps of `seqlab.lifecycle.train_run`; the vocabulary is (tokenizer, tag names)."""
 
     task = "tag"
-
-    def configure(self, cfg: RunConfig) -> RunConfig:
-        return cfg
 
     def load_data(self, cfg: RunConfig) -> TagSplits:
         return load_splits(cfg)
 
     def learn_vocabulary(self, cfg: RunConfig, data: TagSplits) -> tuple[Tokenizer, list[str]]:
         return learn_vocabulary(cfg, data.train)
-
-    def vocabulary_files(self, cfg: RunConfig) -> tuple[str, ...]:
-        return runs.TOKENIZER, runs.LABELS
-
-    def save_vocabulary(self, vocabulary: tuple[Tokenizer, list[str]], run_dir: Path) -> None:
-        tokenizer, names = vocabulary
-        runs.save_tokenizer(tokenizer, run_dir / runs.TOKENIZER)
-        runs.write_json(run_dir / runs.LABELS, names)
-
-    def load_vocabulary(self, cfg: RunConfig, run_dir: Path) -> tuple[Tokenizer, list[str]]:
-        return load_tokenizer(run_dir / runs.TOKENIZER), runs.read_labels(run_dir)
 
     def describe(self, data: TagSplits, vocabulary: tuple[Tokenizer, list[str]]) -> str:
         return (
